@@ -1,0 +1,60 @@
+import * as grpc from '@grpc/grpc-js';
+import {
+  AdminServiceClient,
+  type GetBundleResponse,
+  type GetStatusResponse,
+  type ListNodesResponse,
+} from '../common/contract';
+
+/** Thrown when the server cannot be reached or answers with an error status. */
+export class AdminCallError extends Error {
+  constructor(
+    message: string,
+    readonly code: grpc.status | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'AdminCallError';
+  }
+}
+
+/** A promise-based AdminService client; certsyncctl and the demo use nothing else. */
+export class AdminClient {
+  private readonly client: AdminServiceClient;
+
+  constructor(
+    private readonly address: string,
+    private readonly timeoutMs = 10_000,
+  ) {
+    this.client = new AdminServiceClient(address, grpc.credentials.createInsecure());
+  }
+
+  getStatus(): Promise<GetStatusResponse> {
+    return this.call((deadline, done) => this.client.getStatus({}, new grpc.Metadata(), { deadline }, done));
+  }
+
+  listNodes(): Promise<ListNodesResponse> {
+    return this.call((deadline, done) => this.client.listNodes({}, new grpc.Metadata(), { deadline }, done));
+  }
+
+  getBundle(name: string, version = 0): Promise<GetBundleResponse> {
+    return this.call((deadline, done) => this.client.getBundle({ name, version }, new grpc.Metadata(), { deadline }, done));
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  private call<T>(start: (deadline: Date, done: (error: grpc.ServiceError | null, response: T) => void) => void): Promise<T> {
+    return new Promise((resolve, reject) => {
+      start(new Date(Date.now() + this.timeoutMs), (error, response) => {
+        if (!error) return resolve(response);
+        const hint =
+          error.code === grpc.status.UNAVAILABLE || error.code === grpc.status.DEADLINE_EXCEEDED
+            ? ` (is certsync-server running and listening on ${this.address}?)`
+            : '';
+        reject(new AdminCallError(`${this.address}: ${error.details || error.message}${hint}`, error.code, { cause: error }));
+      });
+    });
+  }
+}

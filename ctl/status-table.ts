@@ -1,0 +1,58 @@
+import Table from 'cli-table3';
+import type { GetStatusResponse, NodeInfo } from '../common/contract';
+
+/** Renders GetStatus as the fleet table operators read: one row per bundle and node. */
+export function formatStatusTable(status: GetStatusResponse, now: Date = new Date()): string {
+  const nodesById = new Map(status.nodes.map((node) => [node.nodeId, node]));
+  const sections: string[] = [];
+
+  for (const bundle of status.bundles) {
+    const expiresInDays = bundle.notAfter
+      ? Math.floor((bundle.notAfter.getTime() - now.getTime()) / 86_400_000)
+      : undefined;
+    const header = [
+      `bundle ${bundle.name}`,
+      `version ${bundle.currentVersion || 'none'}`,
+      bundle.notAfter ? `expires ${bundle.notAfter.toISOString()} (${expiresInDays} days)` : undefined,
+      `${bundle.nodesInSync}/${bundle.nodesExpected} nodes in sync`,
+    ]
+      .filter(Boolean)
+      .join('  ·  ');
+    const lines = [header];
+    if (bundle.leafFingerprintSha256) lines.push(`leaf sha256 ${bundle.leafFingerprintSha256}`);
+    if (bundle.lastRejected) {
+      lines.push(`last rejected candidate (${bundle.lastRejected.at?.toISOString() ?? '?'}): ${bundle.lastRejected.reason}`);
+    }
+
+    const table = new Table({ head: ['node', 'connected', 'version', 'in sync', 'last seen', 'files', 'error'] });
+    for (const node of bundle.nodes) {
+      const info: NodeInfo | undefined = nodesById.get(node.nodeId);
+      table.push([
+        node.nodeId,
+        info?.connected ? 'yes' : 'no',
+        String(node.appliedVersion || '-'),
+        node.inSync ? 'yes' : 'NO',
+        info?.lastSeen ? formatAge(info.lastSeen, now) : '-',
+        node.files.map((file) => `${file.path} ${file.sha256.slice(0, 12) || 'missing'}`).join('\n'),
+        node.lastError ? `${node.lastError.code}: ${node.lastError.message}` : '',
+      ]);
+    }
+    lines.push(bundle.nodes.length > 0 ? table.toString() : '(no agent has connected yet)');
+    sections.push(lines.join('\n'));
+  }
+  return sections.join('\n\n');
+}
+
+/** True when every bundle has a version and every expected node holds it. */
+export function isFleetInSync(status: GetStatusResponse): boolean {
+  return status.bundles.every(
+    (bundle) => bundle.currentVersion > 0 && bundle.nodesExpected > 0 && bundle.nodesInSync === bundle.nodesExpected,
+  );
+}
+
+function formatAge(at: Date, now: Date): string {
+  const seconds = Math.max(0, Math.round((now.getTime() - at.getTime()) / 1000));
+  if (seconds < 120) return `${seconds}s ago`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)}m ago`;
+  return `${Math.round(seconds / 3600)}h ago`;
+}

@@ -1,0 +1,144 @@
+import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import type {
+  AdminServiceServer,
+  BundleInfo,
+  BundleStatus,
+  CertificateInfo,
+  NodeInfo,
+} from '../common/contract';
+import type { Logger } from '../common/log';
+import type { CertificateSummary } from './bundle-validator';
+import type { BundleConfig } from './config';
+import { isNodeInSync, type Fleet, type NodeRecord } from './fleet';
+import { InvalidRequestError, NotFoundError, toGrpcStatus } from './status-mapping';
+import type { BundleVersion, VersionStore } from './version-store';
+
+export interface AdminServiceDeps {
+  bundles: readonly BundleConfig[];
+  store: VersionStore;
+  fleet: Fleet;
+  fleetMode: string;
+  serverVersion: string;
+  log: Logger;
+}
+
+/** The AdminService implementation. It reports metadata and digests only, never key bytes. */
+export function createAdminService(deps: AdminServiceDeps): AdminServiceServer {
+  const { store, fleet, log } = deps;
+  return {
+    getStatus: unary(log, () => ({
+      bundles: deps.bundles.map((bundle) => bundleStatus(bundle, store, fleet)),
+      nodes: fleet.nodes().map(nodeInfo),
+      fleetMode: deps.fleetMode,
+      serverVersion: deps.serverVersion,
+    })),
+    listNodes: unary(log, () => ({ nodes: fleet.nodes().map(nodeInfo) })),
+    getBundle: unary(log, async (request: { name: string; version: number }) => {
+      if (!request.name) throw new InvalidRequestError('name is required');
+      if (!deps.bundles.some((bundle) => bundle.name === request.name)) {
+        throw new NotFoundError(`no bundle named "${request.name}" is configured`);
+      }
+      const version =
+        request.version === 0 ? store.current(request.name) : await store.get(request.name, request.version);
+      if (!version) {
+        throw new NotFoundError(
+          request.version === 0
+            ? `bundle "${request.name}" has no accepted version yet`
+            : `bundle "${request.name}" has no version ${request.version} (kept: ${(await store.listVersions(request.name)).join(', ')})`,
+        );
+      }
+      return { bundle: bundleInfo(version) };
+    }),
+  };
+}
+
+/** Wraps a handler so every failure goes through the one error-to-status mapping. */
+function unary<Request, Response>(log: Logger, handler: (request: Request) => Response | Promise<Response>) {
+  return (call: ServerUnaryCall<Request, Response>, callback: sendUnaryData<Response>) => {
+    Promise.resolve()
+      .then(() => handler(call.request))
+      .then(
+        (response) => callback(null, response),
+        (error: unknown) => callback(toGrpcStatus(error, log, { method: call.getPath() })),
+      );
+  };
+}
+
+function bundleStatus(bundle: BundleConfig, store: VersionStore, fleet: Fleet): BundleStatus {
+  const current = store.current(bundle.name);
+  const rejected = store.lastRejected(bundle.name);
+  const nodes = fleet.nodes().map((node) => {
+    const record = node.bundles.get(bundle.name);
+    return {
+      nodeId: node.nodeId,
+      appliedVersion: record?.appliedVersion ?? 0,
+      inSync: isNodeInSync(record, current),
+      files: record?.files ?? [],
+      lastError: record?.lastError,
+      updatedAt: record?.updatedAt,
+      driftRepairs: record?.driftRepairs ?? 0,
+    };
+  });
+  return {
+    name: bundle.name,
+    currentVersion: current?.version ?? 0,
+    acceptedAt: current?.acceptedAt,
+    leafFingerprintSha256: current?.validated.leaf.fingerprintSha256 ?? '',
+    notAfter: current?.validated.leaf.notAfter,
+    lastRejected: rejected
+      ? {
+          at: rejected.at,
+          reason: `${rejected.reason}: ${rejected.message}`,
+          files: rejected.files.map((file) => ({ path: file.source, sha256: file.sha256, size: file.size, mode: 0 })),
+        }
+      : undefined,
+    nodes,
+    nodesExpected: nodes.length,
+    nodesInSync: nodes.filter((node) => node.inSync).length,
+  };
+}
+
+function nodeInfo(node: NodeRecord): NodeInfo {
+  return {
+    nodeId: node.nodeId,
+    hostname: node.hostname,
+    connected: node.connected,
+    lastSeen: node.lastSeen,
+    connectedSince: node.connectedSince,
+    agentVersion: node.agentVersion,
+    dir: node.dir,
+    peer: node.peer,
+  };
+}
+
+function bundleInfo(version: BundleVersion): BundleInfo {
+  return {
+    name: version.bundle,
+    version: version.version,
+    acceptedAt: version.acceptedAt,
+    source: version.sourceDir,
+    files: version.files.map((file) => ({
+      source: file.source,
+      target: file.target,
+      mode: file.mode,
+      sha256: file.sha256,
+      size: file.size,
+    })),
+    leaf: certificateInfo(version.validated.leaf),
+    chain: version.validated.chain.map(certificateInfo),
+    warnings: version.validated.warnings,
+    keyType: version.validated.keyType,
+  };
+}
+
+function certificateInfo(summary: CertificateSummary): CertificateInfo {
+  return {
+    subject: summary.subject,
+    issuer: summary.issuer,
+    dnsNames: summary.dnsNames,
+    serial: summary.serial,
+    notBefore: summary.notBefore,
+    notAfter: summary.notAfter,
+    fingerprintSha256: summary.fingerprintSha256,
+  };
+}

@@ -1,0 +1,71 @@
+import type { ServerDuplexStream } from '@grpc/grpc-js';
+import type { AgentServiceServer, SyncRequest, SyncResponse } from '../common/contract';
+import type { Logger } from '../common/log';
+import type { AgentSession, FanoutHub } from './fanout-hub';
+import { InvalidRequestError, toGrpcStatus } from './status-mapping';
+
+/** How long a new stream may stay silent before its hello; a client that never speaks is dropped. */
+export const HELLO_TIMEOUT_MS = 10_000;
+
+const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+type SyncCall = ServerDuplexStream<SyncRequest, SyncResponse>;
+
+/** The AgentService implementation: turns one Sync stream into one hub session. */
+export function createAgentService(hub: FanoutHub, log: Logger): AgentServiceServer {
+  return {
+    sync(call: SyncCall) {
+      const peer = call.getPeer();
+      let session: AgentSession | undefined;
+      const fail = (error: unknown) => {
+        call.emit('error', toGrpcStatus(error, log, { peer, node: session?.nodeId }));
+      };
+      const helloTimer = setTimeout(
+        () => fail(new InvalidRequestError(`no hello within ${HELLO_TIMEOUT_MS} ms`)),
+        HELLO_TIMEOUT_MS,
+      );
+
+      call.on('data', (request: SyncRequest) => {
+        try {
+          const message = request.message;
+          if (!session) {
+            if (message?.$case !== 'hello') throw new InvalidRequestError('the first message on Sync must be a hello');
+            const nodeId = message.value.nodeId;
+            if (!NODE_ID_PATTERN.test(nodeId)) {
+              throw new InvalidRequestError(`node ID "${nodeId.slice(0, 64)}" is not valid (letters, digits, ".", "_", "-")`);
+            }
+            clearTimeout(helloTimer);
+            const candidate: AgentSession = { nodeId, peer, send: (response) => call.write(response) };
+            hub.attach(candidate, message.value);
+            session = candidate;
+            return;
+          }
+          switch (message?.$case) {
+            case 'applyReport':
+              hub.handleApplyReport(session, message.value);
+              return;
+            case 'driftReport':
+              hub.handleDriftReport(session, message.value);
+              return;
+            default:
+              throw new InvalidRequestError(`unexpected message ${message?.$case ?? '(empty)'} after hello`);
+          }
+        } catch (error) {
+          fail(error);
+        }
+      });
+
+      const finish = (reason: string) => {
+        clearTimeout(helloTimer);
+        if (session) hub.detach(session, reason);
+      };
+      call.on('end', () => {
+        finish('stream ended');
+        call.end();
+      });
+      call.on('cancelled', () => finish('cancelled'));
+      call.on('error', () => finish('stream error'));
+      call.on('close', () => finish('closed'));
+    },
+  };
+}

@@ -1,0 +1,145 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+/**
+ * Thrown when the configuration cannot be used. The message names the file and the key path
+ * (`bundles[0].files[1].mode`) so the operator knows exactly what to fix.
+ */
+export class ConfigError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ConfigError';
+  }
+}
+
+const DEFAULT_LISTEN = '0.0.0.0:7443';
+const DEFAULT_STATE_DIR = '/var/lib/certsync';
+const DEFAULT_SETTLE_MS = 500;
+const DEFAULT_RESCAN_INTERVAL_MS = 60_000;
+const DEFAULT_VERSIONS_KEPT = 10;
+
+const modeSchema = z
+  .string()
+  .regex(/^0?[0-7]{3}$/, 'must be an octal mode string such as "0644" or "0600"')
+  .transform((text) => parseInt(text, 8));
+
+/** A target must stay inside the agent's folder; the agent checks this again before writing. */
+const targetSchema = z
+  .string()
+  .min(1)
+  .refine(
+    (target) =>
+      !path.posix.isAbsolute(target) &&
+      !target.includes('\0') &&
+      !target.includes('\\') &&
+      path.posix.normalize(target) === target &&
+      !target.startsWith('../') &&
+      target !== '..',
+    'must be a relative path inside the agent folder (no "..", no leading "/")',
+  );
+
+const bundleFileSchema = z.strictObject({
+  source: z.string().min(1),
+  target: targetSchema,
+  mode: modeSchema.default(0o600),
+});
+
+const bundleSchema = z.strictObject({
+  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be lower-case letters, digits, ".", "_" or "-"'),
+  source: z.string().min(1),
+  files: z.array(bundleFileSchema).min(1),
+  expectNames: z.array(z.string().min(1)).default([]),
+});
+
+const fleetSchema = z.strictObject({
+  mode: z.literal('connected'),
+});
+
+const configSchema = z.strictObject({
+  listen: z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be HOST:PORT').default(DEFAULT_LISTEN),
+  stateDir: z.string().min(1).default(DEFAULT_STATE_DIR),
+  logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  settleMs: z.number().int().min(0).max(600_000).default(DEFAULT_SETTLE_MS),
+  rescanIntervalMs: z.number().int().min(1000).max(86_400_000).default(DEFAULT_RESCAN_INTERVAL_MS),
+  usePolling: z.boolean().default(false),
+  versionsKept: z.number().int().min(2).max(1000).default(DEFAULT_VERSIONS_KEPT),
+  bundles: z.array(bundleSchema).min(1, 'at least one bundle must be configured'),
+  fleet: fleetSchema.default({ mode: 'connected' }),
+});
+
+export type ServerConfig = Readonly<z.output<typeof configSchema>>;
+export type BundleConfig = ServerConfig['bundles'][number];
+export type BundleFileConfig = BundleConfig['files'][number];
+
+/** Overrides from flags or environment; they win over the file. */
+export interface ConfigOverrides {
+  listen?: string;
+  stateDir?: string;
+  logLevel?: string;
+}
+
+/** Validates a parsed config object (from YAML or code) and returns a frozen typed config. */
+export function parseServerConfig(raw: unknown, origin = 'config'): ServerConfig {
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => `  ${formatKeyPath(issue.path)}: ${issue.message}`);
+    throw new ConfigError(`${origin} is invalid:\n${problems.join('\n')}`);
+  }
+
+  const config = result.data;
+  const names = new Set<string>();
+  for (const [index, bundle] of config.bundles.entries()) {
+    if (names.has(bundle.name)) {
+      throw new ConfigError(`${origin} is invalid:\n  bundles[${index}].name: "${bundle.name}" is used twice`);
+    }
+    names.add(bundle.name);
+    const targets = new Set(bundle.files.map((file) => file.target));
+    if (targets.size !== bundle.files.length) {
+      throw new ConfigError(`${origin} is invalid:\n  bundles[${index}].files: two files have the same target`);
+    }
+  }
+  return deepFreeze(config);
+}
+
+/** Reads YAML from `file`, applies overrides, validates. */
+export function loadServerConfig(file: string, overrides: ConfigOverrides = {}): ServerConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new ConfigError(`cannot read config file ${file}: ${(error as Error).message}`, { cause: error });
+  }
+
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (error) {
+    throw new ConfigError(`config file ${file} is not valid YAML: ${(error as Error).message}`, { cause: error });
+  }
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
+    throw new ConfigError(`config file ${file} must hold a YAML mapping at the top level`);
+  }
+
+  const merged: Record<string, unknown> = { ...(raw as Record<string, unknown>) };
+  for (const [key, value] of Object.entries(overrides)) {
+    if (value !== undefined) merged[key] = value;
+  }
+  return parseServerConfig(merged, `config file ${file}`);
+}
+
+function formatKeyPath(keyPath: ReadonlyArray<PropertyKey>): string {
+  if (keyPath.length === 0) return '(top level)';
+  return keyPath
+    .map((part, index) => (typeof part === 'number' ? `[${part}]` : `${index === 0 ? '' : '.'}${String(part)}`))
+    .join('');
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const inner of Object.values(value)) deepFreeze(inner);
+    Object.freeze(value);
+  }
+  return value;
+}

@@ -1,0 +1,132 @@
+import type { AgentHello, ApplyReport, BundlePush, DriftReport, SyncResponse } from '../common/contract';
+import type { Logger } from '../common/log';
+import { filesMatchVersion, type Fleet } from './fleet';
+import type { BundleVersion, VersionStore } from './version-store';
+
+/** One connected agent stream, as the hub sees it. */
+export interface AgentSession {
+  readonly nodeId: string;
+  readonly peer: string;
+  send(message: SyncResponse): void;
+}
+
+/**
+ * Thrown when an agent claims the identity of a node that already has a live connection. The
+ * first connection wins; the second is refused and reported, so two agents never fight over one
+ * node's files.
+ */
+export class DuplicateNodeError extends Error {
+  constructor(
+    readonly nodeId: string,
+    readonly existingPeer: string,
+  ) {
+    super(`node "${nodeId}" is already connected from ${existingPeer}; a second agent with the same --node-id was refused`);
+    this.name = 'DuplicateNodeError';
+  }
+}
+
+/**
+ * Sends every current bundle version to every connected agent and turns agents' reports into fleet
+ * state. A node that already holds a version's bytes (told by its hello) gets a manifest without
+ * content, so a restarted server rewrites nothing.
+ */
+export class FanoutHub {
+  private readonly sessions = new Map<string, AgentSession>();
+
+  constructor(
+    private readonly store: VersionStore,
+    private readonly fleet: Fleet,
+    private readonly bundleNames: readonly string[],
+    private readonly log: Logger,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  /** Registers a session after its hello and sends it what it must hold. */
+  attach(session: AgentSession, hello: AgentHello): void {
+    const existing = this.sessions.get(session.nodeId);
+    if (existing) throw new DuplicateNodeError(session.nodeId, existing.peer);
+
+    this.sessions.set(session.nodeId, session);
+    const versions = this.currentVersions();
+    const record = this.fleet.connect(hello, session.peer, versions, this.now());
+    this.log.info(
+      { node: session.nodeId, peer: session.peer, hostname: hello.hostname, agentVersion: hello.agentVersion },
+      'Agent connected',
+    );
+    for (const version of versions) {
+      const holds = record.bundles.get(version.bundle)?.appliedVersion === version.version;
+      this.push(session, version, holds);
+    }
+  }
+
+  detach(session: AgentSession, reason: string): void {
+    if (this.sessions.get(session.nodeId) !== session) return;
+    this.sessions.delete(session.nodeId);
+    this.fleet.disconnect(session.nodeId, this.now());
+    this.log.info({ node: session.nodeId, peer: session.peer, reason }, 'Agent disconnected');
+  }
+
+  /** Called by the intake when a new version becomes current. */
+  distribute(version: BundleVersion): void {
+    this.log.info({ bundle: version.bundle, version: version.version, nodes: this.sessions.size }, 'Distributing bundle');
+    for (const session of this.sessions.values()) this.push(session, version, false);
+  }
+
+  handleApplyReport(session: AgentSession, report: ApplyReport): void {
+    const current = this.store.current(report.bundle);
+    const version = current?.version === report.version ? current : undefined;
+    const record = this.fleet.recordApply(session.nodeId, report, version, this.now());
+    const fields = { node: session.nodeId, bundle: report.bundle, version: report.version, filesWritten: report.filesWritten };
+
+    if (report.ok && version && filesMatchVersion(report.files, version)) {
+      this.log.info(fields, report.filesWritten > 0 ? 'Node applied bundle' : 'Node confirmed bundle');
+      return;
+    }
+    if (report.ok) {
+      this.log.warn({ ...fields, current: current?.version }, 'Node confirmed a version that is not current');
+      if (current) this.push(session, current, false);
+      return;
+    }
+    this.log.warn({ ...fields, error: report.error, appliedVersion: record.appliedVersion }, 'Node failed to apply bundle');
+    // A manifest the node does not match is answered with the bytes; a failed write is not
+    // retried in a loop: the node retries on its next hello, or on the next version.
+    if (report.error?.code === 'DIGEST_MISMATCH' && current) this.push(session, current, false);
+  }
+
+  handleDriftReport(session: AgentSession, report: DriftReport): void {
+    const record = this.fleet.recordDrift(session.nodeId, report, this.now());
+    const current = this.store.current(report.bundle);
+    this.log.warn(
+      { node: session.nodeId, bundle: report.bundle, files: report.files.map((file) => file.path), repairs: record.driftRepairs },
+      'Managed file changed on node; restoring',
+    );
+    if (current) this.push(session, current, false);
+  }
+
+  connectedNodeIds(): string[] {
+    return [...this.sessions.keys()];
+  }
+
+  private currentVersions(): BundleVersion[] {
+    return this.bundleNames
+      .map((name) => this.store.current(name))
+      .filter((version): version is BundleVersion => version !== undefined);
+  }
+
+  private push(session: AgentSession, version: BundleVersion, manifestOnly: boolean): void {
+    const push: BundlePush = {
+      bundle: version.bundle,
+      version: version.version,
+      manifestOnly,
+      files: version.files.map((file) => ({
+        target: file.target,
+        mode: file.mode,
+        sha256: file.sha256,
+        size: file.size,
+        content: manifestOnly ? Buffer.alloc(0) : file.content,
+      })),
+    };
+    session.send({ message: { $case: 'push', value: push } });
+    this.log.debug({ node: session.nodeId, bundle: version.bundle, version: version.version, manifestOnly }, 'Pushed bundle');
+  }
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { createRootLogger } from '../common/log';
+import { CERTSYNC_VERSION } from '../common/version';
+import { startServerApp } from './app';
+import { ConfigError, loadServerConfig } from './config';
+
+async function main(): Promise<void> {
+  const program = new Command('certsync-server')
+    .description('Watches renewed certificates, validates them and streams them to certsync agents.')
+    .version(CERTSYNC_VERSION)
+    .requiredOption('-c, --config <file>', 'YAML config file (env CERTSYNC_CONFIG)', process.env['CERTSYNC_CONFIG'])
+    .option('--listen <host:port>', 'override the listen address (env CERTSYNC_LISTEN)', process.env['CERTSYNC_LISTEN'])
+    .option('--state-dir <dir>', 'override stateDir (env CERTSYNC_STATE_DIR)', process.env['CERTSYNC_STATE_DIR'])
+    .option('--log-level <level>', 'override logLevel (env CERTSYNC_LOG_LEVEL)', process.env['CERTSYNC_LOG_LEVEL'])
+    .parse();
+  const flags = program.opts<{ config: string; listen?: string; stateDir?: string; logLevel?: string }>();
+
+  let config;
+  try {
+    config = loadServerConfig(flags.config, { listen: flags.listen, stateDir: flags.stateDir, logLevel: flags.logLevel });
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`certsync-server: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+
+  const log = createRootLogger(config.logLevel).child({ component: 'server' });
+  const app = await startServerApp(config, log);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'Shutting down');
+    app.stop().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        log.error({ err: error }, 'Shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`certsync-server: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});
