@@ -20,6 +20,7 @@ export interface ServerApp {
  * The first check of every source happens before the server reports SERVING.
  */
 export async function startServerApp(config: ServerConfig, log: Logger): Promise<ServerApp> {
+  const appLog = log.child({ component: 'server' });
   const bundleNames = config.bundles.map((bundle) => bundle.name);
   const store = await VersionStore.open(config.stateDir, bundleNames, config.versionsKept, log.child({ component: 'store' }));
   const fleet = new Fleet();
@@ -35,7 +36,7 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
         rescanIntervalMs: config.rescanIntervalMs,
         usePolling: config.usePolling,
         onAccepted: (version) => hub.distribute(version),
-        log: log.child({ component: 'intake', bundle: bundle.name }),
+        log: log.child({ component: 'intake' }),
       }),
   );
 
@@ -63,12 +64,12 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
   }
   for (const bundle of config.bundles) {
     const current = store.current(bundle.name);
-    log.info(
+    appLog.info(
       { bundle: bundle.name, version: current?.version ?? 0, source: bundle.source, rejected: store.lastRejected(bundle.name)?.reason },
       current ? 'Serving bundle' : 'Bundle has no valid version yet',
     );
   }
-  log.info({ listen: config.listen, port: grpcServer.port, version: CERTSYNC_VERSION }, 'certsync-server started');
+  appLog.info({ listen: config.listen, port: grpcServer.port, version: CERTSYNC_VERSION }, 'certsync-server started');
 
   const running = grpcServer;
   return {
@@ -79,7 +80,7 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
       }
       await Promise.all(intakes.map((intake) => intake.close()));
       await running.close();
-      log.info('certsync-server stopped');
+      appLog.info('certsync-server stopped');
     },
   };
 }

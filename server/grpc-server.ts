@@ -1,18 +1,12 @@
-import { existsSync } from 'node:fs';
-import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { loadSync } from '@grpc/proto-loader';
-import { ReflectionService } from '@grpc/reflection';
-import { HealthImplementation, protoPath as healthProtoPath } from 'grpc-health-check';
+import { HealthImplementation } from 'grpc-health-check';
 import {
   AdminServiceService,
   AgentServiceService,
   type AdminServiceServer,
   type AgentServiceServer,
 } from '../common/contract';
-
-/** Where the .proto files live relative to this file, both from source (tsx) and from dist/. */
-const PROTO_ROOT_CANDIDATES = [path.resolve(__dirname, '../proto'), path.resolve(__dirname, '../../proto')];
+import { addReflection } from './reflection';
 
 /** Largest message accepted or sent; a bundle is a few KiB, so this is generous. */
 export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
@@ -51,7 +45,7 @@ export async function startGrpcServer(listen: string, parts: GrpcServerParts): P
     'certsync.v1.AdminService': 'NOT_SERVING',
   });
   health.addToServer(server);
-  new ReflectionService(loadContractDefinition()).addToServer(server);
+  addReflection(server);
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(listen, grpc.ServerCredentials.createInsecure(), (error, boundPort) =>
@@ -72,20 +66,4 @@ export async function startGrpcServer(listen: string, parts: GrpcServerParts): P
         });
       }),
   };
-}
-
-/** Loads the contract and the health service for reflection; the handlers use ts-proto's code. */
-function loadContractDefinition() {
-  const protoRoot = PROTO_ROOT_CANDIDATES.find((candidate) =>
-    existsSync(path.join(candidate, 'certsync/v1/admin.proto')),
-  );
-  if (!protoRoot) throw new Error(`proto files not found (looked in ${PROTO_ROOT_CANDIDATES.join(', ')})`);
-  return loadSync(
-    [
-      path.join(protoRoot, 'certsync/v1/agent.proto'),
-      path.join(protoRoot, 'certsync/v1/admin.proto'),
-      healthProtoPath,
-    ],
-    { includeDirs: [protoRoot, path.dirname(healthProtoPath)] },
-  );
 }

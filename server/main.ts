@@ -27,7 +27,7 @@ async function main(): Promise<void> {
     throw error;
   }
 
-  const log = createRootLogger(config.logLevel).child({ component: 'server' });
+  const log = createRootLogger(config.logLevel);
   const app = await startServerApp(config, log);
   let stopping = false;
   const stop = (signal: string) => {
