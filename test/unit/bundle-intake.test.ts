@@ -1,0 +1,169 @@
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { sha256Hex } from '../../common/digest';
+import { createSilentLogger } from '../../common/log';
+import { BundleIntake } from '../../server/bundle-intake';
+import { parseServerConfig } from '../../server/config';
+import { VersionStore, type BundleVersion } from '../../server/version-store';
+import { createCertbotTree, renewCertbotTree } from '../../test/support/certbot-tree';
+import { createWildcardSet, issueLeaf, type CertbotPemSet, type IssuedCertificate } from '../../test/support/pki';
+import { waitFor } from '../../test/support/processes';
+
+const SETTLE_MS = 100;
+
+async function setUp() {
+  const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-intake-'));
+  const set = await createWildcardSet();
+  const { liveDir } = await createCertbotTree(path.join(workDir, 'le'), 'example.test', set.pems);
+  const config = parseServerConfig({
+    stateDir: path.join(workDir, 'state'),
+    bundles: [
+      {
+        name: 'example',
+        source: liveDir,
+        files: [
+          { source: 'fullchain.pem', target: 'full.crt', mode: '0644' },
+          { source: 'privkey.pem', target: 'key.pem', mode: '0600' },
+        ],
+        expectNames: ['*.example.test'],
+      },
+    ],
+  });
+  const bundle = config.bundles[0]!;
+  const store = await VersionStore.open(config.stateDir, ['example'], 10, createSilentLogger());
+  const accepted: BundleVersion[] = [];
+  const intake = new BundleIntake({
+    bundle,
+    store,
+    settleMs: SETTLE_MS,
+    rescanIntervalMs: 60_000,
+    usePolling: false,
+    onAccepted: (version) => accepted.push(version),
+    log: createSilentLogger(),
+  });
+  await intake.requestCheck();
+  const renew = (pems: CertbotPemSet, delayBetweenLinksMs = 0) =>
+    renewCertbotTree(path.join(workDir, 'le'), 'example.test', pems, { delayBetweenLinksMs });
+  const tearDown = async () => {
+    await intake.close();
+    await fs.rm(workDir, { recursive: true, force: true });
+  };
+  return { set, store, intake, accepted, renew, tearDown };
+}
+
+async function renewedPems(intermediate: IssuedCertificate): Promise<{ pems: CertbotPemSet; leaf: IssuedCertificate }> {
+  const leaf = await issueLeaf(intermediate, { commonName: '*.example.test', dnsNames: ['*.example.test', 'example.test'] });
+  const pems = { cert: leaf.certPem, chain: intermediate.certPem, fullchain: leaf.certPem + intermediate.certPem, privkey: leaf.keyPem };
+  return { pems, leaf };
+}
+
+test('a certbot renewal becomes the next version with exactly the new bytes', async () => {
+  const context = await setUp();
+  try {
+    assert.equal(context.store.current('example')?.version, 1);
+    const { pems, leaf } = await renewedPems(context.set.intermediate);
+    await context.renew(pems);
+
+    const version = await waitFor('version 2', async () => (context.store.current('example')?.version === 2 ? context.store.current('example') : undefined), 5_000);
+    assert.equal(version.validated.leaf.fingerprintSha256, leaf.fingerprintSha256);
+    assert.equal(version.files.find((file) => file.target === 'full.crt')?.sha256, sha256Hex(pems.fullchain));
+    assert.equal(version.files.find((file) => file.target === 'key.pem')?.sha256, sha256Hex(pems.privkey));
+    assert.deepEqual(context.accepted.map((accepted) => accepted.version), [1, 2]);
+  } finally {
+    await context.tearDown();
+  }
+});
+
+test('repeated renewals keep being seen', async () => {
+  const context = await setUp();
+  try {
+    for (const expected of [2, 3, 4]) {
+      const { pems } = await renewedPems(context.set.intermediate);
+      await context.renew(pems);
+      await waitFor(`version ${expected}`, async () => (context.store.current('example')?.version === expected ? true : undefined), 5_000);
+    }
+  } finally {
+    await context.tearDown();
+  }
+});
+
+test('a slow half-swapped renewal is never accepted; only the complete one is', async () => {
+  const context = await setUp();
+  try {
+    const { pems, leaf } = await renewedPems(context.set.intermediate);
+    // Each link swap is further apart than the settle window, so the intake reads mixed states.
+    await context.renew(pems, SETTLE_MS * 4);
+    await waitFor('version 2', async () => (context.store.current('example')?.version === 2 ? true : undefined), 5_000);
+    await sleep(SETTLE_MS * 4);
+
+    const fingerprints = context.accepted.map((version) => version.validated.leaf.fingerprintSha256);
+    assert.deepEqual(fingerprints, [context.set.leaf.fingerprintSha256, leaf.fingerprintSha256]);
+    for (const version of context.accepted) {
+      const key = version.files.find((file) => file.target === 'key.pem');
+      const expectedKey = version.version === 1 ? context.set.pems.privkey : pems.privkey;
+      assert.equal(key?.sha256, sha256Hex(expectedKey), `version ${version.version} pairs its own key`);
+    }
+  } finally {
+    await context.tearDown();
+  }
+});
+
+test('a renewal whose key does not match is rejected and the current version stays', async () => {
+  const context = await setUp();
+  try {
+    const { pems } = await renewedPems(context.set.intermediate);
+    const stranger = await issueLeaf(context.set.intermediate, { dnsNames: ['*.example.test'] });
+    await context.renew({ ...pems, privkey: stranger.keyPem });
+
+    const rejected = await waitFor('a rejection', async () => context.store.lastRejected('example'), 5_000);
+    assert.equal(rejected.reason, 'key-mismatch');
+    assert.equal(context.store.current('example')?.version, 1);
+    assert.deepEqual(context.accepted.map((version) => version.version), [1]);
+    assert.ok(!rejected.message.includes('PRIVATE KEY'));
+  } finally {
+    await context.tearDown();
+  }
+});
+
+test('an empty key file and an expired leaf are rejected with their reasons', async () => {
+  const context = await setUp();
+  try {
+    const { pems } = await renewedPems(context.set.intermediate);
+    await context.renew({ ...pems, privkey: '' });
+    const empty = await waitFor('empty-file rejection', async () => context.store.lastRejected('example'), 5_000);
+    assert.equal(empty.reason, 'empty-file');
+
+    const expired = await issueLeaf(context.set.intermediate, {
+      dnsNames: ['*.example.test'],
+      notBefore: new Date(Date.now() - 10 * 86_400_000),
+      notAfter: new Date(Date.now() - 86_400_000),
+    });
+    const expiredPems = { cert: expired.certPem, chain: context.set.intermediate.certPem, fullchain: expired.certPem + context.set.intermediate.certPem, privkey: expired.keyPem };
+    await context.renew(expiredPems);
+    const rejection = await waitFor('expired rejection', async () => {
+      const record = context.store.lastRejected('example');
+      return record?.reason === 'expired' ? record : undefined;
+    }, 5_000);
+    assert.match(rejection.message, /expired/);
+    assert.equal(context.store.current('example')?.version, 1);
+  } finally {
+    await context.tearDown();
+  }
+});
+
+test('a renewal with identical content creates no new version', async () => {
+  const context = await setUp();
+  try {
+    await context.renew(context.set.pems);
+    await sleep(SETTLE_MS * 6);
+    await context.intake.requestCheck();
+    assert.equal(context.store.current('example')?.version, 1);
+    assert.deepEqual(context.accepted.map((version) => version.version), [1]);
+  } finally {
+    await context.tearDown();
+  }
+});

@@ -1,0 +1,85 @@
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { test } from 'node:test';
+import { ConfigError, loadServerConfig, parseServerConfig } from '../../server/config';
+
+const minimalBundle = {
+  name: 'iklim-co',
+  source: '/swag/etc/letsencrypt/live/iklim.co',
+  files: [
+    { source: 'fullchain.pem', target: 'STAR.iklim.co.full.crt', mode: '0644' },
+    { source: 'privkey.pem', target: 'STAR.iklim.co_key.pem', mode: '0600' },
+  ],
+};
+
+test('defaults fill in and modes become numbers', () => {
+  const config = parseServerConfig({ bundles: [minimalBundle] });
+  assert.equal(config.listen, '0.0.0.0:7443');
+  assert.equal(config.stateDir, '/var/lib/certsync');
+  assert.equal(config.settleMs, 500);
+  assert.deepEqual(config.fleet, { mode: 'connected' });
+  assert.equal(config.bundles[0]?.files[0]?.mode, 0o644);
+  assert.equal(config.bundles[0]?.files[1]?.mode, 0o600);
+  assert.ok(Object.isFrozen(config.bundles[0]?.files));
+});
+
+test('unknown keys are rejected with their path', () => {
+  assert.throws(
+    () => parseServerConfig({ bundles: [{ ...minimalBundle, expectName: ['x'] }], lisen: 'x' }),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      error.message.includes('bundles[0]: Unrecognized key: "expectName"') &&
+      error.message.includes('(top level): Unrecognized key: "lisen"'),
+  );
+});
+
+test('targets that leave the agent folder and bad modes are named', () => {
+  const bad = {
+    ...minimalBundle,
+    files: [
+      { source: 'a', target: '../etc/passwd', mode: '0644' },
+      { source: 'b', target: '/abs', mode: '644x' },
+    ],
+  };
+  assert.throws(
+    () => parseServerConfig({ bundles: [bad] }),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      error.message.includes('bundles[0].files[0].target') &&
+      error.message.includes('bundles[0].files[1].target') &&
+      error.message.includes('bundles[0].files[1].mode'),
+  );
+});
+
+test('duplicate bundle names and duplicate targets are refused', () => {
+  assert.throws(() => parseServerConfig({ bundles: [minimalBundle, minimalBundle] }), /used twice/);
+  const twice = { ...minimalBundle, files: [minimalBundle.files[0], minimalBundle.files[0]] };
+  assert.throws(() => parseServerConfig({ bundles: [twice] }), /same target/);
+});
+
+test('a YAML file is read, overrides win, and YAML errors name the file', async () => {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-config-'));
+  const file = path.join(dir, 'certsync.yml');
+  await fs.writeFile(
+    file,
+    [
+      'listen: 0.0.0.0:7443',
+      'bundles:',
+      '  - name: iklim-co',
+      '    source: /swag/live/iklim.co',
+      '    files:',
+      '      - { source: fullchain.pem, target: full.crt, mode: "0644" }',
+      '    expectNames: ["*.iklim.co"]',
+    ].join('\n'),
+  );
+  const config = loadServerConfig(file, { listen: '127.0.0.1:9000' });
+  assert.equal(config.listen, '127.0.0.1:9000');
+  assert.deepEqual(config.bundles[0]?.expectNames, ['*.iklim.co']);
+
+  await fs.writeFile(file, 'bundles: [\n');
+  assert.throws(() => loadServerConfig(file), (error: unknown) => error instanceof ConfigError && error.message.includes(file));
+  assert.throws(() => loadServerConfig(path.join(dir, 'missing.yml')), /cannot read config file/);
+  await fs.rm(dir, { recursive: true, force: true });
+});
