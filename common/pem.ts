@@ -28,11 +28,7 @@ export interface ParsedPem {
 }
 
 export type PemProblem =
-  | 'unterminated-block'
-  | 'label-mismatch'
-  | 'stray-end'
-  | 'invalid-base64'
-  | 'empty-block';
+  'unterminated-block' | 'label-mismatch' | 'stray-end' | 'invalid-base64' | 'empty-block';
 
 /** Thrown when a file is not well-formed PEM; the message names the path, line and problem. */
 export class PemParseError extends Error {
@@ -48,8 +44,10 @@ export class PemParseError extends Error {
   }
 }
 
-const BEGIN_MARKER = /^-----BEGIN ([^-]*)-----$/;
-const END_MARKER = /^-----END ([^-]*)-----$/;
+// Labels are restricted to what real ones look like (CERTIFICATE, EC PRIVATE KEY, X509 CRL) so
+// a damaged line never becomes a "label" that error messages would then quote.
+const BEGIN_MARKER = /^-----BEGIN ([A-Z0-9][A-Z0-9 ]{0,63})-----$/;
+const END_MARKER = /^-----END ([A-Z0-9][A-Z0-9 ]{0,63})-----$/;
 const HEADER_LINE = /^([A-Za-z0-9-]+):\s*(.*)$/;
 const BASE64_TEXT = /^[A-Za-z0-9+/]*={0,2}$/;
 
@@ -119,7 +117,9 @@ export function parsePem(content: Uint8Array | string, path: string): ParsedPem 
   }
 
   if (open !== undefined) {
-    const message = `${path}: block '${open.label}' starting at line ${open.startLine} is not terminated (file truncated?)`;
+    const message =
+      `${path}: block '${open.label}' starting at line ${open.startLine} ` +
+      `is not terminated (file truncated?)`;
     throw new PemParseError(message, path, 'unterminated-block', open.startLine);
   }
   return { blocks, linesOutsideBlocks, hasCrlfLineEndings };

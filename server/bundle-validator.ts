@@ -116,6 +116,48 @@ export function validateBundle(
   options: ValidationOptions,
 ): ValidatedBundle {
   const warnings: string[] = [];
+  const { certificateFiles, keyBlocks } = collectBlocks(files, warnings);
+  const firstFile = certificateFiles[0];
+  const firstCertificate = firstFile?.[0];
+  if (firstFile === undefined || firstCertificate === undefined) {
+    const paths = files.map((file) => file.path).join(', ');
+    throw new BundleValidationError('no-certificate', `no certificate in bundle files ${paths}`);
+  }
+
+  const privateKey = loadPrivateKey(keyBlocks);
+  if (privateKey === undefined) {
+    warnings.push(
+      `no private key in the bundle; assuming the first certificate of ` +
+        `${firstCertificate.path} is the leaf`,
+    );
+  }
+  const leafFile =
+    privateKey === undefined ? firstFile : findLeafFile(certificateFiles, privateKey);
+  const [leaf, ...tail] = leafFile as [LocatedCertificate, ...LocatedCertificate[]];
+  const chain = tail.length > 0 ? tail : findChainFile(leaf, certificateFiles);
+  checkValidityPeriod(leaf, options.now, warnings);
+  checkNamesCovered(leaf, options.expectNames);
+
+  if (chain.length === 0 && !isSelfSigned(leaf.certificate)) {
+    const issuer = describeName(leaf.certificate.issuer);
+    warnings.push(
+      `${leaf.path}: no intermediate follows the leaf (issuer ${issuer}) and it is not ` +
+        `self-signed (missing intermediate?)`,
+    );
+  }
+  return {
+    leaf: summarize(leaf),
+    chain: chain.map(summarize),
+    keyType: describeKeyType(leaf.certificate.publicKey),
+    warnings,
+  };
+}
+
+/** Sorts every block of every file into certificate chains (one per file) and key blocks. */
+function collectBlocks(
+  files: readonly CandidateFile[],
+  warnings: string[],
+): { certificateFiles: LocatedCertificate[][]; keyBlocks: LocatedBlock[] } {
   const certificateFiles: LocatedCertificate[][] = [];
   const keyBlocks: LocatedBlock[] = [];
   for (const file of files) {
@@ -134,39 +176,7 @@ export function validateBundle(
       certificateFiles.push(certificates);
     }
   }
-  const firstFile = certificateFiles[0];
-  const firstCertificate = firstFile?.[0];
-  if (firstFile === undefined || firstCertificate === undefined) {
-    const paths = files.map((file) => file.path).join(', ');
-    throw new BundleValidationError('no-certificate', `no certificate in bundle files ${paths}`);
-  }
-
-  const privateKey = loadPrivateKey(keyBlocks);
-  let leafFile = firstFile;
-  if (privateKey === undefined) {
-    warnings.push(
-      `no private key in the bundle; assuming the first certificate of ${firstCertificate.path} is the leaf`,
-    );
-  } else {
-    leafFile = findLeafFile(certificateFiles, privateKey);
-  }
-  const [leaf, ...tail] = leafFile as [LocatedCertificate, ...LocatedCertificate[]];
-  const chain = tail.length > 0 ? tail : findChainFile(leaf, certificateFiles);
-
-  checkValidityPeriod(leaf, options.now, warnings);
-  checkNamesCovered(leaf, options.expectNames);
-  if (chain.length === 0 && !isSelfSigned(leaf.certificate)) {
-    warnings.push(
-      `${leaf.path}: no intermediate follows the leaf (issuer ${describeName(leaf.certificate.issuer)}) ` +
-        `and it is not self-signed (missing intermediate?)`,
-    );
-  }
-  return {
-    leaf: summarize(leaf),
-    chain: chain.map(summarize),
-    keyType: describeKeyType(leaf.certificate.publicKey),
-    warnings,
-  };
+  return { certificateFiles, keyBlocks };
 }
 
 /** Parses one file's PEM and records the harmless oddities as warnings. */
@@ -180,7 +190,10 @@ function readPemBlocks(file: CandidateFile, warnings: string[]): PemBlock[] {
     parsed = parsePem(file.content, file.path);
   } catch (error) {
     if (!(error instanceof PemParseError)) throw error;
-    throw new BundleValidationError('pem-invalid', error.message, { path: file.path, cause: error });
+    throw new BundleValidationError('pem-invalid', error.message, {
+      path: file.path,
+      cause: error,
+    });
   }
   if (parsed.blocks.length === 0) {
     const message = `${file.path}: no PEM blocks found (not a PEM file?)`;
@@ -203,7 +216,9 @@ function parseCertificate(block: PemBlock, path: string): LocatedCertificate {
     const certificate = new X509Certificate(block.der);
     return { certificate, fingerprintSha256: sha256Hex(block.der), path, line: block.startLine };
   } catch (error) {
-    const message = `${path}: block 'CERTIFICATE' at line ${block.startLine} is not a valid X.509 certificate`;
+    const message =
+      `${path}: block 'CERTIFICATE' at line ${block.startLine} ` +
+      `is not a valid X.509 certificate`;
     throw new BundleValidationError('certificate-invalid', message, { path, cause: error });
   }
 }
@@ -236,7 +251,9 @@ function isSelfSigned(certificate: X509Certificate): boolean {
 }
 
 /** At most one key, unencrypted, of a type we serve; parsed from its own block only. */
-function loadPrivateKey(keyBlocks: readonly LocatedBlock[]): { key: KeyObject; path: string } | undefined {
+function loadPrivateKey(
+  keyBlocks: readonly LocatedBlock[],
+): { key: KeyObject; path: string } | undefined {
   const [first, ...others] = keyBlocks;
   if (first === undefined) return undefined;
   if (others.length > 0) {
@@ -247,7 +264,10 @@ function loadPrivateKey(keyBlocks: readonly LocatedBlock[]): { key: KeyObject; p
 
   const { block, path } = first;
   const procType = [...block.headers].find(([name]) => name.toLowerCase() === 'proc-type');
-  if (block.label === 'ENCRYPTED PRIVATE KEY' || procType?.[1].toUpperCase().includes('ENCRYPTED')) {
+  if (
+    block.label === 'ENCRYPTED PRIVATE KEY' ||
+    procType?.[1].toUpperCase().includes('ENCRYPTED')
+  ) {
     const message =
       `${path}: private key '${block.label}' at line ${block.startLine} is encrypted; certsync ` +
       `cannot prompt for a passphrase, supply an unencrypted key (e.g. openssl pkey -in … -out …)`;
@@ -255,7 +275,9 @@ function loadPrivateKey(keyBlocks: readonly LocatedBlock[]): { key: KeyObject; p
   }
   const type = KEY_LABEL_TYPES[block.label];
   if (type === undefined) {
-    const message = `${path}: private key format '${block.label}' at line ${block.startLine} is not supported; use PKCS#8, PKCS#1 or SEC1`;
+    const message =
+      `${path}: private key format '${block.label}' at line ${block.startLine} ` +
+      `is not supported; use PKCS#8, PKCS#1 or SEC1`;
     throw new BundleValidationError('key-unsupported', message, { path });
   }
 
@@ -267,7 +289,8 @@ function loadPrivateKey(keyBlocks: readonly LocatedBlock[]): { key: KeyObject; p
     throw new BundleValidationError('key-invalid', message, { path, cause: error });
   }
   if (!['rsa', 'ec', 'ed25519'].includes(key.asymmetricKeyType ?? '')) {
-    const message = `${path}: ${String(key.asymmetricKeyType)} keys are not supported; use RSA, EC or Ed25519`;
+    const type = String(key.asymmetricKeyType);
+    const message = `${path}: ${type} keys are not supported; use RSA, EC or Ed25519`;
     throw new BundleValidationError('key-unsupported', message, { path });
   }
   return { key, path };
@@ -292,11 +315,15 @@ function findLeafFile(
   if (best !== undefined) return best;
 
   const assumedLeaf = certificateFiles[0]?.[0] as LocatedCertificate;
+  const keySpkiPrefix = sha256Hex(keySpki).slice(0, SPKI_PREFIX_LENGTH);
+  const certificateSpkiPrefix = sha256Hex(spkiOf(assumedLeaf.certificate)).slice(
+    0,
+    SPKI_PREFIX_LENGTH,
+  );
   const message =
-    `private key in ${privateKey.path} (key SPKI sha256 ${sha256Hex(keySpki).slice(0, SPKI_PREFIX_LENGTH)}) ` +
-    `matches no certificate; the leaf in ${assumedLeaf.path} is ${describe(assumedLeaf)} with cert ` +
-    `SPKI sha256 ${sha256Hex(spkiOf(assumedLeaf.certificate)).slice(0, SPKI_PREFIX_LENGTH)}; ` +
-    `renewals must replace key and certificate together`;
+    `private key in ${privateKey.path} (key SPKI sha256 ${keySpkiPrefix}…) matches no ` +
+    `certificate; the leaf in ${assumedLeaf.path} is ${describe(assumedLeaf)} ` +
+    `(cert SPKI sha256 ${certificateSpkiPrefix}…); replace key and certificate together`;
   throw new BundleValidationError('key-mismatch', message, { path: privateKey.path });
 }
 
@@ -311,7 +338,9 @@ function findChainFile(
     if (issuer.fingerprintSha256 === leaf.fingerprintSha256) continue;
     const problem = issuanceProblem(leaf.certificate, issuer.certificate);
     if (problem !== undefined) {
-      const message = `${leaf.path}: leaf ${describe(leaf)} ${problem} ${describe(issuer)} in ${issuer.path}`;
+      const message =
+        `${leaf.path}: leaf ${describe(leaf)} ${problem} ${describe(issuer)} ` +
+        `in ${issuer.path}`;
       throw new BundleValidationError('chain-invalid', message, { path: issuer.path });
     }
     return certificates;
@@ -323,7 +352,9 @@ function checkValidityPeriod(leaf: LocatedCertificate, now: Date, warnings: stri
   const { notBefore, notAfter } = validityOf(leaf.certificate);
   const where = `${leaf.path}: leaf ${describe(leaf)}`;
   if (now.getTime() < notBefore.getTime()) {
-    const message = `${where} is not valid until ${notBefore.toISOString()} (now ${now.toISOString()}); check the clock or wait`;
+    const message =
+      `${where} is not valid until ${notBefore.toISOString()} ` +
+      `(now ${now.toISOString()}); check the clock or wait`;
     throw new BundleValidationError('not-yet-valid', message, { path: leaf.path });
   }
   if (now.getTime() > notAfter.getTime()) {
@@ -340,7 +371,9 @@ function checkNamesCovered(leaf: LocatedCertificate, expectNames: readonly strin
   const missing = expectNames.filter((name) => !dnsNames.some((san) => covers(san, name)));
   if (missing.length > 0) {
     const present = dnsNames.length > 0 ? dnsNames.join(', ') : 'none';
-    const message = `${leaf.path}: leaf ${describe(leaf)} does not cover ${missing.join(', ')} (its DNS names: ${present})`;
+    const message =
+      `${leaf.path}: leaf ${describe(leaf)} does not cover ${missing.join(', ')} ` +
+      `(its DNS names: ${present})`;
     throw new BundleValidationError('names-missing', message, { path: leaf.path });
   }
 }

@@ -1,0 +1,131 @@
+import { stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import type { AgentHello, BundlePush } from '../common/contract';
+import type { Logger } from '../common/log';
+import type { AgentConfig } from './config';
+import { AgentConnection, type ConnectionState } from './connection';
+import { DriftWatcher } from './drift-watcher';
+import { scanFolder } from './folder-scan';
+import { PushHandler } from './push-handler';
+import { SerialQueue } from './serial-queue';
+import type { SyncSession } from './sync-session';
+import { BundleWriter } from './writer';
+
+/** A running certsync-agent: one folder, one server connection. */
+export interface Agent {
+  /** Cleans stale temp files, starts watching and connects; rejects if the folder is unusable. */
+  start(): Promise<void>;
+  /** Closes the stream, stops watching and waits for the apply in progress, if any. */
+  stop(): Promise<void>;
+  readonly connectionState: ConnectionState;
+}
+
+/** Thrown by start() when the agent cannot run at all; the message says what to fix. */
+export class AgentStartError extends Error {
+  override readonly name = 'AgentStartError';
+}
+
+/**
+ * Wires the agent together. Every piece of work that reads or writes the folder (hello scans,
+ * pushes, drift checks) runs through one serial queue, in arrival order.
+ */
+export function createAgent(config: AgentConfig, logger: Logger): Agent {
+  const log = logger.child({ component: 'agent' });
+  const queue = new SerialQueue();
+  const writer = new BundleWriter({ dir: config.dir, logger });
+  const watcher: DriftWatcher = new DriftWatcher({
+    dir: config.dir,
+    logger,
+    debounceMs: config.driftDebounceMs,
+    recheckIntervalMs: config.driftRecheckIntervalMs,
+    onSettled: () => void queue.run(reportDrift).catch(logUnexpected),
+  });
+  const pushHandler = new PushHandler({ dir: config.dir, writer, manifests: watcher, logger });
+  const connection: AgentConnection = new AgentConnection({
+    serverAddress: config.serverAddress,
+    logger,
+    reconnect: config.reconnect,
+    connectTimeoutMs: config.connectTimeoutMs,
+    keepaliveTimeMs: config.keepaliveTimeMs,
+    keepaliveTimeoutMs: config.keepaliveTimeoutMs,
+    handlers: {
+      createHello: () => queue.run(createHello),
+      onPush: (push, session) =>
+        void queue.run(() => answerPush(push, session)).catch(logUnexpected),
+    },
+  });
+
+  async function createHello(): Promise<AgentHello> {
+    // A new stream means a server session that has heard nothing; it learns from this hello.
+    watcher.forgetReported();
+    const files = await scanFolder(config.dir, log);
+    return {
+      nodeId: config.nodeId,
+      hostname: hostname(),
+      agentVersion: config.agentVersion,
+      dir: config.dir,
+      files,
+    };
+  }
+
+  async function answerPush(push: BundlePush, session: SyncSession): Promise<void> {
+    const report = await pushHandler.handle(push);
+    if (!session.send({ message: { $case: 'applyReport', value: report } })) {
+      // The next hello describes the folder as this push left it, so nothing is lost.
+      log.warn({ bundle: push.bundle, version: push.version }, 'Apply report not sent');
+    }
+  }
+
+  async function reportDrift(): Promise<void> {
+    const session = connection.session;
+    if (session === undefined) {
+      // Nobody to tell; the hello after reconnecting carries the folder as it is then.
+      return;
+    }
+    for (const report of await watcher.findDrift()) {
+      session.send({ message: { $case: 'driftReport', value: report } });
+      log.info({ bundle: report.bundle, version: report.version }, 'Drift reported');
+    }
+  }
+
+  function logUnexpected(error: unknown): void {
+    log.error({ err: error }, 'Agent task failed');
+  }
+
+  return {
+    async start() {
+      await assertFolder(config.dir);
+      log.info(
+        { nodeId: config.nodeId, dir: config.dir, server: config.serverAddress },
+        'Agent starting',
+      );
+      await writer.removeStaleTempFiles();
+      await watcher.start();
+      connection.start();
+    },
+    async stop() {
+      await connection.stop();
+      await watcher.stop();
+      await queue.idle();
+      log.info({ nodeId: config.nodeId }, 'Agent stopped');
+    },
+    get connectionState() {
+      return connection.connectionState;
+    },
+  };
+}
+
+async function assertFolder(dir: string): Promise<void> {
+  const stats = await stat(dir).catch((error: unknown) => {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new AgentStartError(
+      `target folder ${dir} is not usable (${reason}); create or mount it`,
+      {
+        cause: error,
+      },
+    );
+  });
+  if (!stats.isDirectory()) {
+    throw new AgentStartError(`target folder ${dir} is not a folder`);
+  }
+}

@@ -1,0 +1,139 @@
+import { Command } from 'commander';
+import { hostname } from 'node:os';
+import * as path from 'node:path';
+import { readAgentVersion } from './agent-version';
+import { type BackoffPolicy, DEFAULT_BACKOFF_POLICY } from './backoff';
+
+/**
+ * The node IDs certsync-server accepts in a hello. Checked here too so a bad ID fails at start with
+ * a clear message instead of as an endless reconnect loop of rejected hellos.
+ */
+const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/** Everything the agent needs to run, validated and frozen. */
+export interface AgentConfig {
+  /** certsync-server as HOST:PORT. */
+  readonly serverAddress: string;
+  /** Absolute path of the folder the agent keeps in sync. */
+  readonly dir: string;
+  readonly nodeId: string;
+  readonly logLevel: LogLevel;
+  readonly agentVersion: string;
+  readonly reconnect: BackoffPolicy;
+  /** How long to give the channel to reach READY before the attempt counts as failed. */
+  readonly connectTimeoutMs: number;
+  /** gRPC keepalive: ping after this much silence, drop the connection if no answer in time. */
+  readonly keepaliveTimeMs: number;
+  readonly keepaliveTimeoutMs: number;
+  /** File events are gathered this long before managed files are re-read. */
+  readonly driftDebounceMs: number;
+  /** Managed files are also re-read this often, in case the OS dropped a file event. */
+  readonly driftRecheckIntervalMs: number;
+}
+
+/** The settings with a sensible default; tests override them to run fast. */
+export type AgentTuning = Omit<AgentConfig, 'serverAddress' | 'dir' | 'nodeId'>;
+
+/** Thrown when flags and environment do not make a usable config; the message names both. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** Builds a frozen config from the required settings plus defaults for the rest. */
+export function createAgentConfig(
+  settings: Pick<AgentConfig, 'serverAddress' | 'dir' | 'nodeId'> & Partial<AgentTuning>,
+): AgentConfig {
+  const config: AgentConfig = {
+    logLevel: 'info',
+    agentVersion: readAgentVersion(),
+    reconnect: DEFAULT_BACKOFF_POLICY,
+    connectTimeoutMs: 10_000,
+    keepaliveTimeMs: 30_000,
+    keepaliveTimeoutMs: 10_000,
+    driftDebounceMs: 200,
+    driftRecheckIntervalMs: 5 * 60_000,
+    ...settings,
+    dir: path.resolve(settings.dir),
+  };
+  return Object.freeze({ ...config, reconnect: Object.freeze({ ...config.reconnect }) });
+}
+
+/**
+ * Parses the agent's command line (without the node and script arguments) and environment.
+ * Flags win over environment variables. Help, version and unknown flags surface as commander's
+ * CommanderError (already printed); a missing or malformed setting as ConfigError.
+ */
+export function parseAgentConfig(
+  args: readonly string[],
+  env: Readonly<Record<string, string | undefined>>,
+): AgentConfig {
+  const agentVersion = readAgentVersion();
+  const program = new Command('certsync-agent')
+    .description('Keeps a folder on this node in sync with the bundles certsync-server pushes.')
+    .version(agentVersion)
+    .option('--server <host:port>', 'certsync-server address (env CERTSYNC_SERVER)')
+    .option('--dir <path>', 'folder to keep in sync (env CERTSYNC_DIR)')
+    .option('--node-id <id>', 'node identity, default the hostname (env CERTSYNC_NODE_ID)')
+    .option('--log-level <level>', `one of ${LOG_LEVELS.join(', ')} (env CERTSYNC_LOG_LEVEL)`)
+    .allowExcessArguments(false)
+    .exitOverride();
+  program.parse([...args], { from: 'user' });
+  const flags =
+    program.opts<Record<'server' | 'dir' | 'nodeId' | 'logLevel', string | undefined>>();
+
+  const serverAddress = required(flags.server ?? env['CERTSYNC_SERVER'], 'server');
+  if (!isHostPort(serverAddress)) {
+    const shown = JSON.stringify(serverAddress);
+    throw new ConfigError(`--server ${shown} is not HOST:PORT (from --server or CERTSYNC_SERVER)`);
+  }
+  const dir = required(flags.dir ?? env['CERTSYNC_DIR'], 'dir');
+  const nodeId = nonEmpty(flags.nodeId ?? env['CERTSYNC_NODE_ID']) ?? hostname();
+  if (!NODE_ID_PATTERN.test(nodeId)) {
+    const rule = 'up to 128 letters, digits, ".", "_" or "-", starting with a letter or digit';
+    const source = 'from --node-id, CERTSYNC_NODE_ID or the hostname';
+    throw new ConfigError(`node ID ${JSON.stringify(nodeId)} is not valid: ${rule} (${source})`);
+  }
+  const logLevel = nonEmpty(flags.logLevel ?? env['CERTSYNC_LOG_LEVEL']) ?? 'info';
+  if (!isLogLevel(logLevel)) {
+    const levels = LOG_LEVELS.join(', ');
+    const source = 'from --log-level or CERTSYNC_LOG_LEVEL';
+    throw new ConfigError(
+      `--log-level ${JSON.stringify(logLevel)} is not one of ${levels} (${source})`,
+    );
+  }
+  return createAgentConfig({ serverAddress, dir, nodeId, logLevel, agentVersion });
+}
+
+/** The flag and environment variable behind each required setting, for error messages. */
+const REQUIRED_SETTINGS = {
+  server: { flag: '--server HOST:PORT', envName: 'CERTSYNC_SERVER' },
+  dir: { flag: '--dir PATH', envName: 'CERTSYNC_DIR' },
+} as const;
+
+function required(value: string | undefined, setting: keyof typeof REQUIRED_SETTINGS): string {
+  const present = nonEmpty(value);
+  if (present === undefined) {
+    const { flag, envName } = REQUIRED_SETTINGS[setting];
+    throw new ConfigError(`missing ${setting} setting: pass ${flag} or set ${envName}`);
+  }
+  return present;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  const trimmed = value?.trim();
+  return trimmed ? trimmed : undefined;
+}
+
+/** HOST:PORT with a DNS name, IPv4 address or bracketed IPv6 address and a port 1-65535. */
+function isHostPort(value: string): boolean {
+  const match = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+):(\d{1,5})$/.exec(value);
+  const port = Number(match?.[2]);
+  return match !== null && port >= 1 && port <= 65_535;
+}
+
+function isLogLevel(value: string): value is LogLevel {
+  return (LOG_LEVELS as readonly string[]).includes(value);
+}

@@ -1,0 +1,115 @@
+import type { ApplyReport, BundlePush, FileDigest } from '../common/contract';
+import type { Logger } from '../common/log';
+import { ApplyError } from './apply-error';
+import type { ManagedFile } from './drift-watcher';
+import { readFileDigests } from './folder-scan';
+import { resolveTargetPath } from './target-path';
+import type { BundleWriter } from './writer';
+
+/** Where a successfully applied or verified manifest goes: the drift watcher. */
+export interface ManifestSink {
+  setManifest(bundle: string, version: number, files: readonly ManagedFile[]): void;
+}
+
+export interface PushHandlerOptions {
+  readonly dir: string;
+  readonly writer: BundleWriter;
+  readonly manifests: ManifestSink;
+  readonly logger: Logger;
+}
+
+/**
+ * Turns one BundlePush into the ApplyReport that answers it. A full push goes through the writer;
+ * a manifest-only push is checked against the bytes already on disk. Either way, only a push
+ * that ends with the right bytes in place becomes the manifest drift is measured against.
+ */
+export class PushHandler {
+  private readonly options: PushHandlerOptions;
+  private readonly log: Logger;
+
+  constructor(options: PushHandlerOptions) {
+    this.options = options;
+    this.log = options.logger.child({ component: 'agent' });
+  }
+
+  /** Never throws: every failure becomes an ApplyReport with ok false. */
+  async handle(push: BundlePush): Promise<ApplyReport> {
+    try {
+      return push.manifestOnly ? await this.verifyInPlace(push) : await this.apply(push);
+    } catch (error) {
+      return this.failureReport(push, error);
+    }
+  }
+
+  private async apply(push: BundlePush): Promise<ApplyReport> {
+    const { bundle, version } = push;
+    const outcome = await this.options.writer.applyBundle(push);
+    this.rememberManifest(push);
+    const { filesWritten, modesFixed } = outcome;
+    this.log.info({ bundle, version, filesWritten, modesFixed }, 'Bundle applied');
+    return { bundle, version, ok: true, files: outcome.files, error: undefined, filesWritten };
+  }
+
+  /** The server saw these bytes in our hello; confirm they are still there before watching them. */
+  private async verifyInPlace(push: BundlePush): Promise<ApplyReport> {
+    const { bundle, version } = push;
+    const paths = push.files.map(
+      (file) => resolveTargetPath(this.options.dir, file.target).relativePath,
+    );
+    const files = await readFileDigests(this.options.dir, paths);
+    const differing = files.filter(
+      (found, index) => found.sha256 !== push.files[index]?.sha256.toLowerCase(),
+    );
+
+    if (differing.length > 0) {
+      const differingPaths = differing.map((file) => file.path);
+      this.log.info({ bundle, version, paths: differingPaths }, 'Bundle differs from manifest');
+      const message = `files differ from the pushed manifest: ${differingPaths.join(', ')}; send content`;
+      const error = new ApplyError('DIGEST_MISMATCH', message, differingPaths[0] ?? '');
+      return { bundle, version, ok: false, files, error: error.toAgentError(), filesWritten: 0 };
+    }
+    this.rememberManifest(push);
+    this.log.info({ bundle, version }, 'Bundle verified in place');
+    return { bundle, version, ok: true, files, error: undefined, filesWritten: 0 };
+  }
+
+  private rememberManifest(push: BundlePush): void {
+    const files = push.files.map((file) => ({
+      path: resolveTargetPath(this.options.dir, file.target).relativePath,
+      sha256: file.sha256.toLowerCase(),
+    }));
+    this.options.manifests.setManifest(push.bundle, push.version, files);
+  }
+
+  private async failureReport(push: BundlePush, caught: unknown): Promise<ApplyReport> {
+    const { bundle, version } = push;
+    const error =
+      caught instanceof ApplyError
+        ? caught
+        : new ApplyError('INTERNAL', 'unexpected agent error; see the agent log', '', {
+            cause: caught,
+          });
+    const { code, relativePath: path } = error;
+    this.log.error({ bundle, version, code, path, err: caught }, 'Bundle not applied');
+    const files = await this.readTargetsAsFound(push);
+    return { bundle, version, ok: false, files, error: error.toAgentError(), filesWritten: 0 };
+  }
+
+  /** The push's targets as found after a failure; targets that never resolved are skipped. */
+  private async readTargetsAsFound(push: BundlePush): Promise<FileDigest[]> {
+    const paths: string[] = [];
+    for (const file of push.files) {
+      try {
+        paths.push(resolveTargetPath(this.options.dir, file.target).relativePath);
+      } catch {
+        // A target that escapes the folder is never read, not even to report it.
+      }
+    }
+    try {
+      return await readFileDigests(this.options.dir, paths);
+    } catch (error) {
+      this.log.warn({ bundle: push.bundle, err: error }, 'Targets not readable after failure');
+      return [];
+    }
+  }
+}

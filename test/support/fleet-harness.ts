@@ -1,0 +1,108 @@
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { GetStatusResponse } from '../../common/contract';
+import { AdminClient } from '../../ctl/admin-client';
+import { freePort, startProcess, waitFor, type ManagedProcess } from './processes';
+
+/** The targets every harness bundle writes, and the modes it asks for. */
+export const HARNESS_TARGETS = {
+  fullchain: { target: 'STAR.example.test.full.crt', mode: 0o644 },
+  privkey: { target: 'STAR.example.test_key.pem', mode: 0o600 },
+} as const;
+
+export interface FleetHarnessOptions {
+  workDir?: string;
+  /** The source folder the server watches (a certbot live/NAME folder). */
+  liveDir: string;
+  bundleName?: string;
+  settleMs?: number;
+}
+
+/**
+ * A real certsync-server and real agents as child processes on loopback, each agent with its own
+ * folder, plus an admin client. Used by the integration tests (the demo wires the same parts).
+ */
+export class FleetHarness {
+  readonly admin: AdminClient;
+  readonly agents = new Map<string, ManagedProcess>();
+  server: ManagedProcess | undefined;
+
+  private constructor(
+    readonly workDir: string,
+    readonly port: number,
+    readonly configFile: string,
+    readonly bundleName: string,
+  ) {
+    this.admin = new AdminClient(`127.0.0.1:${port}`, 2_000);
+  }
+
+  static async create(options: FleetHarnessOptions): Promise<FleetHarness> {
+    const workDir = options.workDir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-fleet-')));
+    const port = await freePort();
+    const bundleName = options.bundleName ?? 'example';
+    const configFile = path.join(workDir, 'certsync.yml');
+    const config = [
+      `listen: 127.0.0.1:${port}`,
+      `stateDir: ${JSON.stringify(path.join(workDir, 'state'))}`,
+      `settleMs: ${options.settleMs ?? 200}`,
+      'logLevel: debug',
+      'bundles:',
+      `  - name: ${bundleName}`,
+      `    source: ${JSON.stringify(options.liveDir)}`,
+      '    files:',
+      `      - { source: fullchain.pem, target: ${HARNESS_TARGETS.fullchain.target}, mode: "0644" }`,
+      `      - { source: privkey.pem, target: ${HARNESS_TARGETS.privkey.target}, mode: "0600" }`,
+      '    expectNames: ["*.example.test"]',
+      '',
+    ].join('\n');
+    await fs.writeFile(configFile, config);
+    return new FleetHarness(workDir, port, configFile, bundleName);
+  }
+
+  nodeDir(nodeId: string): string {
+    return path.join(this.workDir, 'nodes', nodeId);
+  }
+
+  async startServer(): Promise<void> {
+    this.server = await startProcess('server', ['--config', this.configFile], path.join(this.workDir, 'logs', 'server.log'));
+    await waitFor('the server to answer', async () => (await this.admin.getStatus()) ?? undefined, 15_000);
+  }
+
+  async startAgent(nodeId: string, dir = this.nodeDir(nodeId)): Promise<ManagedProcess> {
+    await fs.mkdir(dir, { recursive: true });
+    const args = ['--server', `127.0.0.1:${this.port}`, '--dir', dir, '--node-id', nodeId];
+    const agent = await startProcess('agent', args, path.join(this.workDir, 'logs', `agent-${nodeId}.log`));
+    this.agents.set(nodeId, agent);
+    return agent;
+  }
+
+  /** Waits until the bundle is at `version` and every listed node confirmed it. */
+  async waitForConvergence(version: number, nodeIds: readonly string[], timeoutMs = 15_000): Promise<GetStatusResponse> {
+    return waitFor(
+      `nodes ${nodeIds.join(', ')} to hold version ${version}`,
+      async () => {
+        const status = await this.admin.getStatus();
+        const bundle = status.bundles.find((candidate) => candidate.name === this.bundleName);
+        if (bundle?.currentVersion !== version) return undefined;
+        const done = nodeIds.every((nodeId) => {
+          const node = bundle.nodes.find((candidate) => candidate.nodeId === nodeId);
+          return node?.inSync && node.appliedVersion === version;
+        });
+        return done ? status : undefined;
+      },
+      timeoutMs,
+    );
+  }
+
+  async stop(): Promise<void> {
+    this.admin.close();
+    await Promise.all([...this.agents.values()].map((agent) => agent.stop()));
+    await this.server?.stop();
+  }
+
+  async destroy(): Promise<void> {
+    await this.stop();
+    if (!process.env['CERTSYNC_KEEP_TEST_DIRS']) await fs.rm(this.workDir, { recursive: true, force: true });
+  }
+}
