@@ -139,13 +139,14 @@ describe('server and three agents as real processes on loopback', () => {
 
   test('a second agent claiming a connected node ID is refused', async () => {
     const imposterDir = path.join(workDir, 'imposter');
+    const original = harness.agents.get('node-a')!;
     const imposter = await harness.startAgent('node-a', imposterDir);
     await waitFor('the refusal in the imposter log', async () =>
       (await fs.readFile(imposter.logFile, 'utf8')).includes('already connected') ? true : undefined,
     );
     assert.deepEqual(await fs.readdir(imposterDir), []);
     await imposter.stop();
-    harness.agents.delete('node-a');
+    harness.agents.set('node-a', original);
   });
 
   test('GetStatus through server reflection (buf curl, no .proto files) shows every node in sync', async () => {
