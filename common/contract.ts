@@ -10,6 +10,9 @@ export {
   BundleFile,
   BundlePush,
   DriftReport,
+  SignalReport,
+  SignalRequest,
+  SignalledContainer,
   SyncRequest,
   SyncResponse,
 } from './gen/certsync/v1/agent';
@@ -29,5 +32,13 @@ export {
   ListNodesResponse,
   NodeBundleState,
   NodeInfo,
+  NodeSignalResult,
   RejectedCandidate,
+  ReloadRecord,
+  ReloadRequest,
+  ReloadResponse,
+  RolloutInfo,
+  RolloutRequest,
+  RolloutResponse,
+  RolloutTransition,
 } from './gen/certsync/v1/admin';

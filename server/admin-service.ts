@@ -10,7 +10,7 @@ import type { Logger } from '../common/log';
 import type { CertificateSummary } from './bundle-validator';
 import type { BundleConfig } from './config';
 import { isNodeInSync, type Fleet, type NodeRecord } from './fleet';
-import { InvalidRequestError, NotFoundError, toGrpcStatus } from './status-mapping';
+import { InvalidRequestError, NotFoundError, toGrpcStatus, UnimplementedError } from './status-mapping';
 import type { BundleVersion, VersionStore } from './version-store';
 
 export interface AdminServiceDeps {
@@ -48,6 +48,12 @@ export function createAdminService(deps: AdminServiceDeps): AdminServiceServer {
         );
       }
       return { bundle: bundleInfo(version) };
+    }),
+    reload: unary(log, () => {
+      throw new UnimplementedError('Reload is not built yet');
+    }),
+    rollout: unary(log, () => {
+      throw new UnimplementedError('Rollout is not built yet');
     }),
   };
 }
@@ -95,6 +101,7 @@ function bundleStatus(bundle: BundleConfig, store: VersionStore, fleet: Fleet): 
     nodes,
     nodesExpected: nodes.length,
     nodesInSync: nodes.filter((node) => node.inSync).length,
+    rollout: undefined,
   };
 }
 

@@ -18,6 +18,22 @@ export class InvalidRequestError extends Error {
   }
 }
 
+/** Thrown by an admin handler whose RPC is declared in the contract but not built yet. */
+export class UnimplementedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'UnimplementedError';
+  }
+}
+
+/** Thrown when a request cannot be carried out in the current state (e.g. nothing to reload). */
+export class FailedPreconditionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FailedPreconditionError';
+  }
+}
+
 export interface GrpcStatusError {
   code: status;
   details: string;
@@ -34,6 +50,8 @@ export function toGrpcStatus(error: unknown, log: Logger, context: Record<string
   if (error instanceof NotFoundError) return make(status.NOT_FOUND, error.message);
   if (error instanceof InvalidRequestError) return make(status.INVALID_ARGUMENT, error.message);
   if (error instanceof DuplicateNodeError) return make(status.ALREADY_EXISTS, error.message);
+  if (error instanceof UnimplementedError) return make(status.UNIMPLEMENTED, error.message);
+  if (error instanceof FailedPreconditionError) return make(status.FAILED_PRECONDITION, error.message);
 
   log.error({ ...context, err: error }, 'Unexpected error in request handler');
   return make(status.INTERNAL, 'internal error; see the certsync-server log');

@@ -15,6 +15,7 @@ import {
   type BundleFile,
   type BundlePush,
   type DriftReport,
+  type SignalReport,
   type SyncRequest,
   type SyncResponse,
 } from '../../common/contract';
@@ -28,6 +29,7 @@ interface AgentMessages {
   hello: AgentHello;
   applyReport: ApplyReport;
   driftReport: DriftReport;
+  signalReport: SignalReport;
 }
 type Kind = keyof AgentMessages;
 
