@@ -17,6 +17,8 @@ export interface FleetHarnessOptions {
   liveDir: string;
   bundleName?: string;
   settleMs?: number;
+  /** Extra top-level YAML lines (e.g. `fleet: { mode: static, nodes: [a, b] }`). */
+  extraConfig?: string[];
 }
 
 /**
@@ -47,6 +49,7 @@ export class FleetHarness {
       `stateDir: ${JSON.stringify(path.join(workDir, 'state'))}`,
       `settleMs: ${options.settleMs ?? 200}`,
       'logLevel: debug',
+      ...(options.extraConfig ?? []),
       'bundles:',
       `  - name: ${bundleName}`,
       `    source: ${JSON.stringify(options.liveDir)}`,
