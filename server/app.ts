@@ -9,6 +9,7 @@ import { createDockerClient, type DockerClient } from './docker-client';
 import { createExpectedNodes } from './expected-nodes';
 import { Fleet } from './fleet';
 import { startGrpcServer, type RunningGrpcServer } from './grpc-server';
+import { Prover } from './prover';
 import { Reloader } from './reloader';
 import { RolloutHistory } from './rollout-history';
 import { RolloutTracker } from './rollout-tracker';
@@ -43,6 +44,7 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
     fleet,
     expectedNodes,
     reloader: new Reloader(dockerClient, signals, log.child({ component: 'reloader' })),
+    prover: new Prover(dockerClient, log.child({ component: 'prover' })),
     history,
     convergeTimeoutMs: config.convergeTimeoutMs,
     distribute: (version) => hub.distribute(version),
