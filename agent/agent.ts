@@ -1,11 +1,12 @@
 import { stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import type { AgentHello, BundlePush } from '../common/contract';
+import type { AgentHello, BundlePush, SignalRequest } from '../common/contract';
 import type { Logger } from '../common/log';
 import type { AgentConfig } from './config';
 import { AgentConnection, type ConnectionState } from './connection';
 import { DriftWatcher } from './drift-watcher';
 import { scanFolder } from './folder-scan';
+import { createLocalDocker, LocalSignaller } from './local-signaller';
 import { PushHandler } from './push-handler';
 import { SerialQueue } from './serial-queue';
 import type { SyncSession } from './sync-session';
@@ -41,6 +42,11 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     onSettled: () => void queue.run(reportDrift).catch(logUnexpected),
   });
   const pushHandler = new PushHandler({ dir: config.dir, writer, manifests: watcher, logger });
+  const signaller = new LocalSignaller({
+    docker: createLocalDocker(config.dockerSocketPath),
+    socketPath: config.dockerSocketPath,
+    logger,
+  });
   const connection: AgentConnection = new AgentConnection({
     serverAddress: config.serverAddress,
     logger,
@@ -52,6 +58,13 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
       createHello: () => queue.run(createHello),
       onPush: (push, session) =>
         void queue.run(() => answerPush(push, session)).catch(logUnexpected),
+      // Signals queue behind pushes on purpose. The server asks for a reload only after this
+      // node confirmed the bundle, but a repair push (drift, a re-sent version) can still be in
+      // the queue; a signal that overtook it would reload the service on the old files. Waiting
+      // costs at most one apply (milliseconds), and the Docker calls carry a timeout so a hung
+      // engine cannot hold the writes behind it for long.
+      onSignal: (request, session) =>
+        void queue.run(() => answerSignal(request, session)).catch(logUnexpected),
     },
   });
 
@@ -73,6 +86,14 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     if (!session.send({ message: { $case: 'applyReport', value: report } })) {
       // The next hello describes the folder as this push left it, so nothing is lost.
       log.warn({ bundle: push.bundle, version: push.version }, 'Apply report not sent');
+    }
+  }
+
+  async function answerSignal(request: SignalRequest, session: SyncSession): Promise<void> {
+    const report = await signaller.signal(request);
+    if (!session.send({ message: { $case: 'signalReport', value: report } })) {
+      // The server's wait for this node times out and names it; it asks again if it must.
+      log.warn({ service: request.service, requestId: request.requestId }, 'Signal report not sent');
     }
   }
 

@@ -10,6 +10,9 @@ import { type BackoffPolicy, DEFAULT_BACKOFF_POLICY } from './backoff';
  */
 const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
+/** Where Docker listens on a Linux node, and where the agent's bind mount should put it. */
+export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -32,6 +35,8 @@ export interface AgentConfig {
   readonly driftDebounceMs: number;
   /** Managed files are also re-read this often, in case the OS dropped a file event. */
   readonly driftRecheckIntervalMs: number;
+  /** The node's Docker socket, used only to signal a service's containers for a reload. */
+  readonly dockerSocketPath: string;
 }
 
 /** The settings with a sensible default; tests override them to run fast. */
@@ -57,6 +62,7 @@ export function createAgentConfig(
     driftRecheckIntervalMs: 5 * 60_000,
     ...settings,
     dir: path.resolve(settings.dir),
+    dockerSocketPath: path.resolve(settings.dockerSocketPath ?? DEFAULT_DOCKER_SOCKET),
   };
   return Object.freeze({ ...config, reconnect: Object.freeze({ ...config.reconnect }) });
 }
@@ -78,11 +84,17 @@ export function parseAgentConfig(
     .option('--dir <path>', 'folder to keep in sync (env CERTSYNC_DIR)')
     .option('--node-id <id>', 'node identity, default the hostname (env CERTSYNC_NODE_ID)')
     .option('--log-level <level>', `one of ${LOG_LEVELS.join(', ')} (env CERTSYNC_LOG_LEVEL)`)
+    .option(
+      '--docker-socket <path>',
+      `Docker socket for signal reloads, default ${DEFAULT_DOCKER_SOCKET} (env CERTSYNC_DOCKER_SOCKET)`,
+    )
     .allowExcessArguments(false)
     .exitOverride();
   program.parse([...args], { from: 'user' });
   const flags =
-    program.opts<Record<'server' | 'dir' | 'nodeId' | 'logLevel', string | undefined>>();
+    program.opts<
+      Record<'server' | 'dir' | 'nodeId' | 'logLevel' | 'dockerSocket', string | undefined>
+    >();
 
   const serverAddress = required(flags.server ?? env['CERTSYNC_SERVER'], 'server');
   if (!isHostPort(serverAddress)) {
@@ -104,7 +116,16 @@ export function parseAgentConfig(
       `--log-level ${JSON.stringify(logLevel)} is not one of ${levels} (${source})`,
     );
   }
-  return createAgentConfig({ serverAddress, dir, nodeId, logLevel, agentVersion });
+  const dockerSocketPath =
+    nonEmpty(flags.dockerSocket ?? env['CERTSYNC_DOCKER_SOCKET']) ?? DEFAULT_DOCKER_SOCKET;
+  return createAgentConfig({
+    serverAddress,
+    dir,
+    nodeId,
+    logLevel,
+    agentVersion,
+    dockerSocketPath,
+  });
 }
 
 /** The flag and environment variable behind each required setting, for error messages. */

@@ -2,6 +2,7 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { AgentServiceServer, SyncRequest, SyncResponse } from '../common/contract';
 import type { Logger } from '../common/log';
 import type { AgentSession, FanoutHub } from './fanout-hub';
+import type { SignalDispatcher } from './signal-dispatcher';
 import { InvalidRequestError, toGrpcStatus } from './status-mapping';
 
 /** How long a new stream may stay silent before its hello; a client that never speaks is dropped. */
@@ -11,8 +12,18 @@ const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 type SyncCall = ServerDuplexStream<SyncRequest, SyncResponse>;
 
-/** The AgentService implementation: turns one Sync stream into one hub session. */
-export function createAgentService(hub: FanoutHub, log: Logger): AgentServiceServer {
+/** Where signal reports go; optional until app.ts wires a SignalDispatcher in. */
+type SignalReports = Pick<SignalDispatcher, 'handleReport' | 'sessionClosed'>;
+
+/**
+ * The AgentService implementation: turns one Sync stream into one hub session. Signal reports go
+ * to `signals`; without it they are logged and dropped (nothing can have asked for them).
+ */
+export function createAgentService(
+  hub: FanoutHub,
+  log: Logger,
+  signals?: SignalReports,
+): AgentServiceServer {
   return {
     sync(call: SyncCall) {
       const peer = call.getPeer();
@@ -47,6 +58,10 @@ export function createAgentService(hub: FanoutHub, log: Logger): AgentServiceSer
             case 'driftReport':
               hub.handleDriftReport(session, message.value);
               return;
+            case 'signalReport':
+              if (signals) signals.handleReport(session, message.value);
+              else log.warn({ node: session.nodeId }, 'Signal report without a dispatcher ignored');
+              return;
             default:
               throw new InvalidRequestError(`unexpected message ${message?.$case ?? '(empty)'} after hello`);
           }
@@ -57,7 +72,9 @@ export function createAgentService(hub: FanoutHub, log: Logger): AgentServiceSer
 
       const finish = (reason: string) => {
         clearTimeout(helloTimer);
-        if (session) hub.detach(session, reason);
+        if (!session) return;
+        hub.detach(session, reason);
+        signals?.sessionClosed(session);
       };
       call.on('end', () => {
         finish('stream ended');

@@ -103,6 +103,17 @@ export class FanoutHub {
     if (current) this.push(session, current, false);
   }
 
+  /**
+   * Sends one message on a node's live session, for requests that are not bundles (signals).
+   * Returns the session it went out on, so the caller can tell that session's loss from a later
+   * reconnect of the same node; undefined when the node has no session.
+   */
+  sendToNode(nodeId: string, message: SyncResponse): AgentSession | undefined {
+    const session = this.sessions.get(nodeId);
+    session?.send(message);
+    return session;
+  }
+
   connectedNodeIds(): string[] {
     return [...this.sessions.keys()];
   }
