@@ -162,7 +162,10 @@ function failedReport(
   return { requestId, ok: false, containers, error };
 }
 
-/** 404: no such container; 409: it is no longer running. */
+/**
+ * 404: no such container; 409: it is not running (stopped, or restarting, and then it reads the
+ * new files as it starts). Either way there is nothing to reload.
+ */
 function isGoneError(error: unknown): boolean {
   const status = httpStatus(error);
   return status === 404 || status === 409;
