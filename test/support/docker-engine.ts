@@ -62,7 +62,7 @@ export async function startDockerEngine(name: string): Promise<DockerEngine> {
     throw new Error('dockerd and docker are needed: apt-get install docker.io');
   }
   const dir = path.join(os.tmpdir(), name);
-  await removeLeftoverEngine(dir);
+  await removeLeftoverEngine(dir, dockerCli);
   await fs.mkdir(dir, { recursive: true });
 
   const socketPath = path.join(dir, 'docker.sock');
@@ -109,20 +109,63 @@ export async function startDockerEngine(name: string): Promise<DockerEngine> {
       await execFileAsync('tar', ['-C', rootfs, '-cf', tarball, '.']);
       await docker(['import', tarball, tag]);
     },
-    async stop() {
-      const containers = await docker(['ps', '-aq']).catch(() => '');
-      if (containers !== '') await docker(['rm', '-f', ...containers.split('\n')]).catch(() => '');
-      await removeLeftoverEngine(dir);
-    },
+    stop: () => removeLeftoverEngine(dir, dockerCli),
   };
 }
 
-/** Stops the engine (and its containerd) recorded under `dir`, unmounts and deletes `dir`. */
-async function removeLeftoverEngine(dir: string): Promise<void> {
+/**
+ * Stops whatever an engine under `dir` left running, then unmounts and deletes `dir`. Containers
+ * go first while the engine still answers (a shell as pid 1 ignores the SIGTERM a stopping
+ * dockerd sends, which would cost its whole stop timeout); shims of a killed engine, and the
+ * containers under them, are killed by what their command line names.
+ */
+async function removeLeftoverEngine(dir: string, dockerCli: string): Promise<void> {
+  const socketPath = path.join(dir, 'docker.sock');
+  if (await ping(socketPath)) {
+    const env = { ...process.env, DOCKER_HOST: `unix://${socketPath}` };
+    const run = (args: string[]) => execFileAsync(dockerCli, args, { env }).then((out) => out.stdout);
+    const ids = (await run(['ps', '-aq']).catch(() => '')).split('\n').filter((id) => id !== '');
+    if (ids.length > 0) await run(['rm', '-f', ...ids]).catch(() => '');
+  }
   await stopByPidFile(path.join(dir, 'docker.pid'), dir);
   await stopByPidFile(path.join(dir, 'exec', 'containerd', 'containerd.pid'), dir);
+  await killOrphanedShims(dir);
   await unmountUnder(dir);
   await fs.rm(dir, { recursive: true, force: true });
+}
+
+/** A containerd shim outlives a SIGKILLed engine, and keeps its container running. */
+async function killOrphanedShims(dir: string): Promise<void> {
+  const processes = await listProcesses();
+  const shims = processes.filter((entry) => entry.cmdline.includes(`${dir}/`));
+  for (const shim of shims) {
+    for (const child of processes.filter((entry) => entry.ppid === shim.pid)) {
+      signalQuietly(child.pid, 'SIGKILL');
+    }
+    signalQuietly(shim.pid, 'SIGKILL');
+  }
+}
+
+async function listProcesses(): Promise<Array<{ pid: number; ppid: number; cmdline: string }>> {
+  const pids = (await fs.readdir('/proc')).filter((name) => /^\d+$/.test(name));
+  const entries = await Promise.all(
+    pids.map(async (pid) => {
+      const stat = await fs.readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+      const cmdline = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+      // The field after the ")" that closes the command name: state, then ppid.
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      return { pid: Number(pid), ppid, cmdline };
+    }),
+  );
+  return entries.filter((entry) => entry.pid !== process.pid);
+}
+
+function signalQuietly(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
 }
 
 /** SIGTERM, then SIGKILL after a grace period, but only to a process started for `dir`. */
@@ -132,10 +175,10 @@ async function stopByPidFile(pidFile: string, dir: string): Promise<void> {
   const cmdline = await fs.readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
   if (!cmdline.includes(dir)) return; // gone, or the pid now belongs to someone else
 
-  process.kill(pid, 'SIGTERM');
+  signalQuietly(pid, 'SIGTERM');
   const deadline = Date.now() + ENGINE_STOP_TIMEOUT_MS;
   while (isAlive(pid) && Date.now() < deadline) await sleep(50);
-  if (isAlive(pid)) process.kill(pid, 'SIGKILL');
+  if (isAlive(pid)) signalQuietly(pid, 'SIGKILL');
 }
 
 /** Overlay and shm mounts a killed engine left behind would make the folder undeletable. */
