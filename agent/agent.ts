@@ -93,7 +93,8 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     const report = await signaller.signal(request);
     if (!session.send({ message: { $case: 'signalReport', value: report } })) {
       // The server's wait for this node times out and names it; it asks again if it must.
-      log.warn({ service: request.service, requestId: request.requestId }, 'Signal report not sent');
+      const { service, requestId } = request;
+      log.warn({ service, requestId }, 'Signal report not sent');
     }
   }
 

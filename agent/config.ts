@@ -13,6 +13,8 @@ const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 /** Where Docker listens on a Linux node, and where the agent's bind mount should put it. */
 export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
 
+const DOCKER_SOCKET_HELP = `Docker socket for signal reloads, default ${DEFAULT_DOCKER_SOCKET}`;
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -84,10 +86,7 @@ export function parseAgentConfig(
     .option('--dir <path>', 'folder to keep in sync (env CERTSYNC_DIR)')
     .option('--node-id <id>', 'node identity, default the hostname (env CERTSYNC_NODE_ID)')
     .option('--log-level <level>', `one of ${LOG_LEVELS.join(', ')} (env CERTSYNC_LOG_LEVEL)`)
-    .option(
-      '--docker-socket <path>',
-      `Docker socket for signal reloads, default ${DEFAULT_DOCKER_SOCKET} (env CERTSYNC_DOCKER_SOCKET)`,
-    )
+    .option('--docker-socket <path>', `${DOCKER_SOCKET_HELP} (env CERTSYNC_DOCKER_SOCKET)`)
     .allowExcessArguments(false)
     .exitOverride();
   program.parse([...args], { from: 'user' });

@@ -145,7 +145,8 @@ export class LocalSignaller {
 function checkRequest(request: SignalRequest): AgentError | undefined {
   if (!(SIGNAL_NAMES as readonly string[]).includes(request.signal)) {
     const shown = JSON.stringify(request.signal);
-    const message = `signal ${shown} is not one the agent sends (one of ${SIGNAL_NAMES.join(', ')})`;
+    const allowed = SIGNAL_NAMES.join(', ');
+    const message = `signal ${shown} is not one the agent sends (one of ${allowed})`;
     return { code: 'INVALID_SIGNAL', message, path: '' };
   }
   if (request.service.trim() === '') {

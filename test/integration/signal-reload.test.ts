@@ -13,13 +13,18 @@ import { FanoutHub } from '../../server/fanout-hub';
 import { Fleet } from '../../server/fleet';
 import { SignalDispatcher } from '../../server/signal-dispatcher';
 import { VersionStore } from '../../server/version-store';
-import { checkDockerEngine, type DockerEngine, startDockerEngine } from '../support/docker-engine';
+import {
+  checkDockerEngine,
+  type DockerEngine,
+  startDockerEngine,
+} from '../support/docker-engine';
 import { startProcess, waitFor, type ManagedProcess } from '../support/processes';
 
 const engineCheck = checkDockerEngine();
 const IMAGE = 'cssig-busybox:1';
 const WEB_SERVICE = 'cssig_web';
 const OTHER_SERVICE = 'cssig_other';
+const RELOAD = { service: WEB_SERVICE, signal: 'SIGHUP', bundle: 'example', version: 1 };
 
 /**
  * A signal reload end to end on a real dockerd: the server-side dispatcher (in-process, over the
@@ -27,7 +32,7 @@ const OTHER_SERVICE = 'cssig_other';
  * through the engine's socket. Known limit: the server's own reload config does not trigger it
  * here yet; app.ts has to wire the dispatcher in first.
  */
-describe('signal reload through a real agent and a real dockerd', { skip: engineCheck.skip }, () => {
+describe('signal reload through a real agent and real dockerd', { skip: engineCheck.skip }, () => {
   let engine: DockerEngine | undefined;
   let workDir: string;
   let grpcServer: grpc.Server | undefined;
@@ -39,7 +44,8 @@ describe('signal reload through a real agent and a real dockerd', { skip: engine
   async function runTaskContainer(service: string, taskId: string): Promise<string> {
     const outDir = path.join(workDir, service);
     await fs.mkdir(outDir, { recursive: true });
-    const script = 'trap "echo hup >> /out/hups" HUP; echo ready > /out/ready; while :; do sleep 0.2; done';
+    const script =
+      'trap "echo hup >> /out/hups" HUP; echo ready > /out/ready; while :; do sleep 0.2; done';
     const name = `${service}.1.${taskId}`;
     await engine?.docker([
       ...['run', '-d', '--network', 'none', '--name', name],
@@ -47,7 +53,7 @@ describe('signal reload through a real agent and a real dockerd', { skip: engine
       ...['--label', `com.docker.swarm.task.id=${taskId}`],
       ...['-v', `${outDir}:/out`, IMAGE, 'sh', '-c', script],
     ]);
-    await waitFor(`${name} to trap SIGHUP`, async () => (await fileText(path.join(outDir, 'ready'))) || undefined, 5_000);
+    await waitForText(path.join(outDir, 'ready'));
     return name;
   }
 
@@ -59,7 +65,8 @@ describe('signal reload through a real agent and a real dockerd', { skip: engine
     await engine.importBusyboxImage(IMAGE);
     await runTaskContainer(WEB_SERVICE, 'task-web-1');
     await runTaskContainer(OTHER_SERVICE, 'task-other-1');
-    process.stdout.write(`# engine, image and two containers ready in ${Date.now() - startedAt} ms\n`);
+    const readyMs = Date.now() - startedAt;
+    process.stdout.write(`# engine, image and two containers ready in ${readyMs} ms\n`);
 
     const log = createSilentLogger();
     const store = await VersionStore.open(path.join(workDir, 'state'), [], 2, log);
@@ -68,8 +75,10 @@ describe('signal reload through a real agent and a real dockerd', { skip: engine
     grpcServer = new grpc.Server();
     grpcServer.addService(AgentServiceService, createAgentService(hub, log, dispatcher));
     const port = await new Promise<number>((resolve, reject) =>
-      grpcServer?.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (error, bound) =>
-        error ? reject(error) : resolve(bound),
+      grpcServer?.bindAsync(
+        '127.0.0.1:0',
+        grpc.ServerCredentials.createInsecure(),
+        (error, bound) => (error ? reject(error) : resolve(bound)),
       ),
     );
 
@@ -78,27 +87,30 @@ describe('signal reload through a real agent and a real dockerd', { skip: engine
     const args = ['--server', `127.0.0.1:${port}`, '--dir', nodeDir, '--node-id', 'node-1'];
     args.push('--docker-socket', engine.socketPath, '--log-level', 'debug');
     agent = await startProcess('agent', args, path.join(workDir, 'agent-node-1.log'));
-    await waitFor('node-1 to connect', async () => hub.connectedNodeIds().includes('node-1') || undefined, 10_000);
+    const connected = async () => hub.connectedNodeIds().includes('node-1') || undefined;
+    await waitFor('node-1 to connect', connected, 10_000);
   });
 
   after(async () => {
     await agent?.stop();
     grpcServer?.forceShutdown();
     await engine?.stop();
-    if (!process.env['CERTSYNC_KEEP_TEST_DIRS']) await fs.rm(workDir, { recursive: true, force: true });
+    if (!process.env['CERTSYNC_KEEP_TEST_DIRS']) {
+      await fs.rm(workDir, { recursive: true, force: true });
+    }
   });
 
   it('signals the service containers on the node and only those', async () => {
-    const target = { service: WEB_SERVICE, signal: 'SIGHUP', bundle: 'example', version: 1, timeoutMs: 10_000 };
+    const target = { ...RELOAD, timeoutMs: 10_000 };
     const startedAt = Date.now();
     const outcomes = await dispatcher.signalNodes(['node-1', 'node-away'], target);
     const elapsedMs = Date.now() - startedAt;
 
-    assert.deepEqual(outcomes[0], { nodeId: 'node-1', ok: true, containers: ['cssig_web.1.task-web-1'] });
+    const containers = ['cssig_web.1.task-web-1'];
+    assert.deepEqual(outcomes[0], { nodeId: 'node-1', ok: true, containers });
     assert.equal(outcomes[1]?.ok, false);
     assert.match(outcomes[1]?.error ?? '', /not connected/);
-    const hups = await waitFor('the SIGHUP line', async () => (await fileText(path.join(workDir, WEB_SERVICE, 'hups'))) || undefined, 5_000);
-    assert.equal(hups, 'hup\n');
+    assert.equal(await waitForText(path.join(workDir, WEB_SERVICE, 'hups')), 'hup\n');
     // The other service's shell would have written by now (it wakes every 200 ms).
     await sleep(600);
     assert.equal(await fileText(path.join(workDir, OTHER_SERVICE, 'hups')), '');
@@ -120,9 +132,11 @@ describe('signal reload through a real agent and a real dockerd', { skip: engine
       },
       signalContainer: real.signalContainer,
     };
-    const signaller = new LocalSignaller({ docker: racing, socketPath: engine?.socketPath ?? '', logger: createSilentLogger() });
+    const socketPath = engine?.socketPath ?? '';
+    const logger = createSilentLogger();
+    const signaller = new LocalSignaller({ docker: racing, socketPath, logger });
 
-    const report = await signaller.signal({ requestId: 'r1', service: WEB_SERVICE, signal: 'SIGHUP', bundle: 'example', version: 1 });
+    const report = await signaller.signal({ ...RELOAD, requestId: 'r1' });
 
     assert.deepEqual(listed, ['cssig_web.1.task-web-1', name]);
     assert.equal(report.ok, true, report.error?.message);
@@ -135,4 +149,9 @@ describe('signal reload through a real agent and a real dockerd', { skip: engine
 
 async function fileText(file: string): Promise<string> {
   return fs.readFile(file, 'utf8').catch(() => '');
+}
+
+/** The file's text once it has any. */
+function waitForText(file: string): Promise<string> {
+  return waitFor(`text in ${file}`, async () => (await fileText(file)) || undefined, 5_000);
 }

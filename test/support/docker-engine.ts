@@ -123,7 +123,7 @@ async function removeLeftoverEngine(dir: string, dockerCli: string): Promise<voi
   const socketPath = path.join(dir, 'docker.sock');
   if (await ping(socketPath)) {
     const env = { ...process.env, DOCKER_HOST: `unix://${socketPath}` };
-    const run = (args: string[]) => execFileAsync(dockerCli, args, { env }).then((out) => out.stdout);
+    const run = async (args: string[]) => (await execFileAsync(dockerCli, args, { env })).stdout;
     const ids = (await run(['ps', '-aq']).catch(() => '')).split('\n').filter((id) => id !== '');
     if (ids.length > 0) await run(['rm', '-f', ...ids]).catch(() => '');
   }

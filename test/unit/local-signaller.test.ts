@@ -30,7 +30,8 @@ function fakeDocker(containers: SignalledContainer[], failures: Record<string, E
 }
 
 function signaller(docker: LocalDocker): LocalSignaller {
-  return new LocalSignaller({ docker, socketPath: '/run/docker.sock', logger: createSilentLogger() });
+  const logger = createSilentLogger();
+  return new LocalSignaller({ docker, socketPath: '/run/docker.sock', logger });
 }
 
 describe('LocalSignaller', () => {
@@ -42,12 +43,14 @@ describe('LocalSignaller', () => {
 
     assert.equal(report.ok, false);
     assert.equal(report.error?.code, 'SIGNAL_FAILED');
-    assert.match(report.error?.message ?? '', /SIGHUP not delivered to web\.2 \(.*cgroup gone\) of service web/);
+    const message = report.error?.message ?? '';
+    assert.match(message, /SIGHUP not delivered to web\.2 \(.*cgroup gone\) of service web/);
     assert.deepEqual(killed, ['id-web.1', 'id-web.3']);
-    assert.deepEqual(report.containers.map((entry) => entry.containerName), ['web.1', 'web.3']);
+    const names = report.containers.map((entry) => entry.containerName);
+    assert.deepEqual(names, ['web.1', 'web.3']);
   });
 
-  it('reports a Docker API error while listing as DOCKER_ERROR, not as a missing socket', async () => {
+  it('reports an API error while listing as DOCKER_ERROR, not as a missing socket', async () => {
     const docker: LocalDocker = {
       listServiceContainers: async () => Promise.reject(httpError(500, 'daemon busy')),
       signalContainer: async () => undefined,

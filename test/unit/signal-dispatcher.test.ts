@@ -49,7 +49,8 @@ describe('SignalDispatcher', () => {
     const b = sender.connect('node-b');
     const dispatcher = new SignalDispatcher(sender, createSilentLogger());
 
-    const done = dispatcher.signalNodes(['node-a', 'node-b', 'node-a'], { ...TARGET, timeoutMs: 5_000 });
+    const nodeIds = ['node-a', 'node-b', 'node-a'];
+    const done = dispatcher.signalNodes(nodeIds, { ...TARGET, timeoutMs: 5_000 });
     const requestA = sender.requestFor('node-a');
     const requestB = sender.requestFor('node-b');
     dispatcher.handleReport(b, {
@@ -58,11 +59,13 @@ describe('SignalDispatcher', () => {
       containers: [],
       error: { code: 'DOCKER_UNAVAILABLE', message: 'mount the socket', path: '' },
     });
-    dispatcher.handleReport(a, okReport(requestA.requestId, 'iklimco_nginx.1.abc', 'iklimco_nginx.2.def'));
+    const names = ['iklimco_nginx.1.abc', 'iklimco_nginx.2.def'];
+    dispatcher.handleReport(a, okReport(requestA.requestId, ...names));
 
+    const error = 'DOCKER_UNAVAILABLE: mount the socket';
     assert.deepEqual(await done, [
-      { nodeId: 'node-a', ok: true, containers: ['iklimco_nginx.1.abc', 'iklimco_nginx.2.def'] },
-      { nodeId: 'node-b', ok: false, containers: [], error: 'DOCKER_UNAVAILABLE: mount the socket' },
+      { nodeId: 'node-a', ok: true, containers: names },
+      { nodeId: 'node-b', ok: false, containers: [], error },
     ]);
     assert.equal(sender.sent.length, 2);
     assert.notEqual(requestA.requestId, requestB.requestId);
@@ -73,14 +76,15 @@ describe('SignalDispatcher', () => {
     const dispatcher = new SignalDispatcher(new RecordingSender(), createSilentLogger());
     const startedAt = Date.now();
 
-    const [outcome] = await dispatcher.signalNodes(['node-gone'], { ...TARGET, timeoutMs: 60_000 });
+    const target = { ...TARGET, timeoutMs: 60_000 };
+    const [outcome] = await dispatcher.signalNodes(['node-gone'], target);
 
     assert.equal(outcome?.ok, false);
     assert.match(outcome?.error ?? '', /not connected.*iklimco_nginx/);
     assert.ok(Date.now() - startedAt < 1_000);
   });
 
-  it('fails a node that does not answer within the timeout, and ignores its late report', async () => {
+  it('fails a node that does not answer in time, and ignores its late report', async () => {
     const sender = new RecordingSender();
     const session = sender.connect('node-slow');
     const dispatcher = new SignalDispatcher(sender, createSilentLogger());
@@ -125,7 +129,8 @@ describe('SignalDispatcher', () => {
     const impostor: AgentSession = { ...first };
     dispatcher.handleReport(impostor, okReport(requestId, 'wrong'));
     dispatcher.handleReport(first, okReport('unknown-request', 'stray'));
-    dispatcher.sessionClosed(impostor); // a reconnect's old session ending does not touch this one
+    // An old session of a reconnecting node ending does not touch the request on the new one.
+    dispatcher.sessionClosed(impostor);
     dispatcher.handleReport(first, okReport(requestId, 'right'));
 
     assert.deepEqual(await done, [{ nodeId: 'node-a', ok: true, containers: ['right'] }]);
