@@ -37,7 +37,7 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
   let docker: DockerClient | undefined;
   const dockerClient = () => (docker ??= createDockerClient());
   const expectedNodes = createExpectedNodes(config.fleet, { fleet, docker: dockerClient, log: log.child({ component: 'fleet' }) });
-  const signals = new SignalDispatcher((nodeId, message) => hub.sendToNode(nodeId, message), log.child({ component: 'signals' }));
+  const signals = new SignalDispatcher(hub, log.child({ component: 'signals' }));
   const tracker = new RolloutTracker({
     bundles: config.bundles,
     store,
