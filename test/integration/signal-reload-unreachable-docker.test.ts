@@ -49,7 +49,7 @@ describe('signal reloads when the agents cannot reach Docker', () => {
     assert.equal(reload.action, 'signal');
     assert.equal(reload.ok, false);
     assert.deepEqual(reload.signals.map((signal) => [signal.nodeId, signal.ok]), NODES.map((nodeId) => [nodeId, false]));
-    for (const signal of reload.signals) assert.match(signal.error, /DOCKER_UNAVAILABLE: cannot reach Docker at .*no-docker\.sock/);
+    for (const signal of reload.signals) assert.match(signal.error, /DOCKER_UNAVAILABLE: Docker socket .*no-docker\.sock is not usable \(ENOENT\); bind-mount/);
     assert.match(rollout.reason, /SIGHUP to "web_nginx" failed on node-a .*node-b/);
   });
 });
