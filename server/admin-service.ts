@@ -5,31 +5,40 @@ import type {
   BundleStatus,
   CertificateInfo,
   NodeInfo,
+  RolloutInfo,
 } from '../common/contract';
 import type { Logger } from '../common/log';
 import type { CertificateSummary } from './bundle-validator';
 import type { BundleConfig } from './config';
+import type { ExpectedNodes } from './expected-nodes';
 import { isNodeInSync, type Fleet, type NodeRecord } from './fleet';
-import { InvalidRequestError, NotFoundError, toGrpcStatus, UnimplementedError } from './status-mapping';
+import { missingNodes, type RolloutData } from './rollout';
+import type { RolloutTracker } from './rollout-tracker';
+import { InvalidRequestError, NotFoundError, toGrpcStatus } from './status-mapping';
 import type { BundleVersion, VersionStore } from './version-store';
 
 export interface AdminServiceDeps {
   bundles: readonly BundleConfig[];
   store: VersionStore;
   fleet: Fleet;
-  fleetMode: string;
+  expectedNodes: ExpectedNodes;
+  tracker: RolloutTracker;
   serverVersion: string;
   log: Logger;
 }
 
 /** The AdminService implementation. It reports metadata and digests only, never key bytes. */
 export function createAdminService(deps: AdminServiceDeps): AdminServiceServer {
-  const { store, fleet, log } = deps;
+  const { store, fleet, log, tracker } = deps;
+  const requireBundle = (name: string) => {
+    if (!name) throw new InvalidRequestError('bundle is required');
+    if (!deps.bundles.some((bundle) => bundle.name === name)) throw new NotFoundError(`no bundle named "${name}" is configured`);
+  };
   return {
     getStatus: unary(log, () => ({
-      bundles: deps.bundles.map((bundle) => bundleStatus(bundle, store, fleet)),
+      bundles: deps.bundles.map((bundle) => bundleStatus(bundle, deps)),
       nodes: fleet.nodes().map(nodeInfo),
-      fleetMode: deps.fleetMode,
+      fleetMode: deps.expectedNodes.mode,
       serverVersion: deps.serverVersion,
     })),
     listNodes: unary(log, () => ({ nodes: fleet.nodes().map(nodeInfo) })),
@@ -49,11 +58,15 @@ export function createAdminService(deps: AdminServiceDeps): AdminServiceServer {
       }
       return { bundle: bundleInfo(version) };
     }),
-    reload: unary(log, () => {
-      throw new UnimplementedError('Reload is not built yet');
+    reload: unary(log, (request: { bundle: string; force: boolean }) => {
+      requireBundle(request.bundle);
+      log.info({ bundle: request.bundle, force: request.force }, 'Reload requested');
+      return { rollout: rolloutInfo(tracker.reload(request.bundle, request.force)) };
     }),
-    rollout: unary(log, () => {
-      throw new UnimplementedError('Rollout is not built yet');
+    rollout: unary(log, async (request: { bundle: string; version: number }) => {
+      requireBundle(request.bundle);
+      log.info({ bundle: request.bundle, version: request.version }, 'Rollout requested');
+      return { rollout: rolloutInfo(await tracker.rollout(request.bundle, request.version)) };
     }),
   };
 }
@@ -70,10 +83,12 @@ function unary<Request, Response>(log: Logger, handler: (request: Request) => Re
   };
 }
 
-function bundleStatus(bundle: BundleConfig, store: VersionStore, fleet: Fleet): BundleStatus {
+function bundleStatus(bundle: BundleConfig, deps: AdminServiceDeps): BundleStatus {
+  const { store, fleet } = deps;
   const current = store.current(bundle.name);
   const rejected = store.lastRejected(bundle.name);
-  const nodes = fleet.nodes().map((node) => {
+  const expected = deps.expectedNodes.current();
+  const seen = fleet.nodes().map((node) => {
     const record = node.bundles.get(bundle.name);
     return {
       nodeId: node.nodeId,
@@ -85,6 +100,12 @@ function bundleStatus(bundle: BundleConfig, store: VersionStore, fleet: Fleet): 
       driftRepairs: record?.driftRepairs ?? 0,
     };
   });
+  // An expected node whose agent never connected is shown too: it is what a rollout waits for.
+  const neverSeen = expected
+    .filter((nodeId) => !fleet.get(nodeId))
+    .map((nodeId) => ({ nodeId, appliedVersion: 0, inSync: false, files: [], lastError: undefined, updatedAt: undefined, driftRepairs: 0 }));
+  const nodes = [...seen, ...neverSeen].sort((a, b) => a.nodeId.localeCompare(b.nodeId));
+  const rollout = deps.tracker.current(bundle.name);
   return {
     name: bundle.name,
     currentVersion: current?.version ?? 0,
@@ -99,9 +120,26 @@ function bundleStatus(bundle: BundleConfig, store: VersionStore, fleet: Fleet): 
         }
       : undefined,
     nodes,
-    nodesExpected: nodes.length,
-    nodesInSync: nodes.filter((node) => node.inSync).length,
-    rollout: undefined,
+    nodesExpected: expected.length,
+    nodesInSync: nodes.filter((node) => node.inSync && expected.includes(node.nodeId)).length,
+    rollout: rollout ? rolloutInfo(rollout) : undefined,
+  };
+}
+
+function rolloutInfo(rollout: RolloutData): RolloutInfo {
+  return {
+    bundle: rollout.bundle,
+    version: rollout.version,
+    state: rollout.state,
+    startedAt: rollout.startedAt,
+    updatedAt: rollout.updatedAt,
+    expectedNodes: rollout.expectedNodes,
+    confirmedNodes: Object.keys(rollout.confirmedAt).sort(),
+    missingNodes: missingNodes(rollout),
+    reason: rollout.reason,
+    transitions: rollout.transitions.map((transition) => ({ ...transition })),
+    reloads: rollout.reloads.map((reload) => ({ ...reload })),
+    trigger: rollout.trigger,
   };
 }
 

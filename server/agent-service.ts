@@ -1,6 +1,7 @@
 import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { AgentServiceServer, SyncRequest, SyncResponse } from '../common/contract';
 import type { Logger } from '../common/log';
+import type { ExpectedNodes } from './expected-nodes';
 import type { AgentSession, FanoutHub } from './fanout-hub';
 import { InvalidRequestError, toGrpcStatus } from './status-mapping';
 
@@ -12,12 +13,19 @@ const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 type SyncCall = ServerDuplexStream<SyncRequest, SyncResponse>;
 
 /** The AgentService implementation: turns one Sync stream into one hub session. */
-export function createAgentService(hub: FanoutHub, log: Logger): AgentServiceServer {
+export function createAgentService(hub: FanoutHub, expectedNodes: ExpectedNodes, log: Logger): AgentServiceServer {
   return {
     sync(call: SyncCall) {
       const peer = call.getPeer();
       let session: AgentSession | undefined;
+      let failed = false;
+      let closed = false;
+      // Messages are handled one at a time: the hello waits for admission (a Docker API call in
+      // swarm mode), and nothing after it may overtake it.
+      let queue = Promise.resolve();
       const fail = (error: unknown) => {
+        if (failed) return;
+        failed = true;
         call.emit('error', toGrpcStatus(error, log, { peer, node: session?.nodeId }));
       };
       const helloTimer = setTimeout(
@@ -25,7 +33,8 @@ export function createAgentService(hub: FanoutHub, log: Logger): AgentServiceSer
         HELLO_TIMEOUT_MS,
       );
 
-      call.on('data', (request: SyncRequest) => {
+      const handle = async (request: SyncRequest) => {
+        if (failed) return;
         try {
           const message = request.message;
           if (!session) {
@@ -35,6 +44,8 @@ export function createAgentService(hub: FanoutHub, log: Logger): AgentServiceSer
               throw new InvalidRequestError(`node ID "${nodeId.slice(0, 64)}" is not valid (letters, digits, ".", "_", "-")`);
             }
             clearTimeout(helloTimer);
+            await expectedNodes.admit(nodeId);
+            if (closed) return;
             const candidate: AgentSession = { nodeId, peer, send: (response) => call.write(response) };
             hub.attach(candidate, message.value);
             session = candidate;
@@ -53,9 +64,13 @@ export function createAgentService(hub: FanoutHub, log: Logger): AgentServiceSer
         } catch (error) {
           fail(error);
         }
+      };
+      call.on('data', (request: SyncRequest) => {
+        queue = queue.then(() => handle(request));
       });
 
       const finish = (reason: string) => {
+        closed = true;
         clearTimeout(helloTimer);
         if (session) hub.detach(session, reason);
       };

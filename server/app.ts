@@ -5,8 +5,13 @@ import { createAgentService } from './agent-service';
 import { BundleIntake } from './bundle-intake';
 import type { ServerConfig } from './config';
 import { FanoutHub } from './fanout-hub';
+import { createDockerClient, type DockerClient } from './docker-client';
+import { createExpectedNodes } from './expected-nodes';
 import { Fleet } from './fleet';
 import { startGrpcServer, type RunningGrpcServer } from './grpc-server';
+import { Reloader, type SignalSender } from './reloader';
+import { RolloutHistory } from './rollout-history';
+import { RolloutTracker } from './rollout-tracker';
 import { VersionStore } from './version-store';
 
 export interface ServerApp {
@@ -23,8 +28,29 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
   const appLog = log.child({ component: 'server' });
   const bundleNames = config.bundles.map((bundle) => bundle.name);
   const store = await VersionStore.open(config.stateDir, bundleNames, config.versionsKept, log.child({ component: 'store' }));
+  const history = await RolloutHistory.open(config.stateDir, bundleNames, log.child({ component: 'history' }));
   const fleet = new Fleet();
   const hub = new FanoutHub(store, fleet, bundleNames, log.child({ component: 'hub' }));
+  // Docker is only reached when the fleet or a reload target needs it.
+  let docker: DockerClient | undefined;
+  const dockerClient = () => (docker ??= createDockerClient());
+  const expectedNodes = createExpectedNodes(config.fleet, { fleet, docker: dockerClient, log: log.child({ component: 'fleet' }) });
+  const signals: SignalSender = {
+    signalNodes: async (nodeIds) =>
+      nodeIds.map((nodeId) => ({ nodeId, ok: false, containers: [], error: 'signal reloads are not available in this build' })),
+  };
+  const tracker = new RolloutTracker({
+    bundles: config.bundles,
+    store,
+    fleet,
+    expectedNodes,
+    reloader: new Reloader(dockerClient, signals, log.child({ component: 'reloader' })),
+    history,
+    convergeTimeoutMs: config.convergeTimeoutMs,
+    distribute: (version) => hub.distribute(version),
+    log: log.child({ component: 'rollout' }),
+  });
+  hub.onFleetChange(() => tracker.evaluateAll());
 
   let grpcServer: RunningGrpcServer | undefined;
   const intakes = config.bundles.map(
@@ -35,19 +61,25 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
         settleMs: config.settleMs,
         rescanIntervalMs: config.rescanIntervalMs,
         usePolling: config.usePolling,
-        onAccepted: (version) => hub.distribute(version),
+        onAccepted: async (version) => {
+          hub.distribute(version);
+          await tracker.begin(version, 'accepted');
+        },
         log: log.child({ component: 'intake' }),
       }),
   );
 
   try {
+    await expectedNodes.start(() => tracker.evaluateAll());
+    await tracker.resume();
     grpcServer = await startGrpcServer(config.listen, {
-      agentService: createAgentService(hub, log.child({ component: 'agent-service' })),
+      agentService: createAgentService(hub, expectedNodes, log.child({ component: 'agent-service' })),
       adminService: createAdminService({
         bundles: config.bundles,
         store,
         fleet,
-        fleetMode: config.fleet.mode,
+        expectedNodes,
+        tracker,
         serverVersion: CERTSYNC_VERSION,
         log: log.child({ component: 'admin-service' }),
       }),
@@ -56,6 +88,8 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
   } catch (error) {
     await Promise.all(intakes.map((intake) => intake.close()));
     await grpcServer?.close();
+    tracker.close();
+    expectedNodes.close();
     throw error;
   }
 
@@ -79,6 +113,8 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
         running.health.setStatus(service, 'NOT_SERVING');
       }
       await Promise.all(intakes.map((intake) => intake.close()));
+      tracker.close();
+      expectedNodes.close();
       await running.close();
       appLog.info('certsync-server stopped');
     },

@@ -14,7 +14,7 @@ export interface BundleIntakeOptions {
   usePolling: boolean;
   /** How many extra settle windows a failing candidate gets before it is recorded as rejected. */
   retriesBeforeReject?: number;
-  onAccepted: (version: BundleVersion) => void;
+  onAccepted: (version: BundleVersion) => void | Promise<void>;
   log: Logger;
   now?: () => Date;
 }
@@ -98,6 +98,11 @@ export class BundleIntake {
       log.debug({ bundle: bundle.name, version: current.version }, 'Source unchanged');
       return 'unchanged';
     }
+    if (store.isWithdrawn(bundle.name, digest)) {
+      this.failedAttempts = 0;
+      log.debug({ bundle: bundle.name, version: current?.version }, 'Source holds withdrawn content; waiting for a new renewal');
+      return 'unchanged';
+    }
 
     let validated;
     try {
@@ -135,7 +140,7 @@ export class BundleIntake {
       },
       'Bundle version accepted',
     );
-    this.options.onAccepted(accepted);
+    await this.options.onAccepted(accepted);
     return 'accepted';
   }
 

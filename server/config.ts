@@ -19,6 +19,12 @@ const DEFAULT_STATE_DIR = '/var/lib/certsync';
 const DEFAULT_SETTLE_MS = 500;
 const DEFAULT_RESCAN_INTERVAL_MS = 60_000;
 const DEFAULT_VERSIONS_KEPT = 10;
+const DEFAULT_CONVERGE_TIMEOUT_MS = 300_000;
+const DEFAULT_RELOAD_TIMEOUT_MS = 300_000;
+const DEFAULT_SWARM_REFRESH_INTERVAL_MS = 10_000;
+
+/** Signals an agent may send to a service's containers (see agent/local-signaller.ts). */
+export const RELOAD_SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGWINCH'] as const;
 
 const modeSchema = z
   .string()
@@ -46,16 +52,39 @@ const bundleFileSchema = z.strictObject({
   mode: modeSchema.default(0o600),
 });
 
+const serviceNameSchema = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'must be a Docker service name');
+const reloadTimeoutSchema = z.number().int().min(1000).max(3_600_000).default(DEFAULT_RELOAD_TIMEOUT_MS);
+
+/** One service to reload once every expected node holds a new version; run in config order. */
+const reloadTargetSchema = z.discriminatedUnion('action', [
+  z.strictObject({ service: serviceNameSchema, action: z.literal('force-update'), timeoutMs: reloadTimeoutSchema }),
+  z.strictObject({
+    service: serviceNameSchema,
+    action: z.literal('signal'),
+    signal: z.enum(RELOAD_SIGNALS).default('SIGHUP'),
+    timeoutMs: reloadTimeoutSchema,
+  }),
+]);
+
 const bundleSchema = z.strictObject({
   name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be lower-case letters, digits, ".", "_" or "-"'),
   source: z.string().min(1),
   files: z.array(bundleFileSchema).min(1),
   expectNames: z.array(z.string().min(1)).default([]),
+  reload: z.array(reloadTargetSchema).default([]),
 });
 
-const fleetSchema = z.strictObject({
-  mode: z.literal('connected'),
-});
+const nodeIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be a node ID');
+
+const fleetSchema = z.discriminatedUnion('mode', [
+  z.strictObject({ mode: z.literal('connected') }),
+  z.strictObject({ mode: z.literal('static'), nodes: z.array(nodeIdSchema).min(1, 'list at least one node ID') }),
+  z.strictObject({
+    mode: z.literal('swarm'),
+    agentService: serviceNameSchema,
+    refreshIntervalMs: z.number().int().min(1000).max(3_600_000).default(DEFAULT_SWARM_REFRESH_INTERVAL_MS),
+  }),
+]);
 
 const configSchema = z.strictObject({
   listen: z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be HOST:PORT').default(DEFAULT_LISTEN),
@@ -65,6 +94,7 @@ const configSchema = z.strictObject({
   rescanIntervalMs: z.number().int().min(1000).max(86_400_000).default(DEFAULT_RESCAN_INTERVAL_MS),
   usePolling: z.boolean().default(false),
   versionsKept: z.number().int().min(2).max(1000).default(DEFAULT_VERSIONS_KEPT),
+  convergeTimeoutMs: z.number().int().min(1000).max(86_400_000).default(DEFAULT_CONVERGE_TIMEOUT_MS),
   bundles: z.array(bundleSchema).min(1, 'at least one bundle must be configured'),
   fleet: fleetSchema.default({ mode: 'connected' }),
 });
@@ -72,6 +102,8 @@ const configSchema = z.strictObject({
 export type ServerConfig = Readonly<z.output<typeof configSchema>>;
 export type BundleConfig = ServerConfig['bundles'][number];
 export type BundleFileConfig = BundleConfig['files'][number];
+export type ReloadTargetConfig = BundleConfig['reload'][number];
+export type FleetConfig = ServerConfig['fleet'];
 
 /** Overrides from flags or environment; they win over the file. */
 export interface ConfigOverrides {

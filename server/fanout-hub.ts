@@ -32,6 +32,7 @@ export class DuplicateNodeError extends Error {
  */
 export class FanoutHub {
   private readonly sessions = new Map<string, AgentSession>();
+  private readonly fleetListeners: Array<() => void> = [];
 
   constructor(
     private readonly store: VersionStore,
@@ -40,6 +41,11 @@ export class FanoutHub {
     private readonly log: Logger,
     private readonly now: () => Date = () => new Date(),
   ) {}
+
+  /** Runs `listener` after every change of what a node holds or whether it is connected. */
+  onFleetChange(listener: () => void): void {
+    this.fleetListeners.push(listener);
+  }
 
   /** Registers a session after its hello and sends it what it must hold. */
   attach(session: AgentSession, hello: AgentHello): void {
@@ -57,6 +63,7 @@ export class FanoutHub {
       const holds = record.bundles.get(version.bundle)?.appliedVersion === version.version;
       this.push(session, version, holds);
     }
+    this.notifyFleetChange();
   }
 
   detach(session: AgentSession, reason: string): void {
@@ -64,6 +71,7 @@ export class FanoutHub {
     this.sessions.delete(session.nodeId);
     this.fleet.disconnect(session.nodeId, this.now());
     this.log.info({ node: session.nodeId, peer: session.peer, reason }, 'Agent disconnected');
+    this.notifyFleetChange();
   }
 
   /** Called by the intake when a new version becomes current. */
@@ -80,6 +88,7 @@ export class FanoutHub {
 
     if (report.ok && version && filesMatchVersion(report.files, version)) {
       this.log.info(fields, report.filesWritten > 0 ? 'Node applied bundle' : 'Node confirmed bundle');
+      this.notifyFleetChange();
       return;
     }
     if (report.ok) {
@@ -105,6 +114,10 @@ export class FanoutHub {
 
   connectedNodeIds(): string[] {
     return [...this.sessions.keys()];
+  }
+
+  private notifyFleetChange(): void {
+    for (const listener of this.fleetListeners) listener();
   }
 
   private currentVersions(): BundleVersion[] {

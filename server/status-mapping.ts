@@ -1,5 +1,6 @@
 import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
 import type { Logger } from '../common/log';
+import { FleetUnavailableError, NodeNotExpectedError } from './expected-nodes';
 import { DuplicateNodeError } from './fanout-hub';
 
 /** Thrown by admin handlers when the named bundle or version does not exist. */
@@ -50,6 +51,8 @@ export function toGrpcStatus(error: unknown, log: Logger, context: Record<string
   if (error instanceof NotFoundError) return make(status.NOT_FOUND, error.message);
   if (error instanceof InvalidRequestError) return make(status.INVALID_ARGUMENT, error.message);
   if (error instanceof DuplicateNodeError) return make(status.ALREADY_EXISTS, error.message);
+  if (error instanceof NodeNotExpectedError) return make(status.PERMISSION_DENIED, error.message);
+  if (error instanceof FleetUnavailableError) return make(status.UNAVAILABLE, error.message);
   if (error instanceof UnimplementedError) return make(status.UNIMPLEMENTED, error.message);
   if (error instanceof FailedPreconditionError) return make(status.FAILED_PRECONDITION, error.message);
 

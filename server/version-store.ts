@@ -47,6 +47,8 @@ const VERSION_DIR_PATTERN = /^v(\d{6,})$/;
 export class VersionStore {
   private readonly currentByBundle = new Map<string, BundleVersion>();
   private readonly rejectedByBundle = new Map<string, RejectedCandidateRecord>();
+  /** Digests of versions an operator rolled back from; the watcher does not re-accept them. */
+  private readonly withdrawnByBundle = new Map<string, string[]>();
 
   private constructor(
     private readonly stateDir: string,
@@ -68,6 +70,31 @@ export class VersionStore {
 
   lastRejected(bundle: string): RejectedCandidateRecord | undefined {
     return this.rejectedByBundle.get(bundle);
+  }
+
+  /** True when `digest` is the content of a version an operator rolled back from. */
+  isWithdrawn(bundle: string, digest: string): boolean {
+    return this.withdrawnByBundle.get(bundle)?.includes(digest) ?? false;
+  }
+
+  /**
+   * Makes an earlier kept version current again (the Rollout RPC). Every newer version's content
+   * is withdrawn: the watcher will not re-accept it while the source still holds it, only new
+   * content. Returns the reinstated version.
+   */
+  async reinstate(bundle: string, version: number): Promise<BundleVersion> {
+    const current = this.currentByBundle.get(bundle);
+    if (current?.version === version) return current;
+    const target = await this.readVersion(bundle, version);
+    const newer = (await this.listVersions(bundle)).filter((kept) => kept > version);
+    const withdrawn = new Set(this.withdrawnByBundle.get(bundle) ?? []);
+    for (const kept of newer) withdrawn.add((await this.readVersion(bundle, kept)).digest);
+    withdrawn.delete(target.digest);
+
+    await this.writePointer(bundle, version, [...withdrawn]);
+    this.withdrawnByBundle.set(bundle, [...withdrawn]);
+    this.currentByBundle.set(bundle, target);
+    return target;
   }
 
   /** Reads any kept version from disk (the current one from memory). */
@@ -105,8 +132,10 @@ export class VersionStore {
     await writeFileAtomic(path.join(tempDir, 'meta.json'), JSON.stringify(toMeta(accepted), null, 2), 0o600);
     await fs.rename(tempDir, finalDir);
     await fsyncDirectory(bundleDir);
-    await writeFileAtomic(path.join(bundleDir, 'current.json'), JSON.stringify({ version }), 0o600);
+    const withdrawn = (this.withdrawnByBundle.get(candidate.bundle) ?? []).filter((digest) => digest !== accepted.digest);
+    await this.writePointer(candidate.bundle, version, withdrawn);
 
+    this.withdrawnByBundle.set(candidate.bundle, withdrawn);
     this.currentByBundle.set(candidate.bundle, accepted);
     this.rejectedByBundle.delete(candidate.bundle);
     await fs.rm(path.join(bundleDir, 'rejected.json'), { force: true });
@@ -128,7 +157,10 @@ export class VersionStore {
       await fs.rm(path.join(bundleDir, entry), { recursive: true, force: true });
     }
 
-    const pointer = await readJson<{ version?: unknown }>(path.join(bundleDir, 'current.json'));
+    const pointer = await readJson<{ version?: unknown; withdrawn?: unknown }>(path.join(bundleDir, 'current.json'));
+    if (Array.isArray(pointer?.withdrawn)) {
+      this.withdrawnByBundle.set(bundle, pointer.withdrawn.filter((digest): digest is string => typeof digest === 'string'));
+    }
     const versions = await this.listVersions(bundle);
     const wanted = typeof pointer?.version === 'number' ? pointer.version : versions.at(-1);
     if (wanted !== undefined) {
@@ -165,6 +197,11 @@ export class VersionStore {
     for (const version of excess) {
       await fs.rm(path.join(this.bundleDir(bundle), versionDirName(version)), { recursive: true, force: true });
     }
+  }
+
+  private async writePointer(bundle: string, version: number, withdrawn: string[]): Promise<void> {
+    const pointer = withdrawn.length > 0 ? { version, withdrawn } : { version };
+    await writeFileAtomic(path.join(this.bundleDir(bundle), 'current.json'), JSON.stringify(pointer), 0o600);
   }
 
   private bundleDir(bundle: string): string {

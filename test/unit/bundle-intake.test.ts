@@ -42,7 +42,9 @@ async function setUp() {
     settleMs: SETTLE_MS,
     rescanIntervalMs: 60_000,
     usePolling: false,
-    onAccepted: (version) => accepted.push(version),
+    onAccepted: (version) => {
+      accepted.push(version);
+    },
     log: createSilentLogger(),
   });
   await intake.requestCheck();

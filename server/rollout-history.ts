@@ -1,0 +1,89 @@
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import type { Logger } from '../common/log';
+import { ensurePrivateDirectory, writeFileAtomic } from './atomic-file';
+import type { RolloutData } from './rollout';
+
+/** Rollouts kept per bundle in `stateDir/rollouts/NAME.json`, newest last. */
+export const ROLLOUTS_KEPT = 50;
+
+/**
+ * The rollouts of every bundle, persisted after each change so a restarted server knows what
+ * was distributed, what was reloaded and what is still waiting — and never reloads twice.
+ */
+export class RolloutHistory {
+  private readonly byBundle = new Map<string, RolloutData[]>();
+  /** Writes of one file are chained, so an older snapshot never lands after a newer one. */
+  private writing = Promise.resolve();
+
+  private constructor(
+    private readonly dir: string,
+    private readonly log: Logger,
+  ) {}
+
+  static async open(stateDir: string, bundleNames: readonly string[], log: Logger): Promise<RolloutHistory> {
+    const history = new RolloutHistory(path.join(stateDir, 'rollouts'), log);
+    await ensurePrivateDirectory(history.dir);
+    for (const bundle of bundleNames) history.byBundle.set(bundle, await history.read(bundle));
+    return history;
+  }
+
+  latest(bundle: string): RolloutData | undefined {
+    return this.byBundle.get(bundle)?.at(-1);
+  }
+
+  /** Newest first. */
+  list(bundle: string): RolloutData[] {
+    return [...(this.byBundle.get(bundle) ?? [])].reverse();
+  }
+
+  /** Adds or updates `rollout` (the same object is saved again after every change) and persists. */
+  async save(rollout: RolloutData): Promise<void> {
+    const rollouts = this.byBundle.get(rollout.bundle) ?? [];
+    if (!rollouts.includes(rollout)) rollouts.push(rollout);
+    const kept = rollouts.slice(-ROLLOUTS_KEPT);
+    this.byBundle.set(rollout.bundle, kept);
+    const snapshot = JSON.stringify(kept);
+    this.writing = this.writing.then(async () => {
+      try {
+        await writeFileAtomic(this.file(rollout.bundle), snapshot, 0o600);
+      } catch (error) {
+        // The rollout goes on; only its record after a restart is at risk, so say so loudly.
+        this.log.error({ err: error, bundle: rollout.bundle, version: rollout.version }, 'Rollout history not saved');
+      }
+    });
+    await this.writing;
+  }
+
+  private async read(bundle: string): Promise<RolloutData[]> {
+    let text: string;
+    try {
+      text = await fs.readFile(this.file(bundle), 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw error;
+    }
+    try {
+      return (JSON.parse(text) as RolloutData[]).map(reviveRollout);
+    } catch (error) {
+      throw new Error(`rollout history ${this.file(bundle)} is unreadable; move it aside to start a fresh history`, { cause: error });
+    }
+  }
+
+  private file(bundle: string): string {
+    return path.join(this.dir, `${bundle}.json`);
+  }
+}
+
+/** JSON turns Dates into strings; bring them back. */
+function reviveRollout(raw: RolloutData): RolloutData {
+  const date = (value: Date | string | undefined) => (value === undefined ? undefined : new Date(value));
+  return {
+    ...raw,
+    startedAt: new Date(raw.startedAt),
+    updatedAt: new Date(raw.updatedAt),
+    confirmedAt: Object.fromEntries(Object.entries(raw.confirmedAt).map(([node, at]) => [node, new Date(at)])),
+    transitions: raw.transitions.map((transition) => ({ ...transition, at: new Date(transition.at) })),
+    reloads: raw.reloads.map((reload) => ({ ...reload, startedAt: new Date(reload.startedAt), finishedAt: date(reload.finishedAt) })),
+  };
+}

@@ -1,0 +1,259 @@
+import type { Logger } from '../common/log';
+import type { BundleConfig } from './config';
+import type { ExpectedNodes } from './expected-nodes';
+import { isNodeInSync, type Fleet } from './fleet';
+import type { Reloader } from './reloader';
+import {
+  assessConvergence,
+  isWaitingForNodes,
+  missingNodes,
+  newRollout,
+  transitionRollout,
+  type RolloutData,
+  type RolloutState,
+  type RolloutTrigger,
+} from './rollout';
+import type { RolloutHistory } from './rollout-history';
+import { FailedPreconditionError } from './status-mapping';
+import type { BundleVersion, VersionStore } from './version-store';
+
+export interface RolloutTrackerOptions {
+  bundles: readonly BundleConfig[];
+  store: VersionStore;
+  fleet: Fleet;
+  expectedNodes: ExpectedNodes;
+  reloader: Reloader;
+  history: RolloutHistory;
+  convergeTimeoutMs: number;
+  /** Sends a version to every connected agent (the fan-out hub). */
+  distribute: (version: BundleVersion) => void;
+  log: Logger;
+  now?: () => Date;
+}
+
+/** How often waiting rollouts are re-assessed even without a fleet event (for the stall timeout). */
+const TICK_MS = 1_000;
+
+/**
+ * Drives one rollout per bundle version: waits until every expected node confirmed the bytes,
+ * then runs the bundle's reload targets in order — never before. Reloads of one bundle never
+ * overlap: a version accepted during a reload waits for it.
+ */
+export class RolloutTracker {
+  private readonly active = new Map<string, RolloutData>();
+  private readonly reloadChains = new Map<string, Promise<void>>();
+  private readonly evaluations = new Map<string, Promise<void>>();
+  private readonly configs: Map<string, BundleConfig>;
+  private readonly now: () => Date;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly options: RolloutTrackerOptions) {
+    this.configs = new Map(options.bundles.map((bundle) => [bundle.name, bundle]));
+    this.now = options.now ?? (() => new Date());
+  }
+
+  /**
+   * Picks up where the last server left off: a waiting rollout keeps waiting, a finished one stays
+   * finished, one interrupted during its reload is failed (it may have partly happened), and a
+   * current version without a rollout gets one.
+   */
+  async resume(): Promise<void> {
+    for (const bundle of this.options.bundles) {
+      const current = this.options.store.current(bundle.name);
+      if (!current) continue;
+      const latest = this.options.history.latest(bundle.name);
+      if (!latest || latest.version !== current.version || latest.state === 'superseded') {
+        await this.begin(current, 'restart');
+        continue;
+      }
+      this.active.set(bundle.name, latest);
+      if (latest.state === 'reloading') {
+        await this.move(
+          latest,
+          'failed',
+          'the server stopped while reloading; the reload may have partly happened — check the services, then run `certsyncctl reload`',
+        );
+      }
+    }
+    this.timer = setInterval(() => this.evaluateAll(), TICK_MS);
+    this.timer.unref();
+  }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+
+  current(bundle: string): RolloutData | undefined {
+    return this.active.get(bundle);
+  }
+
+  /** Starts the rollout of `version`; an earlier rollout still waiting for nodes is superseded. */
+  async begin(version: BundleVersion, trigger: RolloutTrigger): Promise<RolloutData> {
+    const previous = this.active.get(version.bundle);
+    if (previous && previous.state !== 'reloading' && previous.state !== 'superseded') {
+      await this.move(previous, 'superseded', `version ${version.version} (${trigger}) replaced it`);
+    }
+    const rollout = newRollout(version.bundle, version.version, trigger, this.now());
+    this.active.set(version.bundle, rollout);
+    this.options.log.info({ bundle: rollout.bundle, version: rollout.version, trigger }, 'Rollout started');
+    await this.options.history.save(rollout);
+    await this.evaluate(version.bundle);
+    return rollout;
+  }
+
+  /** Re-assesses every waiting rollout; called on fleet events and by the timer. */
+  evaluateAll(): void {
+    for (const bundle of this.active.keys()) {
+      this.evaluate(bundle).catch((error: unknown) => this.options.log.error({ err: error, bundle }, 'Rollout evaluation failed'));
+    }
+  }
+
+  /**
+   * The Rollout RPC: sends the current version (0) or an earlier kept one to every node again and
+   * reloads once they all confirm. Rolling back to an earlier version withdraws the newer ones, so
+   * the watcher does not put them back while the source still holds them.
+   */
+  async rollout(bundle: string, version: number): Promise<RolloutData> {
+    const current = this.options.store.current(bundle);
+    if (!this.configs.has(bundle)) throw new FailedPreconditionError(`no bundle named "${bundle}" is configured`);
+    if (!current) throw new FailedPreconditionError(`bundle "${bundle}" has no accepted version yet`);
+    if (this.active.get(bundle)?.state === 'reloading') {
+      throw new FailedPreconditionError(`bundle "${bundle}" is reloading; wait for it to finish before a new rollout`);
+    }
+    let target = current;
+    if (version !== 0 && version !== current.version) {
+      const kept = await this.options.store.listVersions(bundle);
+      if (!kept.includes(version)) {
+        throw new FailedPreconditionError(`bundle "${bundle}" has no version ${version} (kept: ${kept.join(', ')})`);
+      }
+      target = await this.options.store.reinstate(bundle, version);
+      this.options.log.warn({ bundle, version, from: current.version }, 'Earlier version reinstated');
+    }
+    this.options.distribute(target);
+    return this.begin(target, 'rollout');
+  }
+
+  /** The Reload RPC: reloads a converged (or, with force, a stalled) rollout now. */
+  reload(bundle: string, force: boolean): RolloutData {
+    const rollout = this.requireRollout(bundle);
+    if (rollout.state === 'reloading') throw new FailedPreconditionError(`bundle "${bundle}" version ${rollout.version} is reloading already`);
+    if (isWaitingForNodes(rollout.state) && !force) {
+      const missing = missingNodes(rollout);
+      throw new FailedPreconditionError(
+        `bundle "${bundle}" version ${rollout.version} is ${rollout.state}: ${missing.length} node(s) have not confirmed (${missing.join(', ')}); reload with force to go ahead anyway`,
+      );
+    }
+    const missing = missingNodes(rollout);
+    this.startReload(rollout, force && missing.length > 0 ? `forced with ${missing.length} node(s) missing: ${missing.join(', ')}` : 'requested');
+    return rollout;
+  }
+
+  private requireRollout(bundle: string): RolloutData {
+    if (!this.configs.has(bundle)) throw new FailedPreconditionError(`no bundle named "${bundle}" is configured`);
+    const rollout = this.active.get(bundle);
+    if (!rollout) throw new FailedPreconditionError(`bundle "${bundle}" has no accepted version yet`);
+    return rollout;
+  }
+
+  /** Evaluations of one bundle run one after another, so a transition is never taken twice. */
+  private evaluate(bundle: string): Promise<void> {
+    const next = (this.evaluations.get(bundle) ?? Promise.resolve()).then(() => this.evaluateNow(bundle));
+    this.evaluations.set(bundle, next.catch(() => undefined));
+    return next;
+  }
+
+  private async evaluateNow(bundle: string): Promise<void> {
+    const rollout = this.active.get(bundle);
+    const version = this.options.store.current(bundle);
+    if (!rollout || !isWaitingForNodes(rollout.state) || version?.version !== rollout.version) return;
+
+    const now = this.now();
+    const expected = this.options.expectedNodes.current();
+    let changed = expected.join(',') !== rollout.expectedNodes.join(',');
+    rollout.expectedNodes = [...expected];
+    for (const node of this.options.fleet.nodes()) {
+      const record = node.bundles.get(bundle);
+      if (rollout.confirmedAt[node.nodeId] || record?.appliedVersion !== rollout.version || !isNodeInSync(record, version)) continue;
+      rollout.confirmedAt[node.nodeId] = now;
+      changed = true;
+      this.options.log.info({ bundle, version: rollout.version, node: node.nodeId }, 'Node confirmed rollout');
+    }
+
+    const confirmed = new Set(Object.keys(rollout.confirmedAt));
+    const verdict = assessConvergence(expected, confirmed, rollout.startedAt, now, this.options.convergeTimeoutMs);
+    if (verdict.kind === 'converged') {
+      await this.move(rollout, 'converged', `all ${expected.length} expected nodes confirmed`);
+      this.startReload(rollout, 'converged');
+    } else if (verdict.kind === 'stalled' && rollout.state === 'distributing') {
+      await this.move(rollout, 'stalled', `${verdict.reason}${this.describeMissing(bundle, verdict.missing)}`);
+    } else if (changed) {
+      rollout.updatedAt = now;
+      await this.options.history.save(rollout);
+    }
+  }
+
+  /** What is known of each missing node: not connected, or the error it reported. */
+  private describeMissing(bundle: string, missing: readonly string[]): string {
+    const notes = missing.map((nodeId) => {
+      const node = this.options.fleet.get(nodeId);
+      if (!node) return `${nodeId}: agent never connected`;
+      const error = node.bundles.get(bundle)?.lastError;
+      if (error) return `${nodeId}: ${error.code} ${error.path}`.trim();
+      return node.connected ? `${nodeId}: connected, no confirmation` : `${nodeId}: agent disconnected`;
+    });
+    return notes.length > 0 ? ` (${notes.join('; ')})` : '';
+  }
+
+  /** Queues the reload of `rollout` behind any reload of the same bundle still running. */
+  private startReload(rollout: RolloutData, why: string): void {
+    const previous = this.reloadChains.get(rollout.bundle) ?? Promise.resolve();
+    const next = previous
+      .then(() => this.runReloads(rollout, why))
+      .catch((error: unknown) => this.options.log.error({ err: error, bundle: rollout.bundle }, 'Reload crashed'));
+    this.reloadChains.set(rollout.bundle, next);
+  }
+
+  private async runReloads(rollout: RolloutData, why: string): Promise<void> {
+    if (rollout.state === 'superseded') return;
+    const targets = this.configs.get(rollout.bundle)?.reload ?? [];
+    if (targets.length === 0) {
+      if (rollout.state !== 'done') await this.move(rollout, 'done', 'no reload targets configured');
+      return;
+    }
+    await this.move(rollout, 'reloading', why);
+    const managedTargets = this.configs.get(rollout.bundle)?.files.map((file) => file.target) ?? [];
+    for (const [index, target] of targets.entries()) {
+      const record = await this.options.reloader.run(target, {
+        bundle: rollout.bundle,
+        version: rollout.version,
+        nodeIds: rollout.expectedNodes,
+        managedTargets,
+      });
+      rollout.reloads.push(record);
+      await this.options.history.save(rollout);
+      if (!record.ok) {
+        const skipped = targets.slice(index + 1).map((next) => next.service);
+        const tail = skipped.length > 0 ? `; not reloaded: ${skipped.join(', ')}` : '';
+        await this.move(rollout, 'failed', `${record.error}${tail}`);
+        return;
+      }
+    }
+    await this.move(rollout, 'done', `${targets.length} reload target(s) finished`);
+  }
+
+  /** The one place a rollout changes state: guarded, logged, persisted. */
+  private async move(rollout: RolloutData, to: RolloutState, detail: string): Promise<void> {
+    const transition = transitionRollout(rollout, to, this.now(), detail);
+    const fields = {
+      bundle: rollout.bundle,
+      version: rollout.version,
+      from: transition.from,
+      to,
+      detail,
+      durationMs: transition.at.getTime() - rollout.startedAt.getTime(),
+    };
+    if (to === 'stalled' || to === 'failed') this.options.log.error(fields, 'Rollout state changed');
+    else this.options.log.info(fields, 'Rollout state changed');
+    await this.options.history.save(rollout);
+  }
+}
