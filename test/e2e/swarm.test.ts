@@ -89,7 +89,6 @@ test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS 
   });
 
   await t.test('the first certificate reaches every node; Vault is force-updated once, after the last confirmation', async (tt) => {
-    const vaultTasksAtStart = await waitForRunningTasks(swarm.manager, VAULT_SERVICE, 2);
     const rollout = await timer.time('v1 distributed + Vault reloaded', () => waitForRolloutDone(swarm, 1));
     doneReloads += 1;
 
@@ -97,9 +96,8 @@ test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS 
     const status = await readStatus(swarm.manager);
     assertBundleInSync(status, 1);
     const reload = await assertReloadedOnceAfterConvergence(swarm, status, rollout, doneReloads);
-    for (const id of reload.tasksBefore) {
-      assert.ok(vaultTasksAtStart.some((task) => task.id === id), `task ${id} before the reload was one of the first Vault tasks`);
-    }
+    const firstGeneration = firstTaskPerSlot(await listServiceTasks(swarm.manager, VAULT_SERVICE));
+    assert.deepEqual([...reload.tasksBefore].sort(), firstGeneration.map((task) => task.id).sort(), 'tasksBefore = the first Vault tasks');
     tt.diagnostic(describeRollout(rollout));
   });
 
@@ -220,6 +218,9 @@ async function assertReloadedOnceAfterConvergence(swarm: CertsyncSwarm, status: 
     assert.ok(task.createdAt.getTime() >= reloadStarted, `task ${task.id} created by the reload`);
   }
   assertGenerations(tasks, reloadsSoFar + 1);
+  for (const task of running) {
+    assert.equal(await servedFingerprint(swarm, task), bundle?.leafFingerprintSha256, `Vault task ${task.id} serves the new leaf`);
+  }
   return reload;
 }
 
@@ -232,6 +233,30 @@ function assertGenerations(tasks: readonly ServiceTask[], generations: number): 
     assert.equal(history.length, generations, `slot ${slot}: ${history.map((task) => `${task.state}/${task.desiredState}`).join(', ')}`);
     assert.equal(history.filter((task) => task.desiredState === 'running').length, 1, `slot ${slot} has one task meant to run`);
   }
+}
+
+function firstTaskPerSlot(tasks: readonly ServiceTask[]): ServiceTask[] {
+  const first = new Map<number, ServiceTask>();
+  for (const task of tasks) if (!first.has(task.slot ?? 0)) first.set(task.slot ?? 0, task);
+  return [...first.values()];
+}
+
+/** The fingerprint a Vault stand-in task logged last ("Serving certificate"), read on its node's engine. */
+async function servedFingerprint(swarm: CertsyncSwarm, task: ServiceTask): Promise<string | undefined> {
+  const member = swarm.members.find((candidate) => candidate.nodeId === task.nodeId);
+  assert.ok(member && task.containerId, `node and container of Vault task ${task.id}`);
+  let fingerprint: string | undefined;
+  await waitUntil(`Vault task ${task.id} to serve a certificate`, 20_000, async () => {
+    const { stdout } = await member.engine.docker(['logs', task.containerId!]);
+    const served = stdout
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { msg: string; fingerprintSha256?: string })
+      .filter((entry) => entry.msg === 'Serving certificate');
+    fingerprint = served.at(-1)?.fingerprintSha256;
+    return fingerprint !== undefined;
+  });
+  return fingerprint;
 }
 
 async function waitForStatus(swarm: CertsyncSwarm, what: string, check: (status: StatusJson) => boolean, timeoutMs = 120_000): Promise<StatusJson> {
