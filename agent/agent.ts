@@ -1,11 +1,12 @@
 import { stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import type { AgentHello, BundlePush } from '../common/contract';
+import type { AgentHello, BundlePush, SignalRequest } from '../common/contract';
 import type { Logger } from '../common/log';
 import type { AgentConfig } from './config';
 import { AgentConnection, type ConnectionState } from './connection';
 import { DriftWatcher } from './drift-watcher';
 import { scanFolder } from './folder-scan';
+import { LocalSignaller } from './local-signaller';
 import { PushHandler } from './push-handler';
 import { SerialQueue } from './serial-queue';
 import type { SyncSession } from './sync-session';
@@ -41,6 +42,7 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     onSettled: () => void queue.run(reportDrift).catch(logUnexpected),
   });
   const pushHandler = new PushHandler({ dir: config.dir, writer, manifests: watcher, logger });
+  const signaller = new LocalSignaller(config.dockerSocket, log);
   const connection: AgentConnection = new AgentConnection({
     serverAddress: config.serverAddress,
     logger,
@@ -52,6 +54,10 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
       createHello: () => queue.run(createHello),
       onPush: (push, session) =>
         void queue.run(() => answerPush(push, session)).catch(logUnexpected),
+      // Through the same queue as pushes: a signal sent after a push must never overtake the
+      // write of that push, or the service would reload the old files.
+      onSignal: (request, session) =>
+        void queue.run(() => answerSignal(request, session)).catch(logUnexpected),
     },
   });
 
@@ -73,6 +79,14 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     if (!session.send({ message: { $case: 'applyReport', value: report } })) {
       // The next hello describes the folder as this push left it, so nothing is lost.
       log.warn({ bundle: push.bundle, version: push.version }, 'Apply report not sent');
+    }
+  }
+
+  async function answerSignal(request: SignalRequest, session: SyncSession): Promise<void> {
+    const report = await signaller.signal(request);
+    if (!report.ok) log.warn({ service: request.service, signal: request.signal, error: report.error }, 'Signal not delivered');
+    if (!session.send({ message: { $case: 'signalReport', value: report } })) {
+      log.warn({ service: request.service, requestId: request.requestId }, 'Signal report not sent');
     }
   }
 

@@ -32,6 +32,8 @@ export interface AgentConfig {
   readonly driftDebounceMs: number;
   /** Managed files are also re-read this often, in case the OS dropped a file event. */
   readonly driftRecheckIntervalMs: number;
+  /** This node's Docker socket, used only for signal reloads. */
+  readonly dockerSocket: string;
 }
 
 /** The settings with a sensible default; tests override them to run fast. */
@@ -55,6 +57,7 @@ export function createAgentConfig(
     keepaliveTimeoutMs: 10_000,
     driftDebounceMs: 200,
     driftRecheckIntervalMs: 5 * 60_000,
+    dockerSocket: '/var/run/docker.sock',
     ...settings,
     dir: path.resolve(settings.dir),
   };
@@ -78,11 +81,12 @@ export function parseAgentConfig(
     .option('--dir <path>', 'folder to keep in sync (env CERTSYNC_DIR)')
     .option('--node-id <id>', 'node identity, default the hostname (env CERTSYNC_NODE_ID)')
     .option('--log-level <level>', `one of ${LOG_LEVELS.join(', ')} (env CERTSYNC_LOG_LEVEL)`)
+    .option('--docker-socket <path>', 'this node\'s Docker socket, for signal reloads (env CERTSYNC_DOCKER_SOCKET)')
     .allowExcessArguments(false)
     .exitOverride();
   program.parse([...args], { from: 'user' });
   const flags =
-    program.opts<Record<'server' | 'dir' | 'nodeId' | 'logLevel', string | undefined>>();
+    program.opts<Record<'server' | 'dir' | 'nodeId' | 'logLevel' | 'dockerSocket', string | undefined>>();
 
   const serverAddress = required(flags.server ?? env['CERTSYNC_SERVER'], 'server');
   if (!isHostPort(serverAddress)) {
@@ -104,7 +108,8 @@ export function parseAgentConfig(
       `--log-level ${JSON.stringify(logLevel)} is not one of ${levels} (${source})`,
     );
   }
-  return createAgentConfig({ serverAddress, dir, nodeId, logLevel, agentVersion });
+  const dockerSocket = nonEmpty(flags.dockerSocket ?? env['CERTSYNC_DOCKER_SOCKET']) ?? '/var/run/docker.sock';
+  return createAgentConfig({ serverAddress, dir, nodeId, logLevel, agentVersion, dockerSocket });
 }
 
 /** The flag and environment variable behind each required setting, for error messages. */

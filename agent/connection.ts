@@ -8,6 +8,7 @@ import {
   type AgentHello,
   AgentServiceClient,
   type BundlePush,
+  type SignalRequest,
   type SyncResponse,
 } from '../common/contract';
 import type { Logger } from '../common/log';
@@ -32,6 +33,8 @@ export interface ConnectionHandlers {
   createHello(): Promise<AgentHello>;
   /** Receives each push in arrival order, with the session the answer must go back on. */
   onPush(push: BundlePush, session: SyncSession): void;
+  /** Receives a request to signal a service's containers on this node. */
+  onSignal(request: SignalRequest, session: SyncSession): void;
 }
 
 export interface AgentConnectionOptions {
@@ -166,6 +169,10 @@ export class AgentConnection {
   private onResponse(response: SyncResponse, session: SyncSession): void {
     if (response.message?.$case === 'push') {
       this.options.handlers.onPush(response.message.value, session);
+      return;
+    }
+    if (response.message?.$case === 'signal') {
+      this.options.handlers.onSignal(response.message.value, session);
       return;
     }
     this.log.warn({ sessionId: session.id }, 'Unknown server message ignored');

@@ -4,6 +4,8 @@ import {
   type GetBundleResponse,
   type GetStatusResponse,
   type ListNodesResponse,
+  type ReloadResponse,
+  type RolloutResponse,
 } from '../common/contract';
 
 /** Thrown when the server cannot be reached or answers with an error status. */
@@ -39,6 +41,14 @@ export class AdminClient {
 
   getBundle(name: string, version = 0): Promise<GetBundleResponse> {
     return this.call((deadline, done) => this.client.getBundle({ name, version }, new grpc.Metadata(), { deadline }, done));
+  }
+
+  reload(bundle: string, force: boolean): Promise<ReloadResponse> {
+    return this.call((deadline, done) => this.client.reload({ bundle, force }, new grpc.Metadata(), { deadline }, done));
+  }
+
+  rollout(bundle: string, version = 0): Promise<RolloutResponse> {
+    return this.call((deadline, done) => this.client.rollout({ bundle, version }, new grpc.Metadata(), { deadline }, done));
   }
 
   close(): void {

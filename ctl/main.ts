@@ -1,18 +1,23 @@
 #!/usr/bin/env node
+import * as grpc from '@grpc/grpc-js';
 import { Command } from 'commander';
 import { CERTSYNC_VERSION } from '../common/version';
 import { AdminCallError, AdminClient } from './admin-client';
-import { formatStatusTable, isFleetInSync } from './status-table';
+import { formatRollout, formatStatusTable, isFleetInSync } from './status-table';
 
 /** Exit codes scripts can rely on. */
 const EXIT_OK = 0;
 const EXIT_NOT_IN_SYNC = 1;
 const EXIT_USAGE = 2;
 const EXIT_UNREACHABLE = 3;
+/** The server answered but refused the request (unknown bundle, nothing to reload, …). */
+const EXIT_REFUSED = 4;
 
 const program = new Command('certsyncctl')
   .description('Inspect a running certsync-server through its admin API.')
-  .version(CERTSYNC_VERSION)
+  // Not `--version`: `bundle` and `rollout` take `--version N` (a bundle version), and commander would
+  // read a program-level `--version` anywhere on the line.
+  .version(CERTSYNC_VERSION, '-V, --ctl-version', 'print the certsyncctl version')
   .option('-s, --server <host:port>', 'server address (env CERTSYNC_SERVER)', process.env['CERTSYNC_SERVER'] ?? '127.0.0.1:7443')
   .option('--json', 'print the raw response as JSON', false)
   .showHelpAfterError();
@@ -57,10 +62,33 @@ program
     print(bundle, () => JSON.stringify(bundle, null, 2));
   });
 
+program
+  .command('reload')
+  .description("run the bundle's reload targets for its current rollout now")
+  .argument('<name>', 'bundle name')
+  .option('--force', 'reload even though some expected nodes have not confirmed the version', false)
+  .action(async (name: string, options: { force: boolean }) => {
+    const { rollout } = await client().reload(name, options.force);
+    print(rollout, () => (rollout ? `reload requested\n${formatRollout(rollout)}` : 'reload requested'));
+  });
+
+program
+  .command('rollout')
+  .description('send the current (or an earlier kept) version to every node again, then reload once all confirm')
+  .argument('<name>', 'bundle name')
+  .option('--version <n>', 'an earlier version to reinstate (default: current)', (value) => parseInt(value, 10), 0)
+  .action(async (name: string, options: { version: number }) => {
+    const { rollout } = await client().rollout(name, options.version);
+    print(rollout, () => (rollout ? `rollout started\n${formatRollout(rollout)}` : 'rollout started'));
+  });
+
+const UNREACHABLE_CODES = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, undefined]);
+
 program.parseAsync().then(
   () => process.exit(process.exitCode ?? EXIT_OK),
   (error: unknown) => {
     process.stderr.write(`certsyncctl: ${error instanceof Error ? error.message : String(error)}\n`);
-    process.exit(error instanceof AdminCallError ? EXIT_UNREACHABLE : EXIT_USAGE);
+    if (!(error instanceof AdminCallError)) process.exit(EXIT_USAGE);
+    process.exit(UNREACHABLE_CODES.has(error.code) ? EXIT_UNREACHABLE : EXIT_REFUSED);
   },
 );

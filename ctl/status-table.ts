@@ -1,5 +1,5 @@
 import Table from 'cli-table3';
-import type { GetStatusResponse, NodeInfo } from '../common/contract';
+import type { GetStatusResponse, NodeInfo, RolloutInfo } from '../common/contract';
 
 /** Renders GetStatus as the fleet table operators read: one row per bundle and node. */
 export function formatStatusTable(status: GetStatusResponse, now: Date = new Date()): string {
@@ -20,6 +20,7 @@ export function formatStatusTable(status: GetStatusResponse, now: Date = new Dat
       .join('  ·  ');
     const lines = [header];
     if (bundle.leafFingerprintSha256) lines.push(`leaf sha256 ${bundle.leafFingerprintSha256}`);
+    if (bundle.rollout) lines.push(formatRollout(bundle.rollout));
     if (bundle.lastRejected) {
       lines.push(`last rejected candidate (${bundle.lastRejected.at?.toISOString() ?? '?'}): ${bundle.lastRejected.reason}`);
     }
@@ -41,6 +42,25 @@ export function formatStatusTable(status: GetStatusResponse, now: Date = new Dat
     sections.push(lines.join('\n'));
   }
   return sections.join('\n\n');
+}
+
+/** One rollout as a few lines: state, why, and what each reload did. */
+export function formatRollout(rollout: RolloutInfo): string {
+  const confirmed = `${rollout.confirmedNodes.filter((node) => rollout.expectedNodes.includes(node)).length}/${rollout.expectedNodes.length} confirmed`;
+  const lines = [`rollout of version ${rollout.version}: ${rollout.state.toUpperCase()} (${confirmed}, ${rollout.trigger})`];
+  if (rollout.reason) lines.push(`  reason: ${rollout.reason}`);
+  if (rollout.missingNodes.length > 0) lines.push(`  waiting for: ${rollout.missingNodes.join(', ')}`);
+  for (const reload of rollout.reloads) {
+    const what = reload.action === 'signal' ? `${reload.signal} to ${reload.service}` : `force-update of ${reload.service}`;
+    const detail = reload.ok
+      ? reload.action === 'signal'
+        ? `${reload.signals.reduce((sum, node) => sum + node.containers.length, 0)} container(s) on ${reload.signals.length} node(s)`
+        : `${reload.tasksBefore.length} task(s) replaced by ${reload.tasksAfter.length}`
+      : reload.error;
+    lines.push(`  reload: ${what}: ${reload.ok ? 'ok' : 'FAILED'} — ${detail}`);
+    for (const warning of reload.warnings) lines.push(`  warning: ${warning}`);
+  }
+  return lines.join('\n');
 }
 
 /** True when every bundle has a version and every expected node holds it. */

@@ -3,6 +3,7 @@ import type { AgentServiceServer, SyncRequest, SyncResponse } from '../common/co
 import type { Logger } from '../common/log';
 import type { ExpectedNodes } from './expected-nodes';
 import type { AgentSession, FanoutHub } from './fanout-hub';
+import type { SignalDispatcher } from './signal-dispatcher';
 import { InvalidRequestError, toGrpcStatus } from './status-mapping';
 
 /** How long a new stream may stay silent before its hello; a client that never speaks is dropped. */
@@ -13,7 +14,12 @@ const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 type SyncCall = ServerDuplexStream<SyncRequest, SyncResponse>;
 
 /** The AgentService implementation: turns one Sync stream into one hub session. */
-export function createAgentService(hub: FanoutHub, expectedNodes: ExpectedNodes, log: Logger): AgentServiceServer {
+export function createAgentService(
+  hub: FanoutHub,
+  expectedNodes: ExpectedNodes,
+  signals: SignalDispatcher,
+  log: Logger,
+): AgentServiceServer {
   return {
     sync(call: SyncCall) {
       const peer = call.getPeer();
@@ -58,6 +64,9 @@ export function createAgentService(hub: FanoutHub, expectedNodes: ExpectedNodes,
             case 'driftReport':
               hub.handleDriftReport(session, message.value);
               return;
+            case 'signalReport':
+              signals.handleReport(session.nodeId, message.value);
+              return;
             default:
               throw new InvalidRequestError(`unexpected message ${message?.$case ?? '(empty)'} after hello`);
           }
@@ -72,7 +81,7 @@ export function createAgentService(hub: FanoutHub, expectedNodes: ExpectedNodes,
       const finish = (reason: string) => {
         closed = true;
         clearTimeout(helloTimer);
-        if (session) hub.detach(session, reason);
+        if (session && hub.detach(session, reason)) signals.handleDisconnect(session.nodeId);
       };
       call.on('end', () => {
         finish('stream ended');

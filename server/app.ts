@@ -9,9 +9,10 @@ import { createDockerClient, type DockerClient } from './docker-client';
 import { createExpectedNodes } from './expected-nodes';
 import { Fleet } from './fleet';
 import { startGrpcServer, type RunningGrpcServer } from './grpc-server';
-import { Reloader, type SignalSender } from './reloader';
+import { Reloader } from './reloader';
 import { RolloutHistory } from './rollout-history';
 import { RolloutTracker } from './rollout-tracker';
+import { SignalDispatcher } from './signal-dispatcher';
 import { VersionStore } from './version-store';
 
 export interface ServerApp {
@@ -35,10 +36,7 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
   let docker: DockerClient | undefined;
   const dockerClient = () => (docker ??= createDockerClient());
   const expectedNodes = createExpectedNodes(config.fleet, { fleet, docker: dockerClient, log: log.child({ component: 'fleet' }) });
-  const signals: SignalSender = {
-    signalNodes: async (nodeIds) =>
-      nodeIds.map((nodeId) => ({ nodeId, ok: false, containers: [], error: 'signal reloads are not available in this build' })),
-  };
+  const signals = new SignalDispatcher((nodeId, message) => hub.sendToNode(nodeId, message), log.child({ component: 'signals' }));
   const tracker = new RolloutTracker({
     bundles: config.bundles,
     store,
@@ -73,7 +71,7 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
     await expectedNodes.start(() => tracker.evaluateAll());
     await tracker.resume();
     grpcServer = await startGrpcServer(config.listen, {
-      agentService: createAgentService(hub, expectedNodes, log.child({ component: 'agent-service' })),
+      agentService: createAgentService(hub, expectedNodes, signals, log.child({ component: 'agent-service' })),
       adminService: createAdminService({
         bundles: config.bundles,
         store,

@@ -66,12 +66,14 @@ export class FanoutHub {
     this.notifyFleetChange();
   }
 
-  detach(session: AgentSession, reason: string): void {
-    if (this.sessions.get(session.nodeId) !== session) return;
+  /** Forgets a session that ended; false when it was not the node's live session. */
+  detach(session: AgentSession, reason: string): boolean {
+    if (this.sessions.get(session.nodeId) !== session) return false;
     this.sessions.delete(session.nodeId);
     this.fleet.disconnect(session.nodeId, this.now());
     this.log.info({ node: session.nodeId, peer: session.peer, reason }, 'Agent disconnected');
     this.notifyFleetChange();
+    return true;
   }
 
   /** Called by the intake when a new version becomes current. */
@@ -110,6 +112,14 @@ export class FanoutHub {
       'Managed file changed on node; restoring',
     );
     if (current) this.push(session, current, false);
+  }
+
+  /** Sends `message` on the node's live session; false when the node is not connected. */
+  sendToNode(nodeId: string, message: SyncResponse): boolean {
+    const session = this.sessions.get(nodeId);
+    if (!session) return false;
+    session.send(message);
+    return true;
   }
 
   connectedNodeIds(): string[] {

@@ -17,6 +17,10 @@ export interface FleetHarnessOptions {
   liveDir: string;
   bundleName?: string;
   settleMs?: number;
+  /** Extra top-level YAML lines (e.g. `fleet: { mode: static, nodes: [a, b] }`). */
+  extraConfig?: string[];
+  /** Extra YAML lines inside the bundle (e.g. a `reload:` list), indented by the caller. */
+  extraBundleConfig?: string[];
 }
 
 /**
@@ -47,6 +51,7 @@ export class FleetHarness {
       `stateDir: ${JSON.stringify(path.join(workDir, 'state'))}`,
       `settleMs: ${options.settleMs ?? 200}`,
       'logLevel: debug',
+      ...(options.extraConfig ?? []),
       'bundles:',
       `  - name: ${bundleName}`,
       `    source: ${JSON.stringify(options.liveDir)}`,
@@ -54,6 +59,7 @@ export class FleetHarness {
       `      - { source: fullchain.pem, target: ${HARNESS_TARGETS.fullchain.target}, mode: "0644" }`,
       `      - { source: privkey.pem, target: ${HARNESS_TARGETS.privkey.target}, mode: "0600" }`,
       '    expectNames: ["*.example.test"]',
+      ...(options.extraBundleConfig ?? []),
       '',
     ].join('\n');
     await fs.writeFile(configFile, config);
@@ -69,9 +75,9 @@ export class FleetHarness {
     await waitFor('the server to answer', async () => (await this.admin.getStatus()) ?? undefined, 15_000);
   }
 
-  async startAgent(nodeId: string, dir = this.nodeDir(nodeId)): Promise<ManagedProcess> {
+  async startAgent(nodeId: string, dir = this.nodeDir(nodeId), extraArgs: string[] = []): Promise<ManagedProcess> {
     await fs.mkdir(dir, { recursive: true });
-    const args = ['--server', `127.0.0.1:${this.port}`, '--dir', dir, '--node-id', nodeId];
+    const args = ['--server', `127.0.0.1:${this.port}`, '--dir', dir, '--node-id', nodeId, ...extraArgs];
     const agent = await startProcess('agent', args, path.join(this.workDir, 'logs', `agent-${nodeId}.log`));
     this.agents.set(nodeId, agent);
     return agent;

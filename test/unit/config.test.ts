@@ -83,3 +83,42 @@ test('a YAML file is read, overrides win, and YAML errors name the file', async 
   assert.throws(() => loadServerConfig(path.join(dir, 'missing.yml')), /cannot read config file/);
   await fs.rm(dir, { recursive: true, force: true });
 });
+
+test('fleet modes and reload targets are read with their defaults', () => {
+  const config = parseServerConfig({
+    fleet: { mode: 'swarm', agentService: 'certsync_agent' },
+    bundles: [
+      {
+        ...minimalBundle,
+        reload: [
+          { service: 'iklimco_vault', action: 'force-update' },
+          { service: 'iklimco_nginx', action: 'signal' },
+        ],
+      },
+    ],
+  });
+  assert.deepEqual(config.fleet, { mode: 'swarm', agentService: 'certsync_agent', refreshIntervalMs: 10_000 });
+  assert.equal(config.convergeTimeoutMs, 300_000);
+  assert.deepEqual(config.bundles[0]?.reload, [
+    { service: 'iklimco_vault', action: 'force-update', timeoutMs: 300_000 },
+    { service: 'iklimco_nginx', action: 'signal', signal: 'SIGHUP', timeoutMs: 300_000 },
+  ]);
+  assert.deepEqual(parseServerConfig({ fleet: { mode: 'static', nodes: ['n1', 'n2'] }, bundles: [minimalBundle] }).fleet, {
+    mode: 'static',
+    nodes: ['n1', 'n2'],
+  });
+});
+
+test('bad fleet and reload settings name their key', () => {
+  const attempts: Array<[unknown, RegExp]> = [
+    [{ fleet: { mode: 'swarm' }, bundles: [minimalBundle] }, /fleet\.agentService/],
+    [{ fleet: { mode: 'static', nodes: [] }, bundles: [minimalBundle] }, /fleet\.nodes: list at least one node ID/],
+    [{ fleet: { mode: 'static', nodes: ['a'], agentService: 'x' }, bundles: [minimalBundle] }, /fleet: Unrecognized key: "agentService"/],
+    [{ bundles: [{ ...minimalBundle, reload: [{ service: 'v', action: 'restart' }] }] }, /bundles\[0\]\.reload\[0\]\.action/],
+    [{ bundles: [{ ...minimalBundle, reload: [{ service: 'v', action: 'signal', signal: 'SIGKILL' }] }] }, /bundles\[0\]\.reload\[0\]\.signal/],
+    [{ bundles: [{ ...minimalBundle, reload: [{ service: 'v', action: 'force-update', signal: 'SIGHUP' }] }] }, /Unrecognized key: "signal"/],
+  ];
+  for (const [raw, pattern] of attempts) {
+    assert.throws(() => parseServerConfig(raw), (error: unknown) => error instanceof ConfigError && pattern.test(error.message), String(pattern));
+  }
+});

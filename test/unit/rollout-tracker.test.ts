@@ -1,0 +1,214 @@
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, it } from 'node:test';
+import { sha256Hex } from '../../common/digest';
+import { createSilentLogger } from '../../common/log';
+import type { ValidatedBundle } from '../../server/bundle-validator';
+import { parseServerConfig, type ServerConfig } from '../../server/config';
+import type { DockerClient, SwarmService, SwarmTask } from '../../server/docker-client';
+import { createExpectedNodes } from '../../server/expected-nodes';
+import { Fleet } from '../../server/fleet';
+import { Reloader } from '../../server/reloader';
+import { RolloutHistory } from '../../server/rollout-history';
+import { RolloutTracker } from '../../server/rollout-tracker';
+import { VersionStore, type BundleVersion } from '../../server/version-store';
+
+// The tracker's decisions over real state (version store and history on disk, the real fleet
+// record) with a recording Docker client: the real engine is exercised by the e2e suite.
+
+const validated: ValidatedBundle = {
+  leaf: { subject: 'CN=x', issuer: 'CN=ca', dnsNames: ['x'], serial: '01', notBefore: new Date(0), notAfter: new Date(4e12), fingerprintSha256: 'ab'.repeat(32) },
+  chain: [],
+  keyType: 'ec P-256',
+  warnings: [],
+};
+
+/** Records every update; each update replaces the service's running tasks with new ones. */
+class RecordingDocker implements DockerClient {
+  updates: Array<{ at: number; forceUpdate: number }> = [];
+  private generation = 0;
+  private forceUpdate = 0;
+
+  async listNodes() {
+    return [];
+  }
+  async listServiceTasks(): Promise<SwarmTask[]> {
+    return ['a', 'b'].map((slot) => ({ id: `g${this.generation}-${slot}`, nodeId: slot, desiredState: 'running', state: 'running', error: '', createdAt: '', addresses: [] }));
+  }
+  async inspectService(name: string): Promise<SwarmService> {
+    return { id: 'svc1', name, versionIndex: 10 + this.generation, forceUpdate: this.forceUpdate, mounts: [], updateState: 'completed', updateMessage: '', updateStartedAt: '', spec: { Name: name, TaskTemplate: { ForceUpdate: this.forceUpdate } } };
+  }
+  async updateService(_id: string, _versionIndex: number, spec: { TaskTemplate?: { ForceUpdate?: number } }) {
+    this.forceUpdate = spec.TaskTemplate?.ForceUpdate ?? 0;
+    this.generation += 1;
+    this.updates.push({ at: Date.now(), forceUpdate: this.forceUpdate });
+    return [];
+  }
+}
+
+describe('RolloutTracker', () => {
+  let stateDir: string;
+  let config: ServerConfig;
+  let store: VersionStore;
+  let fleet: Fleet;
+  let docker: RecordingDocker;
+  let clock: number;
+
+  const build = async () => {
+    const history = await RolloutHistory.open(stateDir, ['web'], createSilentLogger());
+    const now = () => new Date(clock);
+    const tracker = new RolloutTracker({
+      bundles: config.bundles,
+      store,
+      fleet,
+      expectedNodes: createExpectedNodes(config.fleet, { fleet, docker: () => docker, log: createSilentLogger() }),
+      reloader: new Reloader(() => docker, { signalNodes: async () => [] }, createSilentLogger(), now),
+      history,
+      convergeTimeoutMs: config.convergeTimeoutMs,
+      distribute: () => undefined,
+      log: createSilentLogger(),
+      now,
+    });
+    await tracker.resume();
+    return tracker;
+  };
+
+  const accept = async (label: string): Promise<BundleVersion> => {
+    const content = Buffer.from(label);
+    return store.accept(
+      { bundle: 'web', sourceDir: '/live', digest: sha256Hex(label), validated, files: [{ source: 'c.pem', target: 'c.pem', mode: 0o600, sha256: sha256Hex(content), size: content.length, content }] },
+      new Date(clock),
+    );
+  };
+
+  const confirm = (nodeId: string, version: BundleVersion) => {
+    const files = version.files.map((file) => ({ path: file.target, sha256: file.sha256, size: file.size, mode: file.mode }));
+    if (!fleet.get(nodeId)?.connected) fleet.connect({ nodeId, hostname: nodeId, agentVersion: 't', dir: '/d', files: [] }, 'peer', [], new Date(clock));
+    fleet.recordApply(nodeId, { bundle: 'web', version: version.version, ok: true, files, error: undefined, filesWritten: 1 }, version, new Date(clock));
+  };
+
+  const settle = async (tracker: RolloutTracker, state: string) => {
+    for (let attempt = 0; attempt < 100; attempt += 1) {
+      tracker.evaluateAll();
+      await new Promise((resolve) => setTimeout(resolve, 30));
+      if (tracker.current('web')?.state === state) return;
+    }
+    assert.fail(`rollout did not reach ${state}; it is ${tracker.current('web')?.state} (${tracker.current('web')?.reason})`);
+  };
+
+  beforeEach(async () => {
+    stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-tracker-'));
+    clock = Date.parse('2026-12-04T10:00:00Z');
+    config = parseServerConfig({
+      stateDir,
+      convergeTimeoutMs: 5000,
+      fleet: { mode: 'static', nodes: ['a', 'b'] },
+      bundles: [{ name: 'web', source: '/live', files: [{ source: 'c.pem', target: 'c.pem' }], reload: [{ service: 'vault', action: 'force-update', timeoutMs: 5000 }] }],
+    });
+    store = await VersionStore.open(stateDir, ['web'], 10, createSilentLogger());
+    fleet = new Fleet();
+    docker = new RecordingDocker();
+  });
+
+  afterEach(async () => {
+    await fs.rm(stateDir, { recursive: true, force: true });
+  });
+
+  it('reloads once, and only after the last expected node confirmed', async () => {
+    const tracker = await build();
+    const version = await accept('v1');
+    await tracker.begin(version, 'accepted');
+    confirm('a', version);
+    tracker.evaluateAll();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(tracker.current('web')?.state, 'distributing');
+    assert.equal(docker.updates.length, 0, 'nothing reloaded while b is missing');
+
+    const lastConfirmMs = Date.now();
+    confirm('b', version);
+    await settle(tracker, 'done');
+    assert.equal(docker.updates.length, 1);
+    assert.ok(docker.updates[0]!.at >= lastConfirmMs);
+    const reload = tracker.current('web')!.reloads[0]!;
+    assert.deepEqual(reload.tasksBefore, ['g0-a', 'g0-b']);
+    assert.deepEqual(reload.tasksAfter, ['g1-a', 'g1-b']);
+    assert.deepEqual(tracker.current('web')!.transitions.map((step) => step.to), ['converged', 'reloading', 'done']);
+    tracker.close();
+  });
+
+  it('stalls naming the missing node, reloads nothing, and goes on when the node catches up', async () => {
+    const tracker = await build();
+    const version = await accept('v1');
+    await tracker.begin(version, 'accepted');
+    confirm('a', version);
+    clock += 5000;
+    await settle(tracker, 'stalled');
+    const stalled = tracker.current('web')!;
+    assert.match(stalled.reason, /1 of 2 expected nodes did not confirm within 5000 ms: b/);
+    assert.match(stalled.reason, /b: agent never connected/);
+    assert.equal(docker.updates.length, 0);
+
+    confirm('b', version);
+    await settle(tracker, 'done');
+    assert.equal(docker.updates.length, 1);
+    tracker.close();
+  });
+
+  it('refuses a plain Reload of a stalled rollout and carries out a forced one', async () => {
+    const tracker = await build();
+    const version = await accept('v1');
+    await tracker.begin(version, 'accepted');
+    clock += 5000;
+    await settle(tracker, 'stalled');
+    assert.throws(() => tracker.reload('web', false), /2 node\(s\) have not confirmed \(a, b\); reload with force/);
+    tracker.reload('web', true);
+    await settle(tracker, 'done');
+    assert.equal(docker.updates.length, 1);
+    assert.match(tracker.current('web')!.transitions.find((step) => step.to === 'reloading')!.detail, /forced with 2 node\(s\) missing/);
+    tracker.close();
+  });
+
+  it('does not reload again after a restart, and fails a rollout cut off mid-reload', async () => {
+    const first = await build();
+    const version = await accept('v1');
+    await first.begin(version, 'accepted');
+    confirm('a', version);
+    confirm('b', version);
+    await settle(first, 'done');
+    first.close();
+
+    const second = await build();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(second.current('web')?.state, 'done');
+    assert.equal(docker.updates.length, 1, 'a restarted server reloads nothing it already reloaded');
+    second.close();
+
+    // A history whose last rollout was reloading when the server died.
+    const file = path.join(stateDir, 'rollouts', 'web.json');
+    const saved = JSON.parse(await fs.readFile(file, 'utf8')) as Array<{ state: string }>;
+    saved.at(-1)!.state = 'reloading';
+    await fs.writeFile(file, JSON.stringify(saved));
+    const third = await build();
+    assert.equal(third.current('web')?.state, 'failed');
+    assert.match(third.current('web')!.reason, /stopped while reloading/);
+    assert.equal(docker.updates.length, 1);
+    third.close();
+  });
+
+  it('a new version supersedes one still waiting for nodes', async () => {
+    const tracker = await build();
+    const v1 = await accept('v1');
+    const first = await tracker.begin(v1, 'accepted');
+    const v2 = await accept('v2');
+    await tracker.begin(v2, 'accepted');
+    assert.equal(first.state, 'superseded');
+    assert.match(first.reason, /version 2/);
+    confirm('a', v2);
+    confirm('b', v2);
+    await settle(tracker, 'done');
+    assert.equal(docker.updates.length, 1);
+    tracker.close();
+  });
+});
