@@ -43,8 +43,8 @@ test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS 
   const swarm = await startCertsyncSwarm(layout, projectRoot, timer);
   t.after(async () => {
     await timer.time('teardown', () => swarm.stop({ keepRunDir }));
-    for (const line of timer.lines()) process.stdout.write(`# e2e phase  ${line}\n`);
-    if (keepRunDir) process.stdout.write(`# e2e folders kept in ${layout.runDir}\n`);
+    for (const line of timer.lines()) t.diagnostic(`e2e phase  ${line}`);
+    if (keepRunDir) t.diagnostic(`e2e folders kept in ${layout.runDir}`);
   });
   const [manager] = swarm.members;
   assert.ok(manager);
@@ -59,7 +59,7 @@ test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS 
       assert.equal(config?.Config.User, 'node', `${role} image default user`);
       assert.deepEqual(config?.Config.Entrypoint, ['node', `/app/dist/${entry}/main.js`]);
     }
-    const ctl = await swarm.builder.docker(['run', '--rm', '--network=none', '--entrypoint=node', E2E_IMAGES.server, '/app/dist/ctl/main.js', '--version']);
+    const ctl = await swarm.builder.docker(['run', '--rm', '--network=none', '--entrypoint=node', E2E_IMAGES.server, '/app/dist/ctl/main.js', '-V']);
     const { version } = JSON.parse(await readFile(path.join(projectRoot, 'package.json'), 'utf8')) as { version: string };
     assert.equal(ctl.stdout.trim(), version, 'certsyncctl in the server image');
   });
