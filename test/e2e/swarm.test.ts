@@ -10,6 +10,7 @@ import { readStatus, type StatusJson } from './support/certsync-admin';
 import { E2E_IMAGES, LINEAGE, VAULT_SERVICE, startCertsyncSwarm, writeE2eConfig, type CertsyncSwarm } from './support/certsync-swarm';
 import { createLayout } from './support/layout';
 import { PhaseTimer } from './support/phase-timer';
+import { probeVault, type VaultProbe } from './support/vault-probe';
 import { inspectServiceUpdate, listServiceTasks, runningTasks, waitForRunningTasks, waitUntil, type ServiceTask } from './support/swarm';
 
 // certsync on a real three-node Docker Swarm: the images built from the real Dockerfiles, the
@@ -219,7 +220,7 @@ async function assertReloadedOnceAfterConvergence(swarm: CertsyncSwarm, status: 
   }
   assertGenerations(tasks, reloadsSoFar + 1);
   for (const task of running) {
-    assert.equal(await servedFingerprint(swarm, task), bundle?.leafFingerprintSha256, `Vault task ${task.id} serves the new leaf`);
+    assert.equal(await servedFingerprint(swarm, task), bundle?.leafFingerprintSha256, `Vault task ${task.id} serves the new leaf on 8200`);
   }
   return reload;
 }
@@ -241,22 +242,19 @@ function firstTaskPerSlot(tasks: readonly ServiceTask[]): ServiceTask[] {
   return [...first.values()];
 }
 
-/** The fingerprint a Vault stand-in task logged last ("Serving certificate"), read on its node's engine. */
+/** The leaf a Vault stand-in task serves on 8200, probed inside its container on its node's engine. */
 async function servedFingerprint(swarm: CertsyncSwarm, task: ServiceTask): Promise<string | undefined> {
   const member = swarm.members.find((candidate) => candidate.nodeId === task.nodeId);
   assert.ok(member && task.containerId, `node and container of Vault task ${task.id}`);
-  let fingerprint: string | undefined;
-  await waitUntil(`Vault task ${task.id} to serve a certificate`, 20_000, async () => {
-    const { stdout } = await member.engine.docker(['logs', task.containerId!]);
-    const served = stdout
-      .split('\n')
-      .filter((line) => line.startsWith('{'))
-      .map((line) => JSON.parse(line) as { msg: string; fingerprintSha256?: string })
-      .filter((entry) => entry.msg === 'Serving certificate');
-    fingerprint = served.at(-1)?.fingerprintSha256;
-    return fingerprint !== undefined;
+  let probe: VaultProbe | undefined;
+  // A task reported running may still be reading its files; give it a moment to listen.
+  await waitUntil(`Vault task ${task.id} to answer on 8200`, 20_000, async () => {
+    probe = await probeVault(member.engine, task.containerId!);
+    return true;
   });
-  return fingerprint;
+  assert.equal(probe?.sealStatus.type, 'shamir', 'seal-status has the shape of Vault\'s');
+  assert.equal(probe?.sealStatus.initialized, true);
+  return probe?.servedFingerprintSha256;
 }
 
 async function waitForStatus(swarm: CertsyncSwarm, what: string, check: (status: StatusJson) => boolean, timeoutMs = 120_000): Promise<StatusJson> {

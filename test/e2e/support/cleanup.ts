@@ -10,11 +10,12 @@ const CGROUP_ROOT = '/sys/fs/cgroup';
 
 /**
  * Removes everything an earlier run (or this one) left: engines by their pid files, processes
- * still in the harness's namespaces or cgroups (containers of a killed engine), the network, and
- * the run folder. Only harness-owned things are touched: `cse2e-*` names and the base folder.
+ * started on the run folder's files (pebble), processes still in the harness's namespaces or
+ * cgroups (containers of a killed engine), the network, and the run folder. Only harness-owned things are touched: `cse2e-*` names and the base folder.
  */
 export async function removeLeftovers(layout: E2eLayout, options: { keepRunDir?: boolean } = {}): Promise<void> {
   await Promise.all((await engineDirs(layout)).map((dir) => stopEngineInDir(dir)));
+  killAll(await processesUsing(layout.runDir));
 
   for (const namespace of await listOwnNamespaces()) killAll(await namespacePids(namespace));
   for (const cgroup of await ownCgroups()) killAll(await cgroupPids(cgroup));
@@ -61,6 +62,17 @@ async function walk(dir: string): Promise<string[]> {
 async function cgroupPids(cgroup: string): Promise<number[]> {
   const text = await readFile(path.join(cgroup, 'cgroup.procs'), 'utf8').catch(() => '');
   return text.split('\n').filter(Boolean).map(Number);
+}
+
+/** Processes whose command line names a file below `dir`: e.g. pebble of a killed run (`-config run/pebble/…`). */
+async function processesUsing(dir: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc').catch(() => [])) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.split('\0').some((arg) => arg.startsWith(`${dir}/`))) pids.push(Number(entry));
+  }
+  return pids;
 }
 
 function killAll(pids: readonly number[]): void {
