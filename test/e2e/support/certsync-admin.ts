@@ -10,16 +10,34 @@ const EXIT_NOT_IN_SYNC = 1;
  * Only the fields the e2e reads are typed beyond the generated response.
  */
 export type StatusJson = JsonOf<GetStatusResponse>;
-type JsonOf<T> = T extends Date ? string : T extends Array<infer Item> ? Array<JsonOf<Item>> : T extends object ? { [K in keyof T]: JsonOf<T[K]> } : T;
+type JsonOf<T> = T extends Date
+  ? string
+  : T extends Array<infer Item>
+    ? Array<JsonOf<Item>>
+    : T extends object
+      ? { [K in keyof T]: JsonOf<T[K]> }
+      : T;
 
 /**
  * Reads the server's status the way an operator would on a swarm without published ports: runs
  * certsyncctl inside the server task's container (`docker exec` on the manager's engine).
  */
-export async function readStatus(manager: DockerEngine, serverService = 'certsync_server'): Promise<StatusJson> {
+export async function readStatus(
+  manager: DockerEngine,
+  serverService = 'certsync_server',
+): Promise<StatusJson> {
   const container = await serverContainer(manager, serverService);
   const result = await manager.docker(
-    ['exec', container, 'node', '/app/dist/ctl/main.js', '--server', '127.0.0.1:7443', '--json', 'status'],
+    [
+      'exec',
+      container,
+      'node',
+      '/app/dist/ctl/main.js',
+      '--server',
+      '127.0.0.1:7443',
+      '--json',
+      'status',
+    ],
     { allowFailure: true, timeoutMs: 20_000 },
   );
   if (result.code !== 0 && result.code !== EXIT_NOT_IN_SYNC) {

@@ -45,7 +45,11 @@ export interface CertsyncSwarm {
  * in their own namespaces joined into a swarm, and the images built from the real Dockerfiles
  * and loaded into every node. Leftovers of an earlier run are removed first.
  */
-export async function startCertsyncSwarm(layout: E2eLayout, projectRoot: string, timer: PhaseTimer): Promise<CertsyncSwarm> {
+export async function startCertsyncSwarm(
+  layout: E2eLayout,
+  projectRoot: string,
+  timer: PhaseTimer,
+): Promise<CertsyncSwarm> {
   await timer.time('cleanup of earlier runs', () => removeLeftovers(layout));
   await mkdir(layout.runDir, { recursive: true });
 
@@ -60,7 +64,11 @@ export async function startCertsyncSwarm(layout: E2eLayout, projectRoot: string,
   try {
     const certbotReady = timer.time('pebble + certbot issue', async () => {
       pebble = await startPebble(layout.runDir);
-      const certbot = createCertbot({ workDir: layout.runDir, directoryUrl: pebble.directoryUrl, apiCaPath: pebble.apiCaPath });
+      const certbot = createCertbot({
+        workDir: layout.runDir,
+        directoryUrl: pebble.directoryUrl,
+        apiCaPath: pebble.apiCaPath,
+      });
       await certbot.issue(LINEAGE, [`*.${LINEAGE}`, LINEAGE]);
       return certbot;
     });
@@ -76,21 +84,35 @@ export async function startCertsyncSwarm(layout: E2eLayout, projectRoot: string,
           startEngine({
             name: spec.namespace,
             dir: layout.engineDir(`n${spec.index}`),
-            node: { namespace: spec.namespace, hostname: spec.hostname, sslDir: layout.nodeSslDir(spec.index) },
+            node: {
+              namespace: spec.namespace,
+              hostname: spec.hostname,
+              sslDir: layout.nodeSslDir(spec.index),
+            },
           }),
         ),
       ]);
     });
     engines.push(...nodeEngines);
     if (builder) engines.push(builder);
-    if (!builder || nodeEngines.length !== NODE_SPECS.length) throw new Error('engines did not start');
+    if (!builder || nodeEngines.length !== NODE_SPECS.length)
+      throw new Error('engines did not start');
 
     const [members] = await Promise.all([
-      timer.time('swarm init + join', () => createSwarm(NODE_SPECS.map((spec, index) => ({ spec, engine: nodeEngines[index]! })))),
-      timer.time('image build (base, server, agent, vault stand-in)', () => buildAll(builder, layout, projectRoot)),
+      timer.time('swarm init + join', () =>
+        createSwarm(NODE_SPECS.map((spec, index) => ({ spec, engine: nodeEngines[index]! }))),
+      ),
+      timer.time('image build (base, server, agent, vault stand-in)', () =>
+        buildAll(builder, layout, projectRoot),
+      ),
     ]);
     await timer.time('image save + load into 3 nodes', () =>
-      copyImages(builder, nodeEngines, Object.values(E2E_IMAGES), path.join(layout.runDir, 'images.tar')),
+      copyImages(
+        builder,
+        nodeEngines,
+        Object.values(E2E_IMAGES),
+        path.join(layout.runDir, 'images.tar'),
+      ),
     );
     const certbot = await certbotReady;
     const manager = nodeEngines[0]!;
@@ -103,28 +125,49 @@ export async function startCertsyncSwarm(layout: E2eLayout, projectRoot: string,
       certbot,
       liveDir: certbot.liveDir(LINEAGE),
       async deployStack(configPath) {
-        await manager.docker(['stack', 'deploy', '--resolve-image', 'never', '-c', path.join(projectRoot, 'deploy/docker-stack.yml'), STACK_NAME], {
-          env: {
-            CERTSYNC_SERVER_IMAGE: E2E_IMAGES.server,
-            CERTSYNC_AGENT_IMAGE: E2E_IMAGES.agent,
-            // The manager's engine shares the host's files, so certbot's folder is bound as is.
-            CERTSYNC_LETSENCRYPT_DIR: certbot.configDir,
-            CERTSYNC_CONFIG_FILE: configPath,
+        await manager.docker(
+          [
+            'stack',
+            'deploy',
+            '--resolve-image',
+            'never',
+            '-c',
+            path.join(projectRoot, 'deploy/docker-stack.yml'),
+            STACK_NAME,
+          ],
+          {
+            env: {
+              CERTSYNC_SERVER_IMAGE: E2E_IMAGES.server,
+              CERTSYNC_AGENT_IMAGE: E2E_IMAGES.agent,
+              // The manager's engine shares the host's files, so certbot's folder is bound as is.
+              CERTSYNC_LETSENCRYPT_DIR: certbot.configDir,
+              CERTSYNC_CONFIG_FILE: configPath,
+            },
           },
-        });
+        );
       },
       async createVaultService() {
         await manager.docker([
-          'service', 'create', '--detach', '--no-resolve-image',
-          '--name', VAULT_SERVICE,
-          '--replicas', '2',
-          '--endpoint-mode', 'dnsrr',
-          '--network', STACK_NETWORK,
-          '--stop-grace-period', '5s',
+          'service',
+          'create',
+          '--detach',
+          '--no-resolve-image',
+          '--name',
+          VAULT_SERVICE,
+          '--replicas',
+          '2',
+          '--endpoint-mode',
+          'dnsrr',
+          '--network',
+          STACK_NETWORK,
+          '--stop-grace-period',
+          '5s',
           // Docker watches each updated task this long before the next (default 5 s); the
           // reload waits for the whole update, so a shorter watch keeps the suite quick.
-          '--update-monitor', '2s',
-          '--mount', `type=bind,source=${NODE_SSL_DIR},target=/vault/tls,readonly`,
+          '--update-monitor',
+          '2s',
+          '--mount',
+          `type=bind,source=${NODE_SSL_DIR},target=/vault/tls,readonly`,
           E2E_IMAGES.vault,
         ]);
       },
@@ -140,19 +183,39 @@ export async function startCertsyncSwarm(layout: E2eLayout, projectRoot: string,
  * Writes the e2e's server config: deploy/certsync.yml (the production example) with a shorter
  * convergeTimeoutMs, so the stalled-rollout test waits seconds instead of five minutes.
  */
-export async function writeE2eConfig(projectRoot: string, runDir: string, convergeTimeoutMs: number): Promise<string> {
-  const production = parseYaml(await readFile(path.join(projectRoot, 'deploy/certsync.yml'), 'utf8')) as Record<string, unknown>;
+export async function writeE2eConfig(
+  projectRoot: string,
+  runDir: string,
+  convergeTimeoutMs: number,
+): Promise<string> {
+  const production = parseYaml(
+    await readFile(path.join(projectRoot, 'deploy/certsync.yml'), 'utf8'),
+  ) as Record<string, unknown>;
   const configPath = path.join(runDir, 'certsync.yml');
   await writeFile(configPath, stringifyYaml({ ...production, convergeTimeoutMs }));
   return configPath;
 }
 
-async function buildAll(builder: DockerEngine, layout: E2eLayout, projectRoot: string): Promise<void> {
+async function buildAll(
+  builder: DockerEngine,
+  layout: E2eLayout,
+  projectRoot: string,
+): Promise<void> {
   const baseImage = await ensureBaseImage(builder, layout.runDir);
   // Server first: the agent's build stage is identical and comes from the layer cache.
   for (const role of ['server', 'agent'] as const) {
-    await buildImage(builder, { context: projectRoot, dockerfile: path.join(projectRoot, `Dockerfile.${role}`), tag: E2E_IMAGES[role], baseImage });
+    await buildImage(builder, {
+      context: projectRoot,
+      dockerfile: path.join(projectRoot, `Dockerfile.${role}`),
+      tag: E2E_IMAGES[role],
+      baseImage,
+    });
   }
   const vaultContext = path.join(projectRoot, 'test/e2e/fixtures/vault-stand-in');
-  await buildImage(builder, { context: vaultContext, dockerfile: path.join(vaultContext, 'Dockerfile'), tag: E2E_IMAGES.vault, baseImage });
+  await buildImage(builder, {
+    context: vaultContext,
+    dockerfile: path.join(vaultContext, 'Dockerfile'),
+    tag: E2E_IMAGES.vault,
+    baseImage,
+  });
 }

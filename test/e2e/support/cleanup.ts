@@ -13,7 +13,10 @@ const CGROUP_ROOT = '/sys/fs/cgroup';
  * started on the run folder's files (pebble), processes still in the harness's namespaces or
  * cgroups (containers of a killed engine), the network, and the run folder. Only harness-owned things are touched: `cse2e-*` names and the base folder.
  */
-export async function removeLeftovers(layout: E2eLayout, options: { keepRunDir?: boolean } = {}): Promise<void> {
+export async function removeLeftovers(
+  layout: E2eLayout,
+  options: { keepRunDir?: boolean } = {},
+): Promise<void> {
   await Promise.all((await engineDirs(layout)).map((dir) => stopEngineInDir(dir)));
   killAll(await processesUsing(layout.runDir));
 
@@ -36,18 +39,24 @@ async function engineDirs(layout: E2eLayout): Promise<string[]> {
       if (entry.isDirectory()) dirs.push(path.join(parent, entry.name));
     }
   }
-  const withPid = await Promise.all(dirs.map(async (dir) => ((await exists(pidFilePath(dir))) ? dir : undefined)));
+  const withPid = await Promise.all(
+    dirs.map(async (dir) => ((await exists(pidFilePath(dir))) ? dir : undefined)),
+  );
   return withPid.filter((dir): dir is string => dir !== undefined);
 }
 
 /** The harness's cgroups (`--cgroup-parent=/cse2e-…`) in every v1 controller or the v2 tree, deepest last. */
 async function ownCgroups(): Promise<string[]> {
-  const roots = [CGROUP_ROOT, ...(await readdir(CGROUP_ROOT).catch(() => [])).map((name) => path.join(CGROUP_ROOT, name))];
+  const roots = [
+    CGROUP_ROOT,
+    ...(await readdir(CGROUP_ROOT).catch(() => [])).map((name) => path.join(CGROUP_ROOT, name)),
+  ];
   const found: string[] = [];
   for (const root of roots) {
     const entries = await readdir(root, { withFileTypes: true }).catch(() => []);
     for (const entry of entries) {
-      if (entry.isDirectory() && entry.name.startsWith(`${NAME_PREFIX}-`)) found.push(...(await walk(path.join(root, entry.name))));
+      if (entry.isDirectory() && entry.name.startsWith(`${NAME_PREFIX}-`))
+        found.push(...(await walk(path.join(root, entry.name))));
     }
   }
   return found;
@@ -55,7 +64,9 @@ async function ownCgroups(): Promise<string[]> {
 
 async function walk(dir: string): Promise<string[]> {
   const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
-  const children = await Promise.all(entries.filter((entry) => entry.isDirectory()).map((entry) => walk(path.join(dir, entry.name))));
+  const children = await Promise.all(
+    entries.filter((entry) => entry.isDirectory()).map((entry) => walk(path.join(dir, entry.name))),
+  );
   return [dir, ...children.flat()];
 }
 
@@ -92,7 +103,8 @@ async function unmountBelow(dir: string): Promise<void> {
     .map((line) => line.split(' ')[1] ?? '')
     .filter((mountPoint) => mountPoint.startsWith(`${dir}/`))
     .reverse();
-  for (const mountPoint of mounts) await runCommand('umount', ['-l', mountPoint], { allowFailure: true });
+  for (const mountPoint of mounts)
+    await runCommand('umount', ['-l', mountPoint], { allowFailure: true });
 }
 
 async function exists(file: string): Promise<boolean> {

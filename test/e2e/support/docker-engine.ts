@@ -53,7 +53,8 @@ const POLL_INTERVAL_MS = 100;
  * containerd it finds at /run/containerd/containerd.sock.
  */
 export async function startEngine(options: EngineOptions): Promise<DockerEngine> {
-  if (!options.name.startsWith(`${NAME_PREFIX}-`)) throw new Error(`engine name ${options.name} lacks ${NAME_PREFIX}-`);
+  if (!options.name.startsWith(`${NAME_PREFIX}-`))
+    throw new Error(`engine name ${options.name} lacks ${NAME_PREFIX}-`);
   await mkdir(options.dir, { recursive: true });
   const socketPath = path.join(options.dir, 'docker.sock');
   const logPath = path.join(options.dir, 'dockerd.log');
@@ -82,11 +83,15 @@ export async function startEngine(options: EngineOptions): Promise<DockerEngine>
   const script = `${setup.join(' && ')} && exec dockerd ${dockerdArgs.join(' ')}`;
 
   const logFd = openSync(logPath, 'a');
-  const child = spawn(command[0] ?? 'unshare', [...command.slice(1), '--propagation', 'private', 'sh', '-c', script], {
-    detached: true,
-    stdio: ['ignore', logFd, logFd],
-    env: { ...process.env, ...OFFLINE_IMAGES_ENV },
-  });
+  const child = spawn(
+    command[0] ?? 'unshare',
+    [...command.slice(1), '--propagation', 'private', 'sh', '-c', script],
+    {
+      detached: true,
+      stdio: ['ignore', logFd, logFd],
+      env: { ...process.env, ...OFFLINE_IMAGES_ENV },
+    },
+  );
   closeSync(logFd);
   child.unref();
   let exited = false;
@@ -95,18 +100,32 @@ export async function startEngine(options: EngineOptions): Promise<DockerEngine>
   const deadline = Date.now() + READY_TIMEOUT_MS;
   while (!(await pingSocket(socketPath))) {
     if (exited || Date.now() > deadline) {
-      const log = (await readFile(logPath, 'utf8').catch(() => '')).trimEnd().split('\n').slice(-15).join('\n');
-      throw new Error(`dockerd ${options.name} did not come up (${exited ? 'exited' : 'timed out'})\n${log}`);
+      const log = (await readFile(logPath, 'utf8').catch(() => ''))
+        .trimEnd()
+        .split('\n')
+        .slice(-15)
+        .join('\n');
+      throw new Error(
+        `dockerd ${options.name} did not come up (${exited ? 'exited' : 'timed out'})\n${log}`,
+      );
     }
     await sleep(POLL_INTERVAL_MS);
   }
   return createEngineHandle(options.name, options.dir, socketPath, logPath);
 }
 
-function createEngineHandle(name: string, dir: string, socketPath: string, logPath: string): DockerEngine {
+function createEngineHandle(
+  name: string,
+  dir: string,
+  socketPath: string,
+  logPath: string,
+): DockerEngine {
   const host = `unix://${socketPath}`;
   const docker = (args: readonly string[], options: CommandOptions = {}) =>
-    runCommand('docker', args, { ...options, env: { DOCKER_HOST: host, DOCKER_BUILDKIT: '0', ...options.env } });
+    runCommand('docker', args, {
+      ...options,
+      env: { DOCKER_HOST: host, DOCKER_BUILDKIT: '0', ...options.env },
+    });
   return {
     name,
     dir,

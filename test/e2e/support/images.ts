@@ -1,5 +1,16 @@
 import { createHash } from 'node:crypto';
-import { chmod, copyFile, mkdir, readdir, readFile, readlink, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  copyFile,
+  mkdir,
+  readdir,
+  readFile,
+  readlink,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import path from 'node:path';
 
 import { pipeCommands, runCommand } from './command.js';
@@ -8,7 +19,25 @@ import type { DockerEngine } from './docker-engine.js';
 const BASE_REPOSITORY = 'certsync-test/node-base';
 const CA_BUNDLE = '/etc/ssl/certs/ca-certificates.crt';
 /** busybox applets the Dockerfiles and fixtures use (`RUN` lines need /bin/sh). */
-const BUSYBOX_APPLETS = ['sh', 'ls', 'cat', 'cp', 'mv', 'rm', 'mkdir', 'chmod', 'chown', 'ln', 'id', 'env', 'sleep', 'kill', 'ps', 'grep', 'sed'];
+const BUSYBOX_APPLETS = [
+  'sh',
+  'ls',
+  'cat',
+  'cp',
+  'mv',
+  'rm',
+  'mkdir',
+  'chmod',
+  'chown',
+  'ln',
+  'id',
+  'env',
+  'sleep',
+  'kill',
+  'ps',
+  'grep',
+  'sed',
+];
 const BUSYBOX = '/bin/busybox';
 /** ENV of the imported image: the host's TLS-intercepting CA, so `npm ci` in a build works. */
 const BASE_ENV = ['PATH=/usr/local/bin:/usr/bin:/bin', `NODE_EXTRA_CA_CERTS=${CA_BUNDLE}`];
@@ -41,7 +70,11 @@ export async function ensureBaseImage(engine: DockerEngine, workDir: string): Pr
   const changes = BASE_ENV.flatMap((env) => ['--change', `ENV ${env}`]);
   await pipeCommands(
     { command: 'tar', args: ['-C', rootDir, '-c', '.'] },
-    { command: 'docker', args: ['import', ...changes, '-', tag], env: { DOCKER_HOST: engine.host } },
+    {
+      command: 'docker',
+      args: ['import', ...changes, '-', tag],
+      env: { DOCKER_HOST: engine.host },
+    },
   );
   await rm(rootDir, { recursive: true, force: true });
   return tag;
@@ -53,15 +86,34 @@ export async function buildImage(
   options: { context: string; dockerfile: string; tag: string; baseImage: string },
 ): Promise<void> {
   await engine.docker(
-    ['build', '--network=host', '--build-arg', `NODE_IMAGE=${options.baseImage}`, '-f', options.dockerfile, '-t', options.tag, options.context],
+    [
+      'build',
+      '--network=host',
+      '--build-arg',
+      `NODE_IMAGE=${options.baseImage}`,
+      '-f',
+      options.dockerfile,
+      '-t',
+      options.tag,
+      options.context,
+    ],
     { timeoutMs: BUILD_TIMEOUT_MS },
   );
 }
 
 /** Saves `tags` once to a tar file, then loads it into every engine in parallel. */
-export async function copyImages(from: DockerEngine, to: readonly DockerEngine[], tags: readonly string[], tarPath: string): Promise<void> {
+export async function copyImages(
+  from: DockerEngine,
+  to: readonly DockerEngine[],
+  tags: readonly string[],
+  tarPath: string,
+): Promise<void> {
   await from.docker(['save', '-o', tarPath, ...tags], { timeoutMs: BUILD_TIMEOUT_MS });
-  await Promise.all(to.map((engine) => engine.docker(['load', '-q', '-i', tarPath], { timeoutMs: BUILD_TIMEOUT_MS })));
+  await Promise.all(
+    to.map((engine) =>
+      engine.docker(['load', '-q', '-i', tarPath], { timeoutMs: BUILD_TIMEOUT_MS }),
+    ),
+  );
 }
 
 async function baseImageEntries(): Promise<RootEntry[]> {
@@ -75,7 +127,11 @@ async function baseImageEntries(): Promise<RootEntry[]> {
   for (const library of [...libraries].sort()) entries.push({ target: library, source: library });
   for (const file of await listTree(npmDir)) {
     const target = path.join('/usr/lib/node_modules/npm', path.relative(npmDir, file.path));
-    entries.push(file.linkTarget === undefined ? { target, source: file.path } : { target, linkTarget: file.linkTarget });
+    entries.push(
+      file.linkTarget === undefined
+        ? { target, source: file.path }
+        : { target, linkTarget: file.linkTarget },
+    );
   }
   entries.push(
     { target: '/usr/bin/npm', linkTarget: '../lib/node_modules/npm/bin/npm-cli.js' },
@@ -83,16 +139,23 @@ async function baseImageEntries(): Promise<RootEntry[]> {
     { target: BUSYBOX, source: BUSYBOX },
     // npm's scripts start with `#!/usr/bin/env node`.
     { target: '/usr/bin/env', linkTarget: BUSYBOX },
-    ...BUSYBOX_APPLETS.filter((applet) => applet !== 'env').map((applet) => ({ target: `/bin/${applet}`, linkTarget: 'busybox' })),
+    ...BUSYBOX_APPLETS.filter((applet) => applet !== 'env').map((applet) => ({
+      target: `/bin/${applet}`,
+      linkTarget: 'busybox',
+    })),
     { target: CA_BUNDLE, source: CA_BUNDLE },
-    { target: '/etc/passwd', content: 'root:x:0:0:root:/root:/bin/sh\nnode:x:1000:1000:node:/home/node:/bin/sh\n' },
+    {
+      target: '/etc/passwd',
+      content: 'root:x:0:0:root:/root:/bin/sh\nnode:x:1000:1000:node:/home/node:/bin/sh\n',
+    },
     { target: '/etc/group', content: 'root:x:0:\nnode:x:1000:\n' },
   );
   return entries;
 }
 
 async function writeRoot(rootDir: string, entries: readonly RootEntry[]): Promise<void> {
-  for (const dir of ['tmp', 'root', 'home/node']) await mkdir(path.join(rootDir, dir), { recursive: true });
+  for (const dir of ['tmp', 'root', 'home/node'])
+    await mkdir(path.join(rootDir, dir), { recursive: true });
   await chmod(path.join(rootDir, 'tmp'), 0o1777);
   await runCommand('chown', ['1000:1000', path.join(rootDir, 'home/node')]);
   for (const entry of entries) {
@@ -129,7 +192,9 @@ async function linkedLibraries(binary: string): Promise<string[]> {
 
 async function libc6Libraries(): Promise<string[]> {
   const { stdout } = await runCommand('dpkg', ['-L', 'libc6']);
-  return stdout.split('\n').filter((file) => /^\/(usr\/)?lib\/x86_64-linux-gnu\/[^/]+\.so[.0-9]*$/.test(file));
+  return stdout
+    .split('\n')
+    .filter((file) => /^\/(usr\/)?lib\/x86_64-linux-gnu\/[^/]+\.so[.0-9]*$/.test(file));
 }
 
 /** Files and symlinks below `dir`, sorted, so the hash does not depend on directory order. */

@@ -1,5 +1,11 @@
 import { runCommand } from './command.js';
-import { BRIDGE_ADDRESS, BRIDGE_NAME, NAME_PREFIX, SUBNET_PREFIX_LENGTH, type NodeSpec } from './layout.js';
+import {
+  BRIDGE_ADDRESS,
+  BRIDGE_NAME,
+  NAME_PREFIX,
+  SUBNET_PREFIX_LENGTH,
+  type NodeSpec,
+} from './layout.js';
 
 /**
  * The iptables rule that lets bridged traffic between the nodes through. An earlier dockerd on

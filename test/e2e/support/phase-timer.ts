@@ -16,7 +16,11 @@ export class PhaseTimer {
   /** One line per phase in the order they finished, then the time since the timer was made. */
   lines(): string[] {
     const width = Math.max(...this.phases.map((phase) => phase.name.length), 5);
-    const format = (name: string, ms: number) => `${name.padEnd(width)}  ${(ms / 1000).toFixed(1).padStart(6)} s`;
-    return [...this.phases.map((phase) => format(phase.name, phase.ms)), format('total', Date.now() - this.startedAt)];
+    const format = (name: string, ms: number) =>
+      `${name.padEnd(width)}  ${(ms / 1000).toFixed(1).padStart(6)} s`;
+    return [
+      ...this.phases.map((phase) => format(phase.name, phase.ms)),
+      format('total', Date.now() - this.startedAt),
+    ];
   }
 }

@@ -32,20 +32,35 @@ export async function createSwarm(
   const [manager, ...workers] = members;
   if (!manager) throw new Error('a swarm needs at least one node');
   await manager.engine.docker(['swarm', 'init', `--advertise-addr=${manager.spec.address}`]);
-  const token = (await manager.engine.docker(['swarm', 'join-token', '-q', 'worker'])).stdout.trim();
+  const token = (
+    await manager.engine.docker(['swarm', 'join-token', '-q', 'worker'])
+  ).stdout.trim();
   await Promise.all(
     workers.map(({ engine, spec }) =>
-      engine.docker(['swarm', 'join', `--advertise-addr=${spec.address}`, `--token=${token}`, `${manager.spec.address}:2377`]),
+      engine.docker([
+        'swarm',
+        'join',
+        `--advertise-addr=${spec.address}`,
+        `--token=${token}`,
+        `${manager.spec.address}:2377`,
+      ]),
     ),
   );
 
   const joined: SwarmMember[] = [];
   for (const member of members) {
-    const nodeId = (await member.engine.docker(['info', '--format', '{{.Swarm.NodeID}}'])).stdout.trim();
+    const nodeId = (
+      await member.engine.docker(['info', '--format', '{{.Swarm.NodeID}}'])
+    ).stdout.trim();
     joined.push({ ...member, nodeId });
   }
   await waitUntil('every node to be ready', timeoutMs, async () => {
-    const { stdout } = await manager.engine.docker(['node', 'ls', '--format', '{{.ID}} {{.Status}}']);
+    const { stdout } = await manager.engine.docker([
+      'node',
+      'ls',
+      '--format',
+      '{{.ID}} {{.Status}}',
+    ]);
     const ready = stdout.split('\n').filter((line) => line.endsWith(' Ready')).length;
     return ready === members.length;
   });
@@ -53,8 +68,13 @@ export async function createSwarm(
 }
 
 /** The tasks of `service` (history included), oldest first. */
-export async function listServiceTasks(manager: DockerEngine, service: string): Promise<ServiceTask[]> {
-  const ids = (await manager.docker(['service', 'ps', '-q', '--no-trunc', service])).stdout.split('\n').filter(Boolean);
+export async function listServiceTasks(
+  manager: DockerEngine,
+  service: string,
+): Promise<ServiceTask[]> {
+  const ids = (await manager.docker(['service', 'ps', '-q', '--no-trunc', service])).stdout
+    .split('\n')
+    .filter(Boolean);
   if (ids.length === 0) return [];
   const raw = await manager.dockerJson<RawTask[]>(['inspect', '--type=task', ...ids]);
   return raw
@@ -85,13 +105,23 @@ export async function waitForRunningTasks(
 ): Promise<ServiceTask[]> {
   let running: ServiceTask[] = [];
   let lastSeen = '';
-  await waitUntil(`${count} running task(s) of ${service}`, timeoutMs, async () => {
-    const tasks = await listServiceTasks(manager, service);
-    const desired = tasks.filter((task) => task.desiredState === 'running');
-    running = runningTasks(tasks);
-    lastSeen = desired.map((task) => `${task.id.slice(0, 10)}@${task.nodeId.slice(0, 10)}=${task.state}${task.error ? ` (${task.error})` : ''}`).join(', ');
-    return running.length === count && desired.length === count;
-  }, () => lastSeen);
+  await waitUntil(
+    `${count} running task(s) of ${service}`,
+    timeoutMs,
+    async () => {
+      const tasks = await listServiceTasks(manager, service);
+      const desired = tasks.filter((task) => task.desiredState === 'running');
+      running = runningTasks(tasks);
+      lastSeen = desired
+        .map(
+          (task) =>
+            `${task.id.slice(0, 10)}@${task.nodeId.slice(0, 10)}=${task.state}${task.error ? ` (${task.error})` : ''}`,
+        )
+        .join(', ');
+      return running.length === count && desired.length === count;
+    },
+    () => lastSeen,
+  );
   return running;
 }
 
@@ -130,7 +160,9 @@ export async function waitUntil(
     if (Date.now() > deadline) {
       const seen = describe();
       const detail = lastError instanceof Error ? `; last error: ${lastError.message}` : '';
-      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${seen ? `; last seen: ${seen}` : ''}${detail}`);
+      throw new Error(
+        `timed out after ${timeoutMs} ms waiting for ${what}${seen ? `; last seen: ${seen}` : ''}${detail}`,
+      );
     }
     await sleep(POLL_INTERVAL_MS);
   }
