@@ -6,7 +6,7 @@ import type { AgentConfig } from './config';
 import { AgentConnection, type ConnectionState } from './connection';
 import { DriftWatcher } from './drift-watcher';
 import { scanFolder } from './folder-scan';
-import { LocalSignaller } from './local-signaller';
+import { createLocalDocker, LocalSignaller } from './local-signaller';
 import { PushHandler } from './push-handler';
 import { SerialQueue } from './serial-queue';
 import type { SyncSession } from './sync-session';
@@ -42,7 +42,11 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     onSettled: () => void queue.run(reportDrift).catch(logUnexpected),
   });
   const pushHandler = new PushHandler({ dir: config.dir, writer, manifests: watcher, logger });
-  const signaller = new LocalSignaller(config.dockerSocket, log);
+  const signaller = new LocalSignaller({
+    docker: createLocalDocker(config.dockerSocketPath),
+    socketPath: config.dockerSocketPath,
+    logger,
+  });
   const connection: AgentConnection = new AgentConnection({
     serverAddress: config.serverAddress,
     logger,
@@ -54,8 +58,11 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
       createHello: () => queue.run(createHello),
       onPush: (push, session) =>
         void queue.run(() => answerPush(push, session)).catch(logUnexpected),
-      // Through the same queue as pushes: a signal sent after a push must never overtake the
-      // write of that push, or the service would reload the old files.
+      // Signals queue behind pushes on purpose. The server asks for a reload only after this
+      // node confirmed the bundle, but a repair push (drift, a re-sent version) can still be in
+      // the queue; a signal that overtook it would reload the service on the old files. Waiting
+      // costs at most one apply (milliseconds), and the Docker calls carry a timeout so a hung
+      // engine cannot hold the writes behind it for long.
       onSignal: (request, session) =>
         void queue.run(() => answerSignal(request, session)).catch(logUnexpected),
     },
@@ -84,9 +91,10 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
 
   async function answerSignal(request: SignalRequest, session: SyncSession): Promise<void> {
     const report = await signaller.signal(request);
-    if (!report.ok) log.warn({ service: request.service, signal: request.signal, error: report.error }, 'Signal not delivered');
     if (!session.send({ message: { $case: 'signalReport', value: report } })) {
-      log.warn({ service: request.service, requestId: request.requestId }, 'Signal report not sent');
+      // The server's wait for this node times out and names it; it asks again if it must.
+      const { service, requestId } = request;
+      log.warn({ service, requestId }, 'Signal report not sent');
     }
   }
 

@@ -10,6 +10,11 @@ import { type BackoffPolicy, DEFAULT_BACKOFF_POLICY } from './backoff';
  */
 const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
+/** Where Docker listens on a Linux node, and where the agent's bind mount should put it. */
+export const DEFAULT_DOCKER_SOCKET = '/var/run/docker.sock';
+
+const DOCKER_SOCKET_HELP = `Docker socket for signal reloads, default ${DEFAULT_DOCKER_SOCKET}`;
+
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 
@@ -32,8 +37,8 @@ export interface AgentConfig {
   readonly driftDebounceMs: number;
   /** Managed files are also re-read this often, in case the OS dropped a file event. */
   readonly driftRecheckIntervalMs: number;
-  /** This node's Docker socket, used only for signal reloads. */
-  readonly dockerSocket: string;
+  /** The node's Docker socket, used only to signal a service's containers for a reload. */
+  readonly dockerSocketPath: string;
 }
 
 /** The settings with a sensible default; tests override them to run fast. */
@@ -57,9 +62,9 @@ export function createAgentConfig(
     keepaliveTimeoutMs: 10_000,
     driftDebounceMs: 200,
     driftRecheckIntervalMs: 5 * 60_000,
-    dockerSocket: '/var/run/docker.sock',
     ...settings,
     dir: path.resolve(settings.dir),
+    dockerSocketPath: path.resolve(settings.dockerSocketPath ?? DEFAULT_DOCKER_SOCKET),
   };
   return Object.freeze({ ...config, reconnect: Object.freeze({ ...config.reconnect }) });
 }
@@ -81,12 +86,14 @@ export function parseAgentConfig(
     .option('--dir <path>', 'folder to keep in sync (env CERTSYNC_DIR)')
     .option('--node-id <id>', 'node identity, default the hostname (env CERTSYNC_NODE_ID)')
     .option('--log-level <level>', `one of ${LOG_LEVELS.join(', ')} (env CERTSYNC_LOG_LEVEL)`)
-    .option('--docker-socket <path>', 'this node\'s Docker socket, for signal reloads (env CERTSYNC_DOCKER_SOCKET)')
+    .option('--docker-socket <path>', `${DOCKER_SOCKET_HELP} (env CERTSYNC_DOCKER_SOCKET)`)
     .allowExcessArguments(false)
     .exitOverride();
   program.parse([...args], { from: 'user' });
   const flags =
-    program.opts<Record<'server' | 'dir' | 'nodeId' | 'logLevel' | 'dockerSocket', string | undefined>>();
+    program.opts<
+      Record<'server' | 'dir' | 'nodeId' | 'logLevel' | 'dockerSocket', string | undefined>
+    >();
 
   const serverAddress = required(flags.server ?? env['CERTSYNC_SERVER'], 'server');
   if (!isHostPort(serverAddress)) {
@@ -108,8 +115,16 @@ export function parseAgentConfig(
       `--log-level ${JSON.stringify(logLevel)} is not one of ${levels} (${source})`,
     );
   }
-  const dockerSocket = nonEmpty(flags.dockerSocket ?? env['CERTSYNC_DOCKER_SOCKET']) ?? '/var/run/docker.sock';
-  return createAgentConfig({ serverAddress, dir, nodeId, logLevel, agentVersion, dockerSocket });
+  const dockerSocketPath =
+    nonEmpty(flags.dockerSocket ?? env['CERTSYNC_DOCKER_SOCKET']) ?? DEFAULT_DOCKER_SOCKET;
+  return createAgentConfig({
+    serverAddress,
+    dir,
+    nodeId,
+    logLevel,
+    agentVersion,
+    dockerSocketPath,
+  });
 }
 
 /** The flag and environment variable behind each required setting, for error messages. */

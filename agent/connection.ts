@@ -33,7 +33,7 @@ export interface ConnectionHandlers {
   createHello(): Promise<AgentHello>;
   /** Receives each push in arrival order, with the session the answer must go back on. */
   onPush(push: BundlePush, session: SyncSession): void;
-  /** Receives a request to signal a service's containers on this node. */
+  /** Receives each signal request, likewise in arrival order relative to pushes. */
   onSignal(request: SignalRequest, session: SyncSession): void;
 }
 
@@ -167,13 +167,13 @@ export class AgentConnection {
   }
 
   private onResponse(response: SyncResponse, session: SyncSession): void {
-    if (response.message?.$case === 'push') {
-      this.options.handlers.onPush(response.message.value, session);
-      return;
-    }
-    if (response.message?.$case === 'signal') {
-      this.options.handlers.onSignal(response.message.value, session);
-      return;
+    switch (response.message?.$case) {
+      case 'push':
+        this.options.handlers.onPush(response.message.value, session);
+        return;
+      case 'signal':
+        this.options.handlers.onSignal(response.message.value, session);
+        return;
     }
     this.log.warn({ sessionId: session.id }, 'Unknown server message ignored');
   }

@@ -32,7 +32,10 @@ export {
   ListNodesResponse,
   NodeBundleState,
   NodeInfo,
+  ListRolloutsRequest,
+  ListRolloutsResponse,
   NodeSignalResult,
+  ProofResult,
   RejectedCandidate,
   ReloadRecord,
   ReloadRequest,
@@ -41,4 +44,7 @@ export {
   RolloutRequest,
   RolloutResponse,
   RolloutTransition,
+  ReplicaProof,
+  VerifyRequest,
+  VerifyResponse,
 } from './gen/certsync/v1/admin';

@@ -4,8 +4,10 @@ import {
   type GetBundleResponse,
   type GetStatusResponse,
   type ListNodesResponse,
+  type ListRolloutsResponse,
   type ReloadResponse,
   type RolloutResponse,
+  type VerifyResponse,
 } from '../common/contract';
 
 /** Thrown when the server cannot be reached or answers with an error status. */
@@ -49,6 +51,16 @@ export class AdminClient {
 
   rollout(bundle: string, version = 0): Promise<RolloutResponse> {
     return this.call((deadline, done) => this.client.rollout({ bundle, version }, new grpc.Metadata(), { deadline }, done));
+  }
+
+  listRollouts(bundle: string, limit = 0): Promise<ListRolloutsResponse> {
+    return this.call((deadline, done) => this.client.listRollouts({ bundle, limit }, new grpc.Metadata(), { deadline }, done));
+  }
+
+  /** Runs the proof now; it may take as long as the targets' verify.timeoutMs, so no short deadline. */
+  verify(bundle: string, timeoutMs = 15 * 60_000): Promise<VerifyResponse> {
+    const deadline = new Date(Date.now() + timeoutMs);
+    return this.call((_deadline, done) => this.client.verify({ bundle }, new grpc.Metadata(), { deadline }, done));
   }
 
   close(): void {

@@ -3,7 +3,7 @@ import * as grpc from '@grpc/grpc-js';
 import { Command } from 'commander';
 import { CERTSYNC_VERSION } from '../common/version';
 import { AdminCallError, AdminClient } from './admin-client';
-import { formatRollout, formatStatusTable, isFleetInSync } from './status-table';
+import { formatProof, formatRollout, formatStatusTable, isFleetInSync } from './status-table';
 
 /** Exit codes scripts can rely on. */
 const EXIT_OK = 0;
@@ -80,6 +80,26 @@ program
   .action(async (name: string, options: { version: number }) => {
     const { rollout } = await client().rollout(name, options.version);
     print(rollout, () => (rollout ? `rollout started\n${formatRollout(rollout)}` : 'rollout started'));
+  });
+
+program
+  .command('history')
+  .description("a bundle's recent rollouts, newest first, with their timelines")
+  .argument('<name>', 'bundle name')
+  .option('-n, --limit <n>', 'at most this many', (value) => parseInt(value, 10), 10)
+  .action(async (name: string, options: { limit: number }) => {
+    const { rollouts } = await client().listRollouts(name, options.limit);
+    print(rollouts, () => rollouts.map((rollout) => formatRollout(rollout, { timeline: true })).join('\n\n') || '(no rollouts yet)');
+  });
+
+program
+  .command('verify')
+  .description('prove now that every replica serves the current certificate (and Vault is unsealed); exit 1 if not')
+  .argument('<name>', 'bundle name')
+  .action(async (name: string) => {
+    const response = await client().verify(name);
+    print(response, () => response.proofs.map(formatProof).join('\n'));
+    process.exitCode = response.proofs.every((proof) => proof.ok) ? EXIT_OK : EXIT_NOT_IN_SYNC;
   });
 
 const UNREACHABLE_CODES = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, undefined]);

@@ -1,5 +1,5 @@
 import Table from 'cli-table3';
-import type { GetStatusResponse, NodeInfo, RolloutInfo } from '../common/contract';
+import type { GetStatusResponse, NodeInfo, ProofResult, RolloutInfo } from '../common/contract';
 
 /** Renders GetStatus as the fleet table operators read: one row per bundle and node. */
 export function formatStatusTable(status: GetStatusResponse, now: Date = new Date()): string {
@@ -45,10 +45,15 @@ export function formatStatusTable(status: GetStatusResponse, now: Date = new Dat
 }
 
 /** One rollout as a few lines: state, why, and what each reload did. */
-export function formatRollout(rollout: RolloutInfo): string {
+export function formatRollout(rollout: RolloutInfo, options: { timeline?: boolean } = {}): string {
   const confirmed = `${rollout.confirmedNodes.filter((node) => rollout.expectedNodes.includes(node)).length}/${rollout.expectedNodes.length} confirmed`;
-  const lines = [`rollout of version ${rollout.version}: ${rollout.state.toUpperCase()} (${confirmed}, ${rollout.trigger})`];
+  const trigger = rollout.rollbackOf ? `rollback of version ${rollout.rollbackOf}` : rollout.trigger;
+  const lines = [`rollout of version ${rollout.version}: ${rollout.state.toUpperCase()} (${confirmed}, ${trigger})`];
   if (rollout.reason) lines.push(`  reason: ${rollout.reason}`);
+  if (options.timeline) {
+    lines.push(`  ${rollout.startedAt?.toISOString() ?? '?'}  started`);
+    for (const step of rollout.transitions) lines.push(`  ${step.at?.toISOString() ?? '?'}  ${step.from} → ${step.to}${step.detail ? `: ${step.detail}` : ''}`);
+  }
   if (rollout.missingNodes.length > 0) lines.push(`  waiting for: ${rollout.missingNodes.join(', ')}`);
   for (const reload of rollout.reloads) {
     const what = reload.action === 'signal' ? `${reload.signal} to ${reload.service}` : `force-update of ${reload.service}`;
@@ -59,6 +64,20 @@ export function formatRollout(rollout: RolloutInfo): string {
       : reload.error;
     lines.push(`  reload: ${what}: ${reload.ok ? 'ok' : 'FAILED'} — ${detail}`);
     for (const warning of reload.warnings) lines.push(`  warning: ${warning}`);
+    if (reload.proof) lines.push(formatProof(reload.proof).replace(/^/gm, '  '));
+  }
+  return lines.join('\n');
+}
+
+/** A proof: one line for the service, one per replica. */
+export function formatProof(proof: ProofResult): string {
+  const lines = [`proof of ${proof.service} (version ${proof.version}, leaf ${proof.expectedFingerprintSha256.slice(0, 16)}…): ${proof.ok ? 'ok' : `FAILED — ${proof.error}`}`];
+  for (const replica of proof.replicas) {
+    const who = replica.taskId ? `task ${replica.taskId.slice(0, 12)} on ${replica.nodeId.slice(0, 12)}` : replica.endpoint;
+    const served = replica.fingerprintSha256 ? `serves ${replica.fingerprintSha256.slice(0, 16)}…${replica.matches ? ' (matches)' : ' (DIFFERENT)'}` : 'nothing served';
+    const notAfter = replica.notAfter ? `, notAfter ${replica.notAfter.toISOString()}` : '';
+    const seal = replica.sealState ? `, vault ${replica.sealState}` : '';
+    lines.push(`  ${replica.ok ? 'ok    ' : 'FAILED'} ${who} ${replica.endpoint}: ${served}${notAfter}${seal}${replica.error ? ` — ${replica.error}` : ''}`);
   }
   return lines.join('\n');
 }

@@ -68,6 +68,16 @@ export function createAdminService(deps: AdminServiceDeps): AdminServiceServer {
       log.info({ bundle: request.bundle, version: request.version }, 'Rollout requested');
       return { rollout: rolloutInfo(await tracker.rollout(request.bundle, request.version)) };
     }),
+    listRollouts: unary(log, (request: { bundle: string; limit: number }) => {
+      requireBundle(request.bundle);
+      const rollouts = tracker.list(request.bundle);
+      return { rollouts: (request.limit > 0 ? rollouts.slice(0, request.limit) : rollouts).map(rolloutInfo) };
+    }),
+    verify: unary(log, async (request: { bundle: string }) => {
+      requireBundle(request.bundle);
+      log.info({ bundle: request.bundle }, 'Verify requested');
+      return tracker.verify(request.bundle);
+    }),
   };
 }
 
@@ -140,6 +150,7 @@ function rolloutInfo(rollout: RolloutData): RolloutInfo {
     transitions: rollout.transitions.map((transition) => ({ ...transition })),
     reloads: rollout.reloads.map((reload) => ({ ...reload })),
     trigger: rollout.trigger,
+    rollbackOf: rollout.rollbackOf,
   };
 }
 

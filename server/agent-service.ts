@@ -13,11 +13,14 @@ const NODE_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
 type SyncCall = ServerDuplexStream<SyncRequest, SyncResponse>;
 
+/** Where signal reports go (the SignalDispatcher). */
+type SignalReports = Pick<SignalDispatcher, 'handleReport' | 'sessionClosed'>;
+
 /** The AgentService implementation: turns one Sync stream into one hub session. */
 export function createAgentService(
   hub: FanoutHub,
   expectedNodes: ExpectedNodes,
-  signals: SignalDispatcher,
+  signals: SignalReports,
   log: Logger,
 ): AgentServiceServer {
   return {
@@ -65,7 +68,7 @@ export function createAgentService(
               hub.handleDriftReport(session, message.value);
               return;
             case 'signalReport':
-              signals.handleReport(session.nodeId, message.value);
+              signals.handleReport(session, message.value);
               return;
             default:
               throw new InvalidRequestError(`unexpected message ${message?.$case ?? '(empty)'} after hello`);
@@ -81,7 +84,9 @@ export function createAgentService(
       const finish = (reason: string) => {
         closed = true;
         clearTimeout(helloTimer);
-        if (session && hub.detach(session, reason)) signals.handleDisconnect(session.nodeId);
+        if (!session) return;
+        hub.detach(session, reason);
+        signals.sessionClosed(session);
       };
       call.on('end', () => {
         finish('stream ended');

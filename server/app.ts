@@ -9,6 +9,7 @@ import { createDockerClient, type DockerClient } from './docker-client';
 import { createExpectedNodes } from './expected-nodes';
 import { Fleet } from './fleet';
 import { startGrpcServer, type RunningGrpcServer } from './grpc-server';
+import { Prover } from './prover';
 import { Reloader } from './reloader';
 import { RolloutHistory } from './rollout-history';
 import { RolloutTracker } from './rollout-tracker';
@@ -36,13 +37,14 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
   let docker: DockerClient | undefined;
   const dockerClient = () => (docker ??= createDockerClient());
   const expectedNodes = createExpectedNodes(config.fleet, { fleet, docker: dockerClient, log: log.child({ component: 'fleet' }) });
-  const signals = new SignalDispatcher((nodeId, message) => hub.sendToNode(nodeId, message), log.child({ component: 'signals' }));
+  const signals = new SignalDispatcher(hub, log.child({ component: 'signals' }));
   const tracker = new RolloutTracker({
     bundles: config.bundles,
     store,
     fleet,
     expectedNodes,
     reloader: new Reloader(dockerClient, signals, log.child({ component: 'reloader' })),
+    prover: new Prover(dockerClient, log.child({ component: 'prover' })),
     history,
     convergeTimeoutMs: config.convergeTimeoutMs,
     distribute: (version) => hub.distribute(version),

@@ -22,6 +22,7 @@ const DEFAULT_VERSIONS_KEPT = 10;
 const DEFAULT_CONVERGE_TIMEOUT_MS = 300_000;
 const DEFAULT_RELOAD_TIMEOUT_MS = 300_000;
 const DEFAULT_SWARM_REFRESH_INTERVAL_MS = 10_000;
+const DEFAULT_VERIFY_TIMEOUT_MS = 120_000;
 
 /** Signals an agent may send to a service's containers (see agent/local-signaller.ts). */
 export const RELOAD_SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGWINCH'] as const;
@@ -55,15 +56,38 @@ const bundleFileSchema = z.strictObject({
 const serviceNameSchema = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'must be a Docker service name');
 const reloadTimeoutSchema = z.number().int().min(1000).max(3_600_000).default(DEFAULT_RELOAD_TIMEOUT_MS);
 
+const endpointSchema = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be HOST:PORT');
+
+/** How to prove a reload: the certificate each replica serves, and Vault's seal state. */
+const verifySchema = z.strictObject({
+  tls: z.strictObject({
+    port: z.number().int().min(1).max(65_535),
+    /** SNI sent to every replica. */
+    serverName: z.string().min(1).optional(),
+    /** Probe these instead of the service's task addresses (setups without Swarm, or a proxy). */
+    endpoints: z.array(endpointSchema).min(1).optional(),
+  }),
+  vault: z
+    .strictObject({
+      /** Unseal key(s), one per line; without it a sealed replica fails the proof. */
+      unsealKeyFile: z.string().min(1).optional(),
+    })
+    .optional(),
+  timeoutMs: z.number().int().min(1000).max(3_600_000).default(DEFAULT_VERIFY_TIMEOUT_MS),
+});
+
+const reloadCommon = {
+  service: serviceNameSchema,
+  timeoutMs: reloadTimeoutSchema,
+  verify: verifySchema.optional(),
+  /** After a failed proof: put the previous version back (rollback) or leave everything (hold). */
+  onFailure: z.enum(['hold', 'rollback']).default('hold'),
+};
+
 /** One service to reload once every expected node holds a new version; run in config order. */
 const reloadTargetSchema = z.discriminatedUnion('action', [
-  z.strictObject({ service: serviceNameSchema, action: z.literal('force-update'), timeoutMs: reloadTimeoutSchema }),
-  z.strictObject({
-    service: serviceNameSchema,
-    action: z.literal('signal'),
-    signal: z.enum(RELOAD_SIGNALS).default('SIGHUP'),
-    timeoutMs: reloadTimeoutSchema,
-  }),
+  z.strictObject({ ...reloadCommon, action: z.literal('force-update') }),
+  z.strictObject({ ...reloadCommon, action: z.literal('signal'), signal: z.enum(RELOAD_SIGNALS).default('SIGHUP') }),
 ]);
 
 const bundleSchema = z.strictObject({
@@ -103,6 +127,7 @@ export type ServerConfig = Readonly<z.output<typeof configSchema>>;
 export type BundleConfig = ServerConfig['bundles'][number];
 export type BundleFileConfig = BundleConfig['files'][number];
 export type ReloadTargetConfig = BundleConfig['reload'][number];
+export type VerifyConfig = NonNullable<ReloadTargetConfig['verify']>;
 export type FleetConfig = ServerConfig['fleet'];
 
 /** Overrides from flags or environment; they win over the file. */

@@ -114,12 +114,15 @@ export class FanoutHub {
     if (current) this.push(session, current, false);
   }
 
-  /** Sends `message` on the node's live session; false when the node is not connected. */
-  sendToNode(nodeId: string, message: SyncResponse): boolean {
+  /**
+   * Sends one message on a node's live session, for requests that are not bundles (signals).
+   * Returns the session it went out on, so the caller can tell that session's loss from a later
+   * reconnect of the same node; undefined when the node has no session.
+   */
+  sendToNode(nodeId: string, message: SyncResponse): AgentSession | undefined {
     const session = this.sessions.get(nodeId);
-    if (!session) return false;
-    session.send(message);
-    return true;
+    session?.send(message);
+    return session;
   }
 
   connectedNodeIds(): string[] {

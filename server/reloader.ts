@@ -67,6 +67,7 @@ export class Reloader {
       tasksAfter: [],
       signals: [],
       warnings: [],
+      proof: undefined,
     };
     const fields = { bundle: context.bundle, version: context.version, service: target.service, action: target.action };
     this.log.info(fields, 'Reload started');

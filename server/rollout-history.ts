@@ -84,6 +84,17 @@ function reviveRollout(raw: RolloutData): RolloutData {
     updatedAt: new Date(raw.updatedAt),
     confirmedAt: Object.fromEntries(Object.entries(raw.confirmedAt).map(([node, at]) => [node, new Date(at)])),
     transitions: raw.transitions.map((transition) => ({ ...transition, at: new Date(transition.at) })),
-    reloads: raw.reloads.map((reload) => ({ ...reload, startedAt: new Date(reload.startedAt), finishedAt: date(reload.finishedAt) })),
+    rollbackOf: raw.rollbackOf ?? 0,
+    reloads: raw.reloads.map((reload) => ({
+      ...reload,
+      startedAt: new Date(reload.startedAt),
+      finishedAt: date(reload.finishedAt),
+      proof: reload.proof && {
+        ...reload.proof,
+        startedAt: new Date(reload.proof.startedAt),
+        finishedAt: new Date(reload.proof.finishedAt),
+        replicas: reload.proof.replicas.map((replica) => ({ ...replica, notAfter: date(replica.notAfter) })),
+      },
+    })),
   };
 }

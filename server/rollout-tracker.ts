@@ -2,6 +2,7 @@ import type { Logger } from '../common/log';
 import type { BundleConfig } from './config';
 import type { ExpectedNodes } from './expected-nodes';
 import { isNodeInSync, type Fleet } from './fleet';
+import type { Prover } from './prover';
 import type { Reloader } from './reloader';
 import {
   assessConvergence,
@@ -9,6 +10,7 @@ import {
   missingNodes,
   newRollout,
   transitionRollout,
+  type ProofResultData,
   type RolloutData,
   type RolloutState,
   type RolloutTrigger,
@@ -23,6 +25,7 @@ export interface RolloutTrackerOptions {
   fleet: Fleet;
   expectedNodes: ExpectedNodes;
   reloader: Reloader;
+  prover: Prover;
   history: RolloutHistory;
   convergeTimeoutMs: number;
   /** Sends a version to every connected agent (the fan-out hub). */
@@ -90,7 +93,8 @@ export class RolloutTracker {
   /** Starts the rollout of `version`; an earlier rollout still waiting for nodes is superseded. */
   async begin(version: BundleVersion, trigger: RolloutTrigger): Promise<RolloutData> {
     const previous = this.active.get(version.bundle);
-    if (previous && previous.state !== 'reloading' && previous.state !== 'superseded') {
+    // Only an unfinished rollout is superseded; a done or failed one keeps its outcome in history.
+    if (previous && (isWaitingForNodes(previous.state) || previous.state === 'converged')) {
       await this.move(previous, 'superseded', `version ${version.version} (${trigger}) replaced it`);
     }
     const rollout = newRollout(version.bundle, version.version, trigger, this.now());
@@ -113,7 +117,7 @@ export class RolloutTracker {
    * reloads once they all confirm. Rolling back to an earlier version withdraws the newer ones, so
    * the watcher does not put them back while the source still holds them.
    */
-  async rollout(bundle: string, version: number): Promise<RolloutData> {
+  async rollout(bundle: string, version: number, trigger: RolloutTrigger = 'rollout'): Promise<RolloutData> {
     const current = this.options.store.current(bundle);
     if (!this.configs.has(bundle)) throw new FailedPreconditionError(`no bundle named "${bundle}" is configured`);
     if (!current) throw new FailedPreconditionError(`bundle "${bundle}" has no accepted version yet`);
@@ -130,7 +134,27 @@ export class RolloutTracker {
       this.options.log.warn({ bundle, version, from: current.version }, 'Earlier version reinstated');
     }
     this.options.distribute(target);
-    return this.begin(target, 'rollout');
+    return this.begin(target, trigger);
+  }
+
+  /** The Verify RPC: runs the proof of every reload target that has one, against the current version. */
+  async verify(bundle: string): Promise<{ version: number; proofs: ProofResultData[] }> {
+    const current = this.options.store.current(bundle);
+    const config = this.configs.get(bundle);
+    if (!config) throw new FailedPreconditionError(`no bundle named "${bundle}" is configured`);
+    if (!current) throw new FailedPreconditionError(`bundle "${bundle}" has no accepted version yet`);
+    const targets = config.reload.filter((target) => target.verify);
+    if (targets.length === 0) throw new FailedPreconditionError(`no reload target of bundle "${bundle}" has a verify section`);
+    const expected = { version: current.version, fingerprintSha256: current.validated.leaf.fingerprintSha256 };
+    const proofs: ProofResultData[] = [];
+    for (const target of targets) proofs.push(await this.options.prover.prove(target.service, target.verify!, expected));
+    return { version: current.version, proofs };
+  }
+
+  /** Rollouts of the bundle, newest first. */
+  list(bundle: string): RolloutData[] {
+    if (!this.configs.has(bundle)) throw new FailedPreconditionError(`no bundle named "${bundle}" is configured`);
+    return this.options.history.list(bundle);
   }
 
   /** The Reload RPC: reloads a converged (or, with force, a stalled) rollout now. */
@@ -231,14 +255,54 @@ export class RolloutTracker {
       });
       rollout.reloads.push(record);
       await this.options.history.save(rollout);
+      if (record.ok && target.verify) {
+        const version = await this.options.store.get(rollout.bundle, rollout.version);
+        const expected = { version: rollout.version, fingerprintSha256: version?.validated.leaf.fingerprintSha256 ?? '' };
+        record.proof = await this.options.prover.prove(target.service, target.verify, expected);
+        record.ok = record.proof.ok;
+        record.error = record.proof.error;
+        await this.options.history.save(rollout);
+      }
       if (!record.ok) {
         const skipped = targets.slice(index + 1).map((next) => next.service);
         const tail = skipped.length > 0 ? `; not reloaded: ${skipped.join(', ')}` : '';
-        await this.move(rollout, 'failed', `${record.error}${tail}`);
+        const failedProof = record.proof !== undefined && !record.proof.ok;
+        await this.fail(rollout, `${record.error}${tail}`, failedProof ? target.onFailure : 'hold');
         return;
       }
     }
     await this.move(rollout, 'done', `${targets.length} reload target(s) finished`);
+  }
+
+  /**
+   * Fails the rollout; after a failed proof with `onFailure: rollback`, puts the last proven
+   * version back (which withdraws the failed one from the watcher) and rolls it out. A rollback
+   * that fails in turn is held: certsync never loops between two versions.
+   */
+  private async fail(rollout: RolloutData, reason: string, onFailure: 'hold' | 'rollback'): Promise<void> {
+    if (onFailure === 'hold' || rollout.trigger === 'rollback') {
+      const why = rollout.trigger === 'rollback' ? 'the rollback itself failed; nothing more is tried' : 'onFailure is hold';
+      await this.move(rollout, 'failed', `${reason} (${why}: every node keeps version ${rollout.version})`);
+      return;
+    }
+    const previous = await this.lastProvenVersion(rollout);
+    if (previous === undefined) {
+      await this.move(rollout, 'failed', `${reason} (no earlier proven version is kept to roll back to)`);
+      return;
+    }
+    await this.move(rollout, 'failed', `${reason} (rolling back to version ${previous})`);
+    const rollback = await this.rollout(rollout.bundle, previous, 'rollback');
+    rollback.rollbackOf = rollout.version;
+    await this.options.history.save(rollback);
+  }
+
+  /** The newest version, other than `rollout`'s, whose rollout finished done and is still kept. */
+  private async lastProvenVersion(rollout: RolloutData): Promise<number | undefined> {
+    const kept = new Set(await this.options.store.listVersions(rollout.bundle));
+    const proven = this.options.history
+      .list(rollout.bundle)
+      .find((earlier) => earlier.version !== rollout.version && kept.has(earlier.version) && earlier.transitions.some((step) => step.to === 'done'));
+    return proven?.version;
   }
 
   /** The one place a rollout changes state: guarded, logged, persisted. */

@@ -6,7 +6,33 @@
 export type RolloutState = 'distributing' | 'converged' | 'reloading' | 'done' | 'stalled' | 'failed' | 'superseded';
 
 /** How a rollout began. */
-export type RolloutTrigger = 'accepted' | 'rollout' | 'restart';
+export type RolloutTrigger = 'accepted' | 'rollout' | 'restart' | 'rollback';
+
+/** One replica as the prover found it. */
+export interface ReplicaProofData {
+  taskId: string;
+  nodeId: string;
+  endpoint: string;
+  fingerprintSha256: string;
+  notAfter: Date | undefined;
+  matches: boolean;
+  sealState: string;
+  ok: boolean;
+  error: string;
+  attempts: number;
+}
+
+/** The proof of one reload target: every replica serves the version's leaf (and is unsealed). */
+export interface ProofResultData {
+  service: string;
+  version: number;
+  expectedFingerprintSha256: string;
+  ok: boolean;
+  error: string;
+  startedAt: Date;
+  finishedAt: Date;
+  replicas: ReplicaProofData[];
+}
 
 /** What one reload target did; kept in the rollout for status and history. */
 export interface ReloadRecordData {
@@ -21,6 +47,7 @@ export interface ReloadRecordData {
   tasksAfter: string[];
   signals: Array<{ nodeId: string; ok: boolean; containers: string[]; error: string }>;
   warnings: string[];
+  proof: ProofResultData | undefined;
 }
 
 export interface RolloutTransitionData {
@@ -44,6 +71,8 @@ export interface RolloutData {
   reason: string;
   transitions: RolloutTransitionData[];
   reloads: ReloadRecordData[];
+  /** For a rollback: the version whose proof failed. */
+  rollbackOf: number;
 }
 
 /** Thrown when code asks for a state change the table below does not allow (a bug, not input). */
@@ -83,6 +112,7 @@ export function newRollout(bundle: string, version: number, trigger: RolloutTrig
     reason: '',
     transitions: [],
     reloads: [],
+    rollbackOf: 0,
   };
 }
 

@@ -16,6 +16,7 @@ import {
   type BundlePush,
   type DriftReport,
   type SignalReport,
+  type SignalRequest,
   type SyncRequest,
   type SyncResponse,
 } from '../../common/contract';
@@ -38,6 +39,8 @@ interface Received<K extends Kind = Kind> {
   readonly kind: K;
   readonly value: AgentMessages[K];
   readonly stream: number;
+  /** Arrival order across all streams and kinds. */
+  readonly seq: number;
 }
 
 /**
@@ -49,6 +52,7 @@ class TestServer {
   private readonly calls: Array<grpc.ServerDuplexStream<SyncRequest, SyncResponse>> = [];
   private readonly inbox: Received[] = [];
   private readonly waiters: Array<() => void> = [];
+  private received = 0;
   port = 0;
 
   async start(port = 0): Promise<void> {
@@ -78,6 +82,12 @@ class TestServer {
     const call = this.calls.at(-1);
     assert.ok(call, 'no agent stream to push on');
     call.write({ message: { $case: 'push', value: push } });
+  }
+
+  signal(request: SignalRequest): void {
+    const call = this.calls.at(-1);
+    assert.ok(call, 'no agent stream to signal on');
+    call.write({ message: { $case: 'signal', value: request } });
   }
 
   /** The next unconsumed message of this kind (and matching `accept`), waiting if needed. */
@@ -115,7 +125,8 @@ class TestServer {
     call.on('data', (request: SyncRequest) => {
       const message = request.message;
       if (message === undefined) return;
-      this.inbox.push({ kind: message.$case, value: message.value, stream });
+      this.received += 1;
+      this.inbox.push({ kind: message.$case, value: message.value, stream, seq: this.received });
       this.waiters.splice(0).forEach((wake) => wake());
     });
     call.on('end', () => call.end());
@@ -130,6 +141,10 @@ function bundleFile(target: string, text: string, mode = 0o600): BundleFile {
 
 function fullPush(version: number, files: BundleFile[]): BundlePush {
   return { bundle: 'web', version, files, manifestOnly: false };
+}
+
+function signalRequest(requestId: string, signal: string): SignalRequest {
+  return { requestId, service: 'cssig_web', signal, bundle: 'web', version: 1 };
 }
 
 async function diskDigest(file: string): Promise<string> {
@@ -164,6 +179,7 @@ describe('certsync-agent against a real gRPC server', () => {
       nodeId: 'node-1',
       reconnect: { initialDelayMs: 20, maxDelayMs: 200, healthyAfterMs: 1000 },
       driftDebounceMs: 50,
+      dockerSocketPath: path.join(root, 'no-such-docker.sock'),
     });
     agent = createAgent(config, createSilentLogger());
     await agent.start();
@@ -280,6 +296,47 @@ describe('certsync-agent against a real gRPC server', () => {
     await rm(path.join(dir, 'cert.pem'));
     const { value: deleted } = await server.next('driftReport');
     assert.equal(deleted.files.find((file) => file.path === 'cert.pem')?.sha256, '');
+  });
+
+  it('answers a signal with DOCKER_UNAVAILABLE when the Docker socket is missing', async () => {
+    await startAgent();
+    await server.next('hello');
+
+    server.signal(signalRequest('req-1', 'SIGHUP'));
+    const { value: report } = await server.next('signalReport');
+
+    assert.equal(report.requestId, 'req-1');
+    assert.equal(report.ok, false);
+    assert.equal(report.error?.code, 'DOCKER_UNAVAILABLE');
+    assert.ok(report.error?.message.includes(path.join(root, 'no-such-docker.sock')));
+    assert.match(report.error?.message ?? '', /bind-mount the node's Docker socket/);
+    assert.deepEqual(report.containers, []);
+  });
+
+  it('refuses a signal that is not a reload signal before asking Docker', async () => {
+    await startAgent();
+    await server.next('hello');
+
+    server.signal(signalRequest('req-2', 'SIGKILL'));
+    const { value: report } = await server.next('signalReport');
+
+    assert.equal(report.ok, false);
+    assert.equal(report.error?.code, 'INVALID_SIGNAL');
+    assert.match(report.error?.message ?? '', /"SIGKILL".*SIGHUP/);
+  });
+
+  it('answers a signal only after the push queued before it is written', async () => {
+    await startAgent();
+    await server.next('hello');
+    const big = 'X'.repeat(512 * 1024);
+
+    server.push(fullPush(1, [bundleFile('cert.pem', big), bundleFile('key.pem', 'KEY-1')]));
+    server.signal(signalRequest('req-3', 'SIGHUP'));
+    const signalled = await server.next('signalReport');
+    const applied = await server.next('applyReport');
+
+    assert.equal(applied.value.ok, true, applied.value.error?.message);
+    assert.ok(applied.seq < signalled.seq, 'the signal report overtook the apply report');
   });
 
   it('keeps files while the server is away and says hello again after it returns', async () => {

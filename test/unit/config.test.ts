@@ -100,13 +100,26 @@ test('fleet modes and reload targets are read with their defaults', () => {
   assert.deepEqual(config.fleet, { mode: 'swarm', agentService: 'certsync_agent', refreshIntervalMs: 10_000 });
   assert.equal(config.convergeTimeoutMs, 300_000);
   assert.deepEqual(config.bundles[0]?.reload, [
-    { service: 'iklimco_vault', action: 'force-update', timeoutMs: 300_000 },
-    { service: 'iklimco_nginx', action: 'signal', signal: 'SIGHUP', timeoutMs: 300_000 },
+    { service: 'iklimco_vault', action: 'force-update', timeoutMs: 300_000, onFailure: 'hold' },
+    { service: 'iklimco_nginx', action: 'signal', signal: 'SIGHUP', timeoutMs: 300_000, onFailure: 'hold' },
   ]);
   assert.deepEqual(parseServerConfig({ fleet: { mode: 'static', nodes: ['n1', 'n2'] }, bundles: [minimalBundle] }).fleet, {
     mode: 'static',
     nodes: ['n1', 'n2'],
   });
+});
+
+test('a verify section takes its defaults and refuses bad endpoints', () => {
+  const bundle = (verify: unknown) => ({ ...minimalBundle, reload: [{ service: 'v', action: 'force-update', verify, onFailure: 'rollback' }] });
+  const config = parseServerConfig({ bundles: [bundle({ tls: { port: 8200, serverName: 'vault.iklim.co' }, vault: { unsealKeyFile: '/run/secrets/k' } })] });
+  assert.deepEqual(config.bundles[0]?.reload[0]?.verify, {
+    tls: { port: 8200, serverName: 'vault.iklim.co' },
+    vault: { unsealKeyFile: '/run/secrets/k' },
+    timeoutMs: 120_000,
+  });
+  assert.equal(config.bundles[0]?.reload[0]?.onFailure, 'rollback');
+  assert.throws(() => parseServerConfig({ bundles: [bundle({ tls: { port: 8200, endpoints: ['nohost'] } })] }), /verify\.tls\.endpoints\[0\]: must be HOST:PORT/);
+  assert.throws(() => parseServerConfig({ bundles: [bundle({ tls: {} })] }), /verify\.tls\.port/);
 });
 
 test('bad fleet and reload settings name their key', () => {

@@ -10,6 +10,7 @@ import { parseServerConfig, type ServerConfig } from '../../server/config';
 import type { DockerClient, SwarmService, SwarmTask } from '../../server/docker-client';
 import { createExpectedNodes } from '../../server/expected-nodes';
 import { Fleet } from '../../server/fleet';
+import { Prover } from '../../server/prover';
 import { Reloader } from '../../server/reloader';
 import { RolloutHistory } from '../../server/rollout-history';
 import { RolloutTracker } from '../../server/rollout-tracker';
@@ -65,6 +66,7 @@ describe('RolloutTracker', () => {
       fleet,
       expectedNodes: createExpectedNodes(config.fleet, { fleet, docker: () => docker, log: createSilentLogger() }),
       reloader: new Reloader(() => docker, { signalNodes: async () => [] }, createSilentLogger(), now),
+      prover: new Prover(() => docker, createSilentLogger(), now),
       history,
       convergeTimeoutMs: config.convergeTimeoutMs,
       distribute: () => undefined,
