@@ -52,7 +52,7 @@ const isRoot = process.getuid?.() === 0;
 const mustRun = process.env[REQUIRE_TOOLS_ENV] === '1';
 const skip = !isRoot && !mustRun ? 'needs root (network namespaces, dockerd)' : tools.skip;
 
-const CONVERGE_TIMEOUT_MS = 25_000;
+const CONVERGE_TIMEOUT_MS = 15_000;
 const SUITE_TIMEOUT_MS = 15 * 60_000;
 
 test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS }, async (t) => {
