@@ -22,6 +22,7 @@ import {
   assertReloadedOnceAfterConvergence,
   describeRollout,
   firstTaskPerSlot,
+  servedFingerprint,
   waitForRollout,
   waitForRolloutDone,
   waitForStatus,
@@ -31,6 +32,7 @@ import {
   listServiceTasks,
   runningTasks,
   waitForRunningTasks,
+  waitUntil,
 } from './support/swarm';
 
 // certsync on a real three-node Docker Swarm: the images built from the real Dockerfiles, the
@@ -283,6 +285,31 @@ test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS 
       assertBundleInSync(status, 3);
       await assertReloadedOnceAfterConvergence(swarm, status, rollout, doneReloads);
       tt.diagnostic(describeRollout(rollout));
+    },
+  );
+
+  await t.test(
+    'the Vault stand-in reloads its certificate on SIGHUP and keeps serving',
+    async () => {
+      const [task] = runningTasks(await listServiceTasks(swarm.manager, VAULT_SERVICE));
+      const member = swarm.members.find((candidate) => candidate.nodeId === task?.nodeId);
+      assert.ok(task?.containerId && member, 'a running Vault task and its node');
+      const leaf = (await readStatus(swarm.manager)).bundles[0]?.leafFingerprintSha256;
+
+      await member.engine.docker(['kill', '--signal=HUP', task.containerId]);
+      await waitUntil('the stand-in to log its reload', 10_000, async () => {
+        const { stdout } = await member.engine.docker(['logs', task.containerId!]);
+        return stdout
+          .split('\n')
+          .some((line) => line.includes('"Reloaded certificate"') && line.includes(`"${leaf}"`));
+      });
+      assert.equal(await servedFingerprint(swarm, task), leaf, 'still serving the current leaf');
+      const [after] = await swarm.manager.dockerJson<Array<{ Status: { State: string } }>>([
+        'inspect',
+        '--type=task',
+        task.id,
+      ]);
+      assert.equal(after?.Status.State, 'running', 'the task survived the signal');
     },
   );
 });

@@ -124,7 +124,7 @@ export function firstTaskPerSlot(tasks: readonly ServiceTask[]): ServiceTask[] {
 }
 
 /** The leaf a Vault stand-in task serves on 8200, probed inside its container on its node's engine. */
-async function servedFingerprint(
+export async function servedFingerprint(
   swarm: CertsyncSwarm,
   task: ServiceTask,
 ): Promise<string | undefined> {
