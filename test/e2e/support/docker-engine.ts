@@ -69,29 +69,18 @@ export async function startEngine(options: EngineOptions): Promise<DockerEngine>
     '--bridge=none',
     `--cgroup-parent=/${options.name}`,
   ];
-  const setup = ['mount -t tmpfs tmpfs /run'];
-  let command: string[];
   if (options.node) {
     await mkdir(options.node.sslDir, { recursive: true });
     await mkdir(NODE_SSL_DIR, { recursive: true });
-    setup.unshift(`hostname ${options.node.hostname}`);
-    setup.push(`mount --bind ${options.node.sslDir} ${NODE_SSL_DIR}`);
-    command = ['nsenter', `--net=/var/run/netns/${options.node.namespace}`, 'unshare', '-m', '-u'];
-  } else {
-    command = ['unshare', '-m'];
   }
-  const script = `${setup.join(' && ')} && exec dockerd ${dockerdArgs.join(' ')}`;
+  const launch = launchCommand(options, dockerdArgs);
 
   const logFd = openSync(logPath, 'a');
-  const child = spawn(
-    command[0] ?? 'unshare',
-    [...command.slice(1), '--propagation', 'private', 'sh', '-c', script],
-    {
-      detached: true,
-      stdio: ['ignore', logFd, logFd],
-      env: { ...process.env, ...OFFLINE_IMAGES_ENV },
-    },
-  );
+  const child = spawn(launch.command, launch.args, {
+    detached: true,
+    stdio: ['ignore', logFd, logFd],
+    env: { ...process.env, ...OFFLINE_IMAGES_ENV },
+  });
   closeSync(logFd);
   child.unref();
   let exited = false;
@@ -112,6 +101,25 @@ export async function startEngine(options: EngineOptions): Promise<DockerEngine>
     await sleep(POLL_INTERVAL_MS);
   }
   return createEngineHandle(options.name, options.dir, socketPath, logPath);
+}
+
+/**
+ * `sh -c 'setup && exec dockerd …'` in fresh namespaces: always a private mount namespace with
+ * its own /run; for a node also its network namespace, its hostname and its own
+ * /opt/iklimco/ssl, bound from the node's host folder.
+ */
+function launchCommand(options: EngineOptions, dockerdArgs: readonly string[]) {
+  const setup = ['mount -t tmpfs tmpfs /run'];
+  const namespaces = ['unshare', '-m'];
+  if (options.node) {
+    setup.unshift(`hostname ${options.node.hostname}`);
+    setup.push(`mount --bind ${options.node.sslDir} ${NODE_SSL_DIR}`);
+    namespaces.unshift('nsenter', `--net=/var/run/netns/${options.node.namespace}`);
+    namespaces.push('-u');
+  }
+  const script = `${setup.join(' && ')} && exec dockerd ${dockerdArgs.join(' ')}`;
+  const [command = 'unshare', ...args] = namespaces;
+  return { command, args: [...args, '--propagation', 'private', 'sh', '-c', script] };
 }
 
 function createEngineHandle(
