@@ -98,7 +98,11 @@ export async function assertReloadedOnceAfterConvergence(
   return reload;
 }
 
-/** `docker service ps`: every replica slot has exactly one task per generation (the first + one per reload). */
+/**
+ * `docker service ps`: every replica slot has exactly one task per generation (the first + one
+ * per reload). Known limit: Swarm keeps 5 tasks per slot (`--task-history-limit`), so this count
+ * holds for up to 4 reloads; a suite that reloads more often must compare newest tasks instead.
+ */
 function assertGenerations(tasks: readonly ServiceTask[], generations: number): void {
   const slots = new Map<number, ServiceTask[]>();
   for (const task of tasks) slots.set(task.slot ?? 0, [...(slots.get(task.slot ?? 0) ?? []), task]);
