@@ -16,6 +16,12 @@ const DEBIAN_PACKAGES: Readonly<Record<string, string>> = {
   certbot: 'certbot',
   openssl: 'openssl',
   dockerd: 'docker.io',
+  docker: 'docker.io',
+  ip: 'iproute2',
+  iptables: 'iptables',
+  nsenter: 'util-linux',
+  unshare: 'util-linux',
+  busybox: 'busybox-static',
 };
 
 /** Thrown when a test needs a tool that is not installed and skipping is not allowed. */

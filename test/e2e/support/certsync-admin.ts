@@ -1,0 +1,53 @@
+import type { GetStatusResponse } from '../../../common/contract.js';
+import type { DockerEngine } from './docker-engine.js';
+import { listServiceTasks, runningTasks } from './swarm.js';
+
+/** certsyncctl's exit code for "answered, but the fleet is not in sync": still a valid status. */
+const EXIT_NOT_IN_SYNC = 1;
+
+/**
+ * `GetStatus` as certsyncctl prints it with `--json`: timestamps are ISO strings, not Dates.
+ * Only the fields the e2e reads are typed beyond the generated response.
+ */
+export type StatusJson = JsonOf<GetStatusResponse>;
+type JsonOf<T> = T extends Date
+  ? string
+  : T extends Array<infer Item>
+    ? Array<JsonOf<Item>>
+    : T extends object
+      ? { [K in keyof T]: JsonOf<T[K]> }
+      : T;
+
+/**
+ * Reads the server's status the way an operator would on a swarm without published ports: runs
+ * certsyncctl inside the server task's container (`docker exec` on the manager's engine).
+ */
+export async function readStatus(
+  manager: DockerEngine,
+  serverService = 'certsync_server',
+): Promise<StatusJson> {
+  const container = await serverContainer(manager, serverService);
+  const result = await manager.docker(
+    [
+      'exec',
+      container,
+      'node',
+      '/app/dist/ctl/main.js',
+      '--server',
+      '127.0.0.1:7443',
+      '--json',
+      'status',
+    ],
+    { allowFailure: true, timeoutMs: 20_000 },
+  );
+  if (result.code !== 0 && result.code !== EXIT_NOT_IN_SYNC) {
+    throw new Error(`certsyncctl status exited ${result.code}: ${result.stderr.trim()}`);
+  }
+  return JSON.parse(result.stdout) as StatusJson;
+}
+
+async function serverContainer(manager: DockerEngine, service: string): Promise<string> {
+  const [task] = runningTasks(await listServiceTasks(manager, service));
+  if (!task?.containerId) throw new Error(`${service} has no running task with a container yet`);
+  return task.containerId;
+}

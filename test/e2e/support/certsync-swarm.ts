@@ -1,0 +1,221 @@
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+
+import { createCertbot, type Certbot } from '../../support/certbot.js';
+import { startPebble, type Pebble } from '../../support/pebble.js';
+import { removeLeftovers } from './cleanup.js';
+import { startEngine, type DockerEngine } from './docker-engine.js';
+import { buildImage, copyImages, ensureBaseImage } from './images.js';
+import { NAME_PREFIX, NODE_SPECS, NODE_SSL_DIR, type E2eLayout } from './layout.js';
+import { createBridge, createNodeNamespace } from './network-namespaces.js';
+import type { PhaseTimer } from './phase-timer.js';
+import { createSwarm, type SwarmMember } from './swarm.js';
+
+/** The images the e2e builds, tagged so they never collide with a production tag. */
+export const E2E_IMAGES = {
+  server: 'certsync/server:e2e',
+  agent: 'certsync/agent:e2e',
+  vault: 'certsync-test/vault-stand-in:e2e',
+} as const;
+
+export const STACK_NAME = 'certsync';
+export const LINEAGE = 'iklim.co';
+export const VAULT_SERVICE = 'iklimco_vault';
+/** The stack's overlay network: `<stack>_<network key>` in deploy/docker-stack.yml. */
+export const STACK_NETWORK = `${STACK_NAME}_certsync`;
+
+/** Everything one e2e run brought up; `stop()` tears it all down. */
+export interface CertsyncSwarm {
+  readonly layout: E2eLayout;
+  readonly members: readonly SwarmMember[];
+  readonly manager: DockerEngine;
+  readonly builder: DockerEngine;
+  readonly certbot: Certbot;
+  readonly liveDir: string;
+  /** Deploys deploy/docker-stack.yml as an operator would, with `config` as the server config. */
+  deployStack(configPath: string): Promise<void>;
+  /** Creates the Vault stand-in service (2 replicas, dnsrr, on the stack's network). */
+  createVaultService(): Promise<void>;
+  stop(options: { keepRunDir: boolean }): Promise<void>;
+}
+
+/**
+ * Brings up the e2e world on this host: a real ACME CA and certbot lineage, three dockerd nodes
+ * in their own namespaces joined into a swarm, and the images built from the real Dockerfiles
+ * and loaded into every node. Leftovers of an earlier run are removed first.
+ */
+export async function startCertsyncSwarm(
+  layout: E2eLayout,
+  projectRoot: string,
+  timer: PhaseTimer,
+): Promise<CertsyncSwarm> {
+  await timer.time('cleanup of earlier runs', () => removeLeftovers(layout));
+  await mkdir(layout.runDir, { recursive: true });
+
+  let pebble: Pebble | undefined;
+  const engines: DockerEngine[] = [];
+  const stop = async ({ keepRunDir }: { keepRunDir: boolean }) => {
+    await pebble?.stop();
+    await Promise.all(engines.map((engine) => engine.stop()));
+    await removeLeftovers(layout, { keepRunDir });
+  };
+
+  try {
+    const certbotReady = timer.time('pebble + certbot issue', async () => {
+      pebble = await startPebble(layout.runDir);
+      const certbot = createCertbot({
+        workDir: layout.runDir,
+        directoryUrl: pebble.directoryUrl,
+        apiCaPath: pebble.apiCaPath,
+      });
+      await certbot.issue(LINEAGE, [`*.${LINEAGE}`, LINEAGE]);
+      return certbot;
+    });
+    // Handled below; marked handled now so an engine failure meanwhile is not an unhandled rejection.
+    certbotReady.catch(() => undefined);
+
+    const [builder, ...nodeEngines] = await timer.time('network + 4 engines start', async () => {
+      await createBridge();
+      await Promise.all(NODE_SPECS.map((spec) => createNodeNamespace(spec)));
+      return Promise.all([
+        startEngine({ name: `${NAME_PREFIX}-builder`, dir: path.join(layout.cacheDir, 'builder') }),
+        ...NODE_SPECS.map((spec) =>
+          startEngine({
+            name: spec.namespace,
+            dir: layout.engineDir(`n${spec.index}`),
+            node: {
+              namespace: spec.namespace,
+              hostname: spec.hostname,
+              sslDir: layout.nodeSslDir(spec.index),
+            },
+          }),
+        ),
+      ]);
+    });
+    engines.push(...nodeEngines);
+    if (builder) engines.push(builder);
+    if (!builder || nodeEngines.length !== NODE_SPECS.length)
+      throw new Error('engines did not start');
+
+    const [members] = await Promise.all([
+      timer.time('swarm init + join', () =>
+        createSwarm(NODE_SPECS.map((spec, index) => ({ spec, engine: nodeEngines[index]! }))),
+      ),
+      timer.time('image build (base, server, agent, vault stand-in)', () =>
+        buildAll(builder, layout, projectRoot),
+      ),
+    ]);
+    await timer.time('image save + load into 3 nodes', () =>
+      copyImages(
+        builder,
+        nodeEngines,
+        Object.values(E2E_IMAGES),
+        path.join(layout.runDir, 'images.tar'),
+      ),
+    );
+    const certbot = await certbotReady;
+    const manager = nodeEngines[0]!;
+
+    return {
+      layout,
+      members,
+      manager,
+      builder,
+      certbot,
+      liveDir: certbot.liveDir(LINEAGE),
+      async deployStack(configPath) {
+        await manager.docker(
+          [
+            'stack',
+            'deploy',
+            '--resolve-image',
+            'never',
+            '-c',
+            path.join(projectRoot, 'deploy/docker-stack.yml'),
+            STACK_NAME,
+          ],
+          {
+            env: {
+              CERTSYNC_SERVER_IMAGE: E2E_IMAGES.server,
+              CERTSYNC_AGENT_IMAGE: E2E_IMAGES.agent,
+              // The manager's engine shares the host's files, so certbot's folder is bound as is.
+              CERTSYNC_LETSENCRYPT_DIR: certbot.configDir,
+              CERTSYNC_CONFIG_FILE: configPath,
+            },
+          },
+        );
+      },
+      async createVaultService() {
+        await manager.docker([
+          'service',
+          'create',
+          '--detach',
+          '--no-resolve-image',
+          '--name',
+          VAULT_SERVICE,
+          '--replicas',
+          '2',
+          '--endpoint-mode',
+          'dnsrr',
+          '--network',
+          STACK_NETWORK,
+          '--stop-grace-period',
+          '5s',
+          // Docker watches each updated task this long before the next (default 5 s); the
+          // reload waits for the whole update, so a shorter watch keeps the suite quick.
+          '--update-monitor',
+          '2s',
+          '--mount',
+          `type=bind,source=${NODE_SSL_DIR},target=/vault/tls,readonly`,
+          E2E_IMAGES.vault,
+        ]);
+      },
+      stop,
+    };
+  } catch (error) {
+    await stop({ keepRunDir: true }).catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * Writes the e2e's server config: deploy/certsync.yml (the production example) with a shorter
+ * convergeTimeoutMs, so the stalled-rollout test waits seconds instead of five minutes.
+ */
+export async function writeE2eConfig(
+  projectRoot: string,
+  runDir: string,
+  convergeTimeoutMs: number,
+): Promise<string> {
+  const production = parseYaml(
+    await readFile(path.join(projectRoot, 'deploy/certsync.yml'), 'utf8'),
+  ) as Record<string, unknown>;
+  const configPath = path.join(runDir, 'certsync.yml');
+  await writeFile(configPath, stringifyYaml({ ...production, convergeTimeoutMs }));
+  return configPath;
+}
+
+async function buildAll(
+  builder: DockerEngine,
+  layout: E2eLayout,
+  projectRoot: string,
+): Promise<void> {
+  const baseImage = await ensureBaseImage(builder, layout.runDir);
+  // Server first: the agent's build stage is identical and comes from the layer cache.
+  for (const role of ['server', 'agent'] as const) {
+    await buildImage(builder, {
+      context: projectRoot,
+      dockerfile: path.join(projectRoot, `Dockerfile.${role}`),
+      tag: E2E_IMAGES[role],
+      baseImage,
+    });
+  }
+  const vaultContext = path.join(projectRoot, 'test/e2e/fixtures/vault-stand-in');
+  await buildImage(builder, {
+    context: vaultContext,
+    dockerfile: path.join(vaultContext, 'Dockerfile'),
+    tag: E2E_IMAGES.vault,
+    baseImage,
+  });
+}

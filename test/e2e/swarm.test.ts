@@ -1,0 +1,335 @@
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { readFile, readlink } from 'node:fs/promises';
+import path from 'node:path';
+import { test } from 'node:test';
+
+import { REQUIRE_TOOLS_ENV, checkTools } from '../support/tools';
+import { readStatus } from './support/certsync-admin';
+import {
+  E2E_IMAGES,
+  LINEAGE,
+  VAULT_SERVICE,
+  startCertsyncSwarm,
+  writeE2eConfig,
+  type CertsyncSwarm,
+} from './support/certsync-swarm';
+import { createLayout } from './support/layout';
+import { PhaseTimer } from './support/phase-timer';
+import { assertEveryNodeHoldsLive, readTargets } from './support/node-files';
+import {
+  assertBundleInSync,
+  assertReloadedOnceAfterConvergence,
+  describeRollout,
+  firstTaskPerSlot,
+  servedFingerprint,
+  waitForRollout,
+  waitForRolloutDone,
+  waitForStatus,
+} from './support/rollout-checks';
+import {
+  inspectServiceUpdate,
+  listServiceTasks,
+  runningTasks,
+  waitForRunningTasks,
+  waitUntil,
+} from './support/swarm';
+
+// certsync on a real three-node Docker Swarm: the images built from the real Dockerfiles, the
+// stack deployed from deploy/docker-stack.yml unchanged, a real certbot renewing against pebble
+// on the host, and every claim checked against what is on disk and what Docker itself reports.
+
+const tools = checkTools([
+  'dockerd',
+  'docker',
+  'ip',
+  'iptables',
+  'nsenter',
+  'unshare',
+  'busybox',
+  'pebble',
+  'certbot',
+]);
+const isRoot = process.getuid?.() === 0;
+const mustRun = process.env[REQUIRE_TOOLS_ENV] === '1';
+const skip = !isRoot && !mustRun ? 'needs root (network namespaces, dockerd)' : tools.skip;
+
+const CONVERGE_TIMEOUT_MS = 15_000;
+const SUITE_TIMEOUT_MS = 15 * 60_000;
+
+test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS }, async (t) => {
+  if (!isRoot)
+    throw new Error(
+      `needs root (network namespaces, dockerd); ${REQUIRE_TOOLS_ENV}=1 forbids skipping`,
+    );
+  tools.require();
+  const projectRoot = findProjectRoot();
+  const layout = createLayout();
+  const timer = new PhaseTimer();
+  const keepRunDir = process.env['CERTSYNC_KEEP_TEST_DIRS'] === '1';
+
+  const swarm = await startCertsyncSwarm(layout, projectRoot, timer);
+  t.after(async () => {
+    await timer.time('teardown', () => swarm.stop({ keepRunDir }));
+    for (const line of timer.lines()) t.diagnostic(`e2e phase  ${line}`);
+    if (keepRunDir) t.diagnostic(`e2e folders kept in ${layout.runDir}`);
+  });
+  const [manager] = swarm.members;
+  assert.ok(manager);
+  let doneReloads = 0;
+
+  await t.test('the images come from the real Dockerfiles and reach every node', async () => {
+    const builtIds = await imageIds(swarm.builder);
+    for (const member of swarm.members)
+      assert.deepEqual(
+        await imageIds(member.engine),
+        builtIds,
+        `images on ${member.spec.hostname}`,
+      );
+
+    for (const [role, entry] of [
+      ['server', 'server'],
+      ['agent', 'agent'],
+    ] as const) {
+      const [config] = await swarm.builder.dockerJson<
+        Array<{ Config: { User: string; Entrypoint: string[] } }>
+      >(['image', 'inspect', E2E_IMAGES[role]]);
+      assert.equal(config?.Config.User, 'node', `${role} image default user`);
+      assert.deepEqual(config?.Config.Entrypoint, ['node', `/app/dist/${entry}/main.js`]);
+    }
+    const ctl = await swarm.builder.docker([
+      'run',
+      '--rm',
+      '--network=none',
+      '--entrypoint=node',
+      E2E_IMAGES.server,
+      '/app/dist/ctl/main.js',
+      '-V',
+    ]);
+    const { version } = JSON.parse(
+      await readFile(path.join(projectRoot, 'package.json'), 'utf8'),
+    ) as { version: string };
+    assert.equal(ctl.stdout.trim(), version, 'certsyncctl in the server image');
+  });
+
+  await t.test(
+    'the stack deploys: a server on the manager, an agent on each of the 3 nodes, all connected',
+    async (tt) => {
+      const configPath = await writeE2eConfig(projectRoot, layout.runDir, CONVERGE_TIMEOUT_MS);
+      await timer.time('stack deploy + Vault stand-in service', async () => {
+        await swarm.deployStack(configPath);
+        // Right after the stack: the first version cannot converge before its agents have started.
+        await swarm.createVaultService();
+      });
+
+      const agents = await timer.time('3 agents + server running', async () => {
+        const [server] = await waitForRunningTasks(swarm.manager, 'certsync_server', 1);
+        assert.equal(server?.nodeId, manager.nodeId, 'the server runs on the manager');
+        return waitForRunningTasks(swarm.manager, 'certsync_agent', 3);
+      });
+      const nodeIds = swarm.members.map((member) => member.nodeId).sort();
+      assert.deepEqual(
+        agents.map((task) => task.nodeId).sort(),
+        nodeIds,
+        'one agent task per node',
+      );
+
+      const status = await timer.time('3 agents connected', () =>
+        waitForStatus(
+          swarm,
+          'all 3 agents connected',
+          (s) => s.nodes.filter((node) => node.connected).length === 3,
+        ),
+      );
+      assert.deepEqual(
+        status.nodes.map((node) => node.nodeId).sort(),
+        nodeIds,
+        'agents report their swarm node IDs',
+      );
+      assert.equal(status.fleetMode, 'swarm');
+      tt.diagnostic(
+        `nodes: ${status.nodes.map((node) => `${node.hostname}=${node.nodeId.slice(0, 12)}`).join(', ')}`,
+      );
+    },
+  );
+
+  await t.test(
+    'the first certificate reaches every node; Vault is force-updated once, after the last confirmation',
+    async (tt) => {
+      const rollout = await timer.time('v1 distributed + Vault reloaded', () =>
+        waitForRolloutDone(swarm, 1),
+      );
+      doneReloads += 1;
+
+      await assertEveryNodeHoldsLive(
+        swarm,
+        swarm.members.map((member) => member.spec.index),
+      );
+      const status = await readStatus(swarm.manager);
+      assertBundleInSync(status, 1);
+      const reload = await assertReloadedOnceAfterConvergence(swarm, status, rollout, doneReloads);
+      const firstGeneration = firstTaskPerSlot(
+        await listServiceTasks(swarm.manager, VAULT_SERVICE),
+      );
+      assert.deepEqual(
+        [...reload.tasksBefore].sort(),
+        firstGeneration.map((task) => task.id).sort(),
+        'tasksBefore = the first Vault tasks',
+      );
+      tt.diagnostic(describeRollout(rollout));
+    },
+  );
+
+  await t.test(
+    'a real certbot renewal reaches every node, then Vault is reloaded once',
+    async (tt) => {
+      const vaultBefore = runningTasks(await listServiceTasks(swarm.manager, VAULT_SERVICE));
+      await timer.time('certbot renew --force-renewal', () => swarm.certbot.renew(LINEAGE));
+      assert.equal(
+        await readLink(swarm.liveDir, 'fullchain.pem'),
+        `../../archive/${LINEAGE}/fullchain2.pem`,
+      );
+
+      const rollout = await timer.time('v2 distributed + Vault reloaded', () =>
+        waitForRolloutDone(swarm, 2),
+      );
+      doneReloads += 1;
+      await assertEveryNodeHoldsLive(
+        swarm,
+        swarm.members.map((member) => member.spec.index),
+      );
+      const status = await readStatus(swarm.manager);
+      assertBundleInSync(status, 2);
+      const reload = await assertReloadedOnceAfterConvergence(swarm, status, rollout, doneReloads);
+      assert.deepEqual(
+        [...reload.tasksBefore].sort(),
+        vaultBefore.map((task) => task.id).sort(),
+        'tasksBefore = the tasks running before',
+      );
+      tt.diagnostic(describeRollout(rollout));
+    },
+  );
+
+  await t.test(
+    'with one agent frozen the rollout stalls, names the node and reloads nothing; unfrozen, it catches up',
+    async (tt) => {
+      const frozen = swarm.members[1];
+      assert.ok(frozen, 'a worker to freeze');
+      const agentTask = runningTasks(await listServiceTasks(swarm.manager, 'certsync_agent')).find(
+        (task) => task.nodeId === frozen.nodeId,
+      );
+      assert.ok(agentTask?.containerId, `the agent task on ${frozen.spec.hostname}`);
+      const vaultBefore = runningTasks(await listServiceTasks(swarm.manager, VAULT_SERVICE));
+      const updateBefore = await inspectServiceUpdate(swarm.manager, VAULT_SERVICE);
+      const frozenBytesBefore = await readTargets(swarm, frozen.spec.index);
+
+      await frozen.engine.docker(['pause', agentTask.containerId]);
+      let paused = true;
+      tt.after(async () => {
+        if (paused)
+          await frozen.engine.docker(['unpause', agentTask.containerId!], { allowFailure: true });
+      });
+      await timer.time('certbot renew --force-renewal (agent frozen)', () =>
+        swarm.certbot.renew(LINEAGE),
+      );
+
+      const stalled = await timer.time('v3 stalled', () =>
+        waitForRollout(
+          swarm,
+          'version 3 stalled',
+          (r) => r.version === 3 && r.state === 'stalled',
+          CONVERGE_TIMEOUT_MS + 60_000,
+        ),
+      );
+      assert.deepEqual(
+        stalled.missingNodes,
+        [frozen.nodeId],
+        'the stalled rollout names the frozen node',
+      );
+      assert.equal(stalled.reloads.length, 0, 'nothing is reloaded while a node is missing');
+      const others = swarm.members
+        .filter((member) => member !== frozen)
+        .map((member) => member.spec.index);
+      await assertEveryNodeHoldsLive(swarm, others);
+      assert.deepEqual(
+        await readTargets(swarm, frozen.spec.index),
+        frozenBytesBefore,
+        'the frozen node still has the previous files',
+      );
+      assert.deepEqual(
+        await inspectServiceUpdate(swarm.manager, VAULT_SERVICE),
+        updateBefore,
+        'Docker saw no Vault update',
+      );
+      assert.deepEqual(
+        runningTasks(await listServiceTasks(swarm.manager, VAULT_SERVICE)).map((task) => task.id),
+        vaultBefore.map((task) => task.id),
+      );
+
+      await frozen.engine.docker(['unpause', agentTask.containerId]);
+      paused = false;
+      const rollout = await timer.time('v3 caught up + Vault reloaded', () =>
+        waitForRolloutDone(swarm, 3),
+      );
+      doneReloads += 1;
+      const states = rollout.transitions.map((transition) => `${transition.from}→${transition.to}`);
+      assert.ok(
+        states.includes('distributing→stalled') && states.includes('stalled→converged'),
+        `transitions: ${states.join(', ')}`,
+      );
+      await assertEveryNodeHoldsLive(
+        swarm,
+        swarm.members.map((member) => member.spec.index),
+      );
+      const status = await readStatus(swarm.manager);
+      assertBundleInSync(status, 3);
+      await assertReloadedOnceAfterConvergence(swarm, status, rollout, doneReloads);
+      tt.diagnostic(describeRollout(rollout));
+    },
+  );
+
+  await t.test(
+    'the Vault stand-in reloads its certificate on SIGHUP and keeps serving',
+    async () => {
+      const [task] = runningTasks(await listServiceTasks(swarm.manager, VAULT_SERVICE));
+      const member = swarm.members.find((candidate) => candidate.nodeId === task?.nodeId);
+      assert.ok(task?.containerId && member, 'a running Vault task and its node');
+      const leaf = (await readStatus(swarm.manager)).bundles[0]?.leafFingerprintSha256;
+
+      await member.engine.docker(['kill', '--signal=HUP', task.containerId]);
+      await waitUntil('the stand-in to log its reload', 10_000, async () => {
+        const { stdout } = await member.engine.docker(['logs', task.containerId!]);
+        return stdout
+          .split('\n')
+          .some((line) => line.includes('"Reloaded certificate"') && line.includes(`"${leaf}"`));
+      });
+      assert.equal(await servedFingerprint(swarm, task), leaf, 'still serving the current leaf');
+      const [after] = await swarm.manager.dockerJson<Array<{ Status: { State: string } }>>([
+        'inspect',
+        '--type=task',
+        task.id,
+      ]);
+      assert.equal(after?.Status.State, 'running', 'the task survived the signal');
+    },
+  );
+});
+
+async function imageIds(engine: CertsyncSwarm['builder']): Promise<string[]> {
+  const images = await engine.dockerJson<Array<{ Id: string }>>([
+    'image',
+    'inspect',
+    ...Object.values(E2E_IMAGES),
+  ]);
+  return images.map((image) => image.Id);
+}
+
+function readLink(dir: string, name: string): Promise<string> {
+  return readlink(path.join(dir, name));
+}
+
+function findProjectRoot(): string {
+  for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'Dockerfile.server'))) return dir;
+  }
+  throw new Error(`no project root (with Dockerfile.server) above ${__dirname}`);
+}
