@@ -199,6 +199,37 @@ describe('RolloutTracker', () => {
     third.close();
   });
 
+  it('holds after a failed proof: failed, named, and nothing rolled back', async () => {
+    config = parseServerConfig({
+      stateDir,
+      convergeTimeoutMs: 5000,
+      fleet: { mode: 'static', nodes: ['a', 'b'] },
+      bundles: [
+        {
+          name: 'web',
+          source: '/live',
+          files: [{ source: 'c.pem', target: 'c.pem' }],
+          // Port 1 on loopback: nothing listens, so no replica can prove anything.
+          reload: [{ service: 'vault', action: 'force-update', timeoutMs: 5000, verify: { tls: { port: 1, endpoints: ['127.0.0.1:1'] }, timeoutMs: 1000 }, onFailure: 'hold' }],
+        },
+      ],
+    });
+    const tracker = await build();
+    const v1 = await accept('v1');
+    await tracker.begin(v1, 'accepted');
+    confirm('a', v1);
+    confirm('b', v1);
+    await settle(tracker, 'failed');
+    const failed = tracker.current('web')!;
+    assert.match(failed.reason, /1 of 1 replica\(s\) failed the proof: 127\.0\.0\.1:1: .*ECONNREFUSED/);
+    assert.match(failed.reason, /onFailure is hold: every node keeps version 1/);
+    assert.equal(failed.reloads[0]?.proof?.replicas[0]?.ok, false);
+    assert.ok((failed.reloads[0]?.proof?.replicas[0]?.attempts ?? 0) >= 2, 'the replica was retried');
+    assert.equal(docker.updates.length, 1, 'reloaded once, not again');
+    assert.deepEqual(tracker.list('web').map((rollout) => rollout.state), ['failed']);
+    tracker.close();
+  });
+
   it('a new version supersedes one still waiting for nodes', async () => {
     const tracker = await build();
     const v1 = await accept('v1');
