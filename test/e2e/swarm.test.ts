@@ -5,7 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 
 import { REQUIRE_TOOLS_ENV, checkTools } from '../support/tools';
-import { readStatus } from './support/certsync-admin';
+import { readHistory, readStatus, runCertsyncctl } from './support/certsync-admin';
 import {
   E2E_IMAGES,
   LINEAGE,
@@ -17,12 +17,14 @@ import {
 import { createLayout } from './support/layout';
 import { PhaseTimer } from './support/phase-timer';
 import { assertEveryNodeHoldsLive, readTargets } from './support/node-files';
+import { assertProof, assertServes } from './support/proof-checks';
+import { STAND_INS } from './support/stand-ins';
+import { proofScenarios } from './proof-scenarios';
 import {
   assertBundleInSync,
   assertReloadedOnceAfterConvergence,
   describeRollout,
   firstTaskPerSlot,
-  servedFingerprint,
   waitForRollout,
   waitForRolloutDone,
   waitForStatus,
@@ -32,7 +34,6 @@ import {
   listServiceTasks,
   runningTasks,
   waitForRunningTasks,
-  waitUntil,
 } from './support/swarm';
 
 // certsync on a real three-node Docker Swarm: the images built from the real Dockerfiles, the
@@ -116,10 +117,10 @@ test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS 
     'the stack deploys: a server on the manager, an agent on each of the 3 nodes, all connected',
     async (tt) => {
       const configPath = await writeE2eConfig(projectRoot, layout.runDir, CONVERGE_TIMEOUT_MS);
-      await timer.time('stack deploy + Vault stand-in service', async () => {
+      await timer.time('stack deploy + stand-in services', async () => {
         await swarm.deployStack(configPath);
         // Right after the stack: the first version cannot converge before its agents have started.
-        await swarm.createVaultService();
+        await swarm.createStandInServices();
       });
 
       const agents = await timer.time('3 agents + server running', async () => {
@@ -154,7 +155,7 @@ test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS 
   );
 
   await t.test(
-    'the first certificate reaches every node; Vault is force-updated once, after the last confirmation',
+    'the first certificate reaches every node; Vault is force-updated once, after the last confirmation, and unsealed by certsync',
     async (tt) => {
       const rollout = await timer.time('v1 distributed + Vault reloaded', () =>
         waitForRolloutDone(swarm, 1),
@@ -176,12 +177,13 @@ test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS 
         firstGeneration.map((task) => task.id).sort(),
         'tasksBefore = the first Vault tasks',
       );
+      await assertProvedAndUnsealed(swarm, rollout);
       tt.diagnostic(describeRollout(rollout));
     },
   );
 
   await t.test(
-    'a real certbot renewal reaches every node, then Vault is reloaded once',
+    'a real certbot renewal reaches every node, then Vault is reloaded once, unsealed and proved; history has the timeline',
     async (tt) => {
       const vaultBefore = runningTasks(await listServiceTasks(swarm.manager, VAULT_SERVICE));
       await timer.time('certbot renew --force-renewal', () => swarm.certbot.renew(LINEAGE));
@@ -206,6 +208,22 @@ test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS 
         vaultBefore.map((task) => task.id).sort(),
         'tasksBefore = the tasks running before',
       );
+      await assertProvedAndUnsealed(swarm, rollout);
+
+      const [latest, first] = await readHistory(swarm.manager, STAND_INS.vault.bundle);
+      assert.deepEqual([latest?.version, first?.version], [2, 1], 'history, newest first');
+      for (const entry of [latest, first]) {
+        assert.deepEqual(
+          entry?.transitions.map((transition) => transition.to),
+          ['converged', 'reloading', 'done'],
+          `timeline of version ${entry?.version}`,
+        );
+        assert.ok(entry?.reloads[0]?.proof?.ok, `version ${entry?.version} proved`);
+      }
+      const text = await runCertsyncctl(swarm.manager, ['history', STAND_INS.vault.bundle]);
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(text.stdout, /rollout of version 2: DONE[^]*converged → reloading[^]*proof of iklimco_vault \(version 2.*\): ok/);
+      for (const key of swarm.unsealKeys) assert.ok(!text.stdout.includes(key), 'no unseal key in history');
       tt.diagnostic(describeRollout(rollout));
     },
   );
@@ -284,35 +302,34 @@ test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS 
       const status = await readStatus(swarm.manager);
       assertBundleInSync(status, 3);
       await assertReloadedOnceAfterConvergence(swarm, status, rollout, doneReloads);
+      await assertProvedAndUnsealed(swarm, rollout);
       tt.diagnostic(describeRollout(rollout));
     },
   );
 
-  await t.test(
-    'the Vault stand-in reloads its certificate on SIGHUP and keeps serving',
-    async () => {
-      const [task] = runningTasks(await listServiceTasks(swarm.manager, VAULT_SERVICE));
-      const member = swarm.members.find((candidate) => candidate.nodeId === task?.nodeId);
-      assert.ok(task?.containerId && member, 'a running Vault task and its node');
-      const leaf = (await readStatus(swarm.manager)).bundles[0]?.leafFingerprintSha256;
-
-      await member.engine.docker(['kill', '--signal=HUP', task.containerId]);
-      await waitUntil('the stand-in to log its reload', 10_000, async () => {
-        const { stdout } = await member.engine.docker(['logs', task.containerId!]);
-        return stdout
-          .split('\n')
-          .some((line) => line.includes('"Reloaded certificate"') && line.includes(`"${leaf}"`));
-      });
-      assert.equal(await servedFingerprint(swarm, task), leaf, 'still serving the current leaf');
-      const [after] = await swarm.manager.dockerJson<Array<{ Status: { State: string } }>>([
-        'inspect',
-        '--type=task',
-        task.id,
-      ]);
-      assert.equal(after?.Status.State, 'running', 'the task survived the signal');
-    },
-  );
+  await proofScenarios(t, swarm, timer);
 });
+
+/**
+ * The force-update restarted every Vault replica, so each came back sealed: certsync's proof
+ * unsealed it with the keys from the Docker secret and saw it serve the new leaf, and the
+ * replicas themselves (probed inside their containers) agree.
+ */
+async function assertProvedAndUnsealed(
+  swarm: CertsyncSwarm,
+  rollout: Parameters<typeof describeRollout>[0],
+): Promise<void> {
+  const leaf = (await readStatus(swarm.manager)).bundles.find(
+    (bundle) => bundle.name === STAND_INS.vault.bundle,
+  )?.leafFingerprintSha256;
+  assert.ok(leaf);
+  assertProof(rollout, {
+    leaf,
+    replicas: STAND_INS.vault.replicas,
+    sealState: 'unsealed by certsync',
+  });
+  await assertServes(swarm, STAND_INS.vault, leaf);
+}
 
 async function imageIds(engine: CertsyncSwarm['builder']): Promise<string[]> {
   const images = await engine.dockerJson<Array<{ Id: string }>>([

@@ -1,4 +1,5 @@
-import type { GetStatusResponse } from '../../../common/contract.js';
+import type { GetStatusResponse, ListRolloutsResponse } from '../../../common/contract.js';
+import type { CommandResult } from './command.js';
 import type { DockerEngine } from './docker-engine.js';
 import { listServiceTasks, runningTasks } from './swarm.js';
 
@@ -10,6 +11,8 @@ const EXIT_NOT_IN_SYNC = 1;
  * Only the fields the e2e reads are typed beyond the generated response.
  */
 export type StatusJson = JsonOf<GetStatusResponse>;
+/** `certsyncctl --json history NAME`: the bundle's rollouts, newest first. */
+export type HistoryJson = JsonOf<ListRolloutsResponse['rollouts']>;
 type JsonOf<T> = T extends Date
   ? string
   : T extends Array<infer Item>
@@ -26,24 +29,36 @@ export async function readStatus(
   manager: DockerEngine,
   serverService = 'certsync_server',
 ): Promise<StatusJson> {
-  const container = await serverContainer(manager, serverService);
-  const result = await manager.docker(
-    [
-      'exec',
-      container,
-      'node',
-      '/app/dist/ctl/main.js',
-      '--server',
-      '127.0.0.1:7443',
-      '--json',
-      'status',
-    ],
-    { allowFailure: true, timeoutMs: 20_000 },
-  );
+  const result = await runCertsyncctl(manager, ['--json', 'status'], serverService);
   if (result.code !== 0 && result.code !== EXIT_NOT_IN_SYNC) {
     throw new Error(`certsyncctl status exited ${result.code}: ${result.stderr.trim()}`);
   }
   return JSON.parse(result.stdout) as StatusJson;
+}
+
+/** `certsyncctl --json history NAME` inside the server's container. */
+export async function readHistory(manager: DockerEngine, bundle: string): Promise<HistoryJson> {
+  const result = await runCertsyncctl(manager, ['--json', 'history', bundle]);
+  if (result.code !== 0) {
+    throw new Error(`certsyncctl history exited ${result.code}: ${result.stderr.trim()}`);
+  }
+  return JSON.parse(result.stdout) as HistoryJson;
+}
+
+/**
+ * Runs certsyncctl the way an operator would on a swarm without published ports: inside the
+ * server task's container (`docker exec` on the manager's engine). Resolves whatever the exit code.
+ */
+export async function runCertsyncctl(
+  manager: DockerEngine,
+  args: readonly string[],
+  serverService = 'certsync_server',
+): Promise<CommandResult> {
+  const container = await serverContainer(manager, serverService);
+  return manager.docker(
+    ['exec', container, 'node', '/app/dist/ctl/main.js', '--server', '127.0.0.1:7443', ...args],
+    { allowFailure: true, timeoutMs: 20_000 },
+  );
 }
 
 async function serverContainer(manager: DockerEngine, service: string): Promise<string> {

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
@@ -10,6 +11,14 @@ import { buildImage, copyImages, ensureBaseImage } from './images.js';
 import { NAME_PREFIX, NODE_SPECS, NODE_SSL_DIR, type E2eLayout } from './layout.js';
 import { createBridge, createNodeNamespace } from './network-namespaces.js';
 import type { PhaseTimer } from './phase-timer.js';
+import {
+  STAND_INS,
+  UNSEAL_KEY_COUNT,
+  UNSEAL_SECRET,
+  extraBundles,
+  standInServiceArgs,
+  type StandIn,
+} from './stand-ins.js';
 import { createSwarm, type SwarmMember } from './swarm.js';
 
 /** The images the e2e builds, tagged so they never collide with a production tag. */
@@ -20,8 +29,8 @@ export const E2E_IMAGES = {
 } as const;
 
 export const STACK_NAME = 'certsync';
-export const LINEAGE = 'iklim.co';
-export const VAULT_SERVICE = 'iklimco_vault';
+export const LINEAGE = STAND_INS.vault.lineage;
+export const VAULT_SERVICE = STAND_INS.vault.service;
 /** The stack's overlay network: `<stack>_<network key>` in deploy/docker-stack.yml. */
 export const STACK_NETWORK = `${STACK_NAME}_certsync`;
 
@@ -32,11 +41,17 @@ export interface CertsyncSwarm {
   readonly manager: DockerEngine;
   readonly builder: DockerEngine;
   readonly certbot: Certbot;
+  /** certbot's `live/iklim.co`, the folder deploy/certsync.yml's bundle reads. */
   readonly liveDir: string;
-  /** Deploys deploy/docker-stack.yml as an operator would, with `config` as the server config. */
+  /** The unseal keys in the `vault_unseal_key` secret (random per run). */
+  readonly unsealKeys: readonly string[];
+  /**
+   * Deploys deploy/docker-stack.yml as an operator would, with `config` as the server config,
+   * after creating the unseal secret the stack expects to exist.
+   */
   deployStack(configPath: string): Promise<void>;
-  /** Creates the Vault stand-in service (2 replicas, dnsrr, on the stack's network). */
-  createVaultService(): Promise<void>;
+  /** Creates the stand-in services of stand-ins.ts (dnsrr, on the stack's network). */
+  createStandInServices(): Promise<void>;
   stop(options: { keepRunDir: boolean }): Promise<void>;
 }
 
@@ -69,7 +84,8 @@ export async function startCertsyncSwarm(
         directoryUrl: pebble.directoryUrl,
         apiCaPath: pebble.apiCaPath,
       });
-      await certbot.issue(LINEAGE, [`*.${LINEAGE}`, LINEAGE]);
+      for (const standIn of Object.values(STAND_INS))
+        await certbot.issue(standIn.lineage, standIn.domains);
       return certbot;
     });
     // Handled below; marked handled now so an engine failure meanwhile is not an unhandled rejection.
@@ -116,6 +132,9 @@ export async function startCertsyncSwarm(
     );
     const certbot = await certbotReady;
     const manager = nodeEngines[0]!;
+    const unsealKeys = Array.from({ length: UNSEAL_KEY_COUNT }, () =>
+      randomBytes(24).toString('base64'),
+    );
 
     return {
       layout,
@@ -124,7 +143,12 @@ export async function startCertsyncSwarm(
       builder,
       certbot,
       liveDir: certbot.liveDir(LINEAGE),
+      unsealKeys,
       async deployStack(configPath) {
+        // `docker secret create NAME -` reads the secret from stdin: no key file on disk.
+        await manager.docker(['secret', 'create', UNSEAL_SECRET, '-'], {
+          input: `${unsealKeys.join('\n')}\n`,
+        });
         await manager.docker(
           [
             'stack',
@@ -146,30 +170,31 @@ export async function startCertsyncSwarm(
           },
         );
       },
-      async createVaultService() {
-        await manager.docker([
-          'service',
-          'create',
-          '--detach',
-          '--no-resolve-image',
-          '--name',
-          VAULT_SERVICE,
-          '--replicas',
-          '2',
-          '--endpoint-mode',
-          'dnsrr',
-          '--network',
-          STACK_NETWORK,
-          '--stop-grace-period',
-          '5s',
-          // Docker watches each updated task this long before the next (default 5 s); the
-          // reload waits for the whole update, so a shorter watch keeps the suite quick.
-          '--update-monitor',
-          '2s',
-          '--mount',
-          `type=bind,source=${NODE_SSL_DIR},target=/vault/tls,readonly`,
-          E2E_IMAGES.vault,
-        ]);
+      async createStandInServices() {
+        for (const standIn of Object.values(STAND_INS) as StandIn[]) {
+          await manager.docker([
+            'service',
+            'create',
+            '--detach',
+            '--no-resolve-image',
+            '--name',
+            standIn.service,
+            ...standInServiceArgs(standIn),
+            '--endpoint-mode',
+            'dnsrr',
+            '--network',
+            STACK_NETWORK,
+            '--stop-grace-period',
+            '5s',
+            // Docker watches each updated task this long before the next (default 5 s); the
+            // reload waits for the whole update, so a shorter watch keeps the suite quick.
+            '--update-monitor',
+            '2s',
+            '--mount',
+            `type=bind,source=${NODE_SSL_DIR},target=/vault/tls,readonly`,
+            E2E_IMAGES.vault,
+          ]);
+        }
       },
       stop,
     };
@@ -181,7 +206,8 @@ export async function startCertsyncSwarm(
 
 /**
  * Writes the e2e's server config: deploy/certsync.yml (the production example) with a shorter
- * convergeTimeoutMs, so the stalled-rollout test waits seconds instead of five minutes.
+ * convergeTimeoutMs, so the stalled-rollout test waits seconds instead of five minutes, and the
+ * `web` and `hold` bundles of stand-ins.ts after its own.
  */
 export async function writeE2eConfig(
   projectRoot: string,
@@ -192,7 +218,8 @@ export async function writeE2eConfig(
     await readFile(path.join(projectRoot, 'deploy/certsync.yml'), 'utf8'),
   ) as Record<string, unknown>;
   const configPath = path.join(runDir, 'certsync.yml');
-  await writeFile(configPath, stringifyYaml({ ...production, convergeTimeoutMs }));
+  const bundles = [...(production['bundles'] as unknown[]), ...extraBundles()];
+  await writeFile(configPath, stringifyYaml({ ...production, convergeTimeoutMs, bundles }));
   return configPath;
 }
 

@@ -7,6 +7,7 @@ import {
   listServiceTasks,
   runningTasks,
   waitUntil,
+  WaitAbandonedError,
   type ServiceTask,
 } from './swarm.js';
 import { probeVault, type VaultProbe } from './vault-probe.js';
@@ -172,14 +173,15 @@ export async function waitForRollout(
   what: string,
   check: (rollout: RolloutJson) => boolean,
   timeoutMs: number,
+  bundle = BUNDLE,
 ): Promise<RolloutJson> {
   let last: RolloutJson | undefined;
   await waitUntil(
-    what,
+    `${bundle}: ${what}`,
     timeoutMs,
     async () => {
       const status = await readStatus(swarm.manager);
-      last = status.bundles.find((bundle) => bundle.name === BUNDLE)?.rollout;
+      last = status.bundles.find((entry) => entry.name === bundle)?.rollout;
       return last !== undefined && check(last);
     },
     () => (last ? `version ${last.version} ${last.state} ${last.reason}` : ''),
@@ -187,16 +189,21 @@ export async function waitForRollout(
   return last!;
 }
 
-export function waitForRolloutDone(swarm: CertsyncSwarm, version: number): Promise<RolloutJson> {
+export function waitForRolloutDone(
+  swarm: CertsyncSwarm,
+  version: number,
+  bundle = BUNDLE,
+): Promise<RolloutJson> {
   return waitForRollout(
     swarm,
     `version ${version} done`,
     (rollout) => {
       if (rollout.version === version && rollout.state === 'failed')
-        throw new Error(`rollout ${version} failed: ${rollout.reason}`);
+        throw new WaitAbandonedError(`rollout ${version} of ${bundle} failed: ${rollout.reason}`);
       return rollout.version === version && rollout.state === 'done';
     },
     180_000,
+    bundle,
   );
 }
 

@@ -141,7 +141,15 @@ export async function inspectServiceUpdate(
   };
 }
 
-/** Polls `check` until it returns true; the timeout error shows `describe()` (the last state seen). */
+/** Thrown from a `waitUntil` check when waiting longer cannot help (e.g. the rollout failed). */
+export class WaitAbandonedError extends Error {
+  override readonly name = 'WaitAbandonedError';
+}
+
+/**
+ * Polls `check` until it returns true; the timeout error shows `describe()` (the last state seen).
+ * A check that throws is retried, except with a WaitAbandonedError, which ends the wait at once.
+ */
 export async function waitUntil(
   what: string,
   timeoutMs: number,
@@ -155,6 +163,7 @@ export async function waitUntil(
       if (await check()) return;
       lastError = undefined;
     } catch (error) {
+      if (error instanceof WaitAbandonedError) throw error;
       lastError = error;
     }
     if (Date.now() > deadline) {
