@@ -96,7 +96,9 @@ async function waitForConvergence(admin: AdminClient, version: number) {
   return waitFor(`all ${NODE_COUNT} nodes to hold version ${version}`, async () => {
     const status = await admin.getStatus();
     const bundle = status.bundles[0];
-    const done = bundle?.currentVersion === version && bundle.nodesExpected === NODE_COUNT && bundle.nodesInSync === NODE_COUNT;
+    const inSync = bundle?.currentVersion === version && bundle.nodesExpected === NODE_COUNT && bundle.nodesInSync === NODE_COUNT;
+    // The demo has no reload targets: its rollouts end "done" right after every node confirmed.
+    const done = inSync && bundle.rollout?.version === version && bundle.rollout.state === 'done';
     return done ? status : undefined;
   });
 }

@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { readFile, readlink } from 'node:fs/promises';
+import { generateKeyPairSync } from 'node:crypto';
+import { readFile, readlink, rename, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 import { REQUIRE_TOOLS_ENV, checkTools } from '../support/tools';
 import { readHistory, readStatus, runCertsyncctl } from './support/certsync-admin';
@@ -16,6 +18,7 @@ import {
 } from './support/certsync-swarm';
 import { createLayout } from './support/layout';
 import { PhaseTimer } from './support/phase-timer';
+import { acquireRunLock } from './support/run-lock';
 import { assertEveryNodeHoldsLive, readTargets } from './support/node-files';
 import { assertProof, assertServes } from './support/proof-checks';
 import { STAND_INS } from './support/stand-ins';
@@ -56,7 +59,9 @@ const mustRun = process.env[REQUIRE_TOOLS_ENV] === '1';
 const skip = !isRoot && !mustRun ? 'needs root (network namespaces, dockerd)' : tools.skip;
 
 const CONVERGE_TIMEOUT_MS = 15_000;
-const SUITE_TIMEOUT_MS = 15 * 60_000;
+/** Another run on the same host is waited for this long (see run-lock.ts). */
+const LOCK_TIMEOUT_MS = 15 * 60_000;
+const SUITE_TIMEOUT_MS = LOCK_TIMEOUT_MS + 15 * 60_000;
 
 test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS }, async (t) => {
   if (!isRoot)
@@ -69,12 +74,24 @@ test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS 
   const timer = new PhaseTimer();
   const keepRunDir = process.env['CERTSYNC_KEEP_TEST_DIRS'] === '1';
 
-  const swarm = await startCertsyncSwarm(layout, projectRoot, timer);
+  const releaseLock = await timer.time('wait for other e2e runs', () =>
+    acquireRunLock(layout.baseDir, LOCK_TIMEOUT_MS, (pid) =>
+      t.diagnostic(`another e2e run (pid ${pid}) is using the host; waiting for it to end`),
+    ),
+  );
+  let started: CertsyncSwarm | undefined;
+  // One hook, so the lock is only released once the swarm is torn down.
   t.after(async () => {
-    await timer.time('teardown', () => swarm.stop({ keepRunDir }));
-    for (const line of timer.lines()) t.diagnostic(`e2e phase  ${line}`);
-    if (keepRunDir) t.diagnostic(`e2e folders kept in ${layout.runDir}`);
+    try {
+      if (started) await timer.time('teardown', () => started!.stop({ keepRunDir }));
+      for (const line of timer.lines()) t.diagnostic(`e2e phase  ${line}`);
+      if (keepRunDir) t.diagnostic(`e2e folders kept in ${layout.runDir}`);
+    } finally {
+      await releaseLock();
+    }
   });
+  const swarm = await startCertsyncSwarm(layout, projectRoot, timer);
+  started = swarm;
   const [manager] = swarm.members;
   assert.ok(manager);
   let doneReloads = 0;
@@ -307,8 +324,71 @@ test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS 
     },
   );
 
+  await t.test(
+    'a broken renewal (a new key without its certificate) is rejected: no node changes, Vault is not reloaded',
+    async (tt) => {
+      const livePrivkey = path.join(swarm.liveDir, 'privkey.pem');
+      const goodLink = await readlink(livePrivkey);
+      const bytesBefore = await Promise.all(
+        swarm.members.map((member) => readTargets(swarm, member.spec.index)),
+      );
+      const updateBefore = await inspectServiceUpdate(swarm.manager, VAULT_SERVICE);
+      const tasksBefore = (await listServiceTasks(swarm.manager, VAULT_SERVICE)).map(
+        (task) => task.id,
+      );
+
+      // What a botched renewal leaves: certbot's link already points at a new key, whose
+      // certificate never arrived.
+      const strayKey = path.join(swarm.certbot.configDir, 'archive', LINEAGE, 'privkey99.pem');
+      const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+      await writeFile(strayKey, privateKey.export({ type: 'pkcs8', format: 'pem' }), {
+        mode: 0o600,
+      });
+      await swapLink(livePrivkey, `../../archive/${LINEAGE}/privkey99.pem`);
+      try {
+        const status = await timer.time('broken renewal rejected', () =>
+          waitForStatus(swarm, 'the stray key rejected', (candidate) =>
+            Boolean(bundleOf(candidate)?.lastRejected?.reason.includes('privkey99.pem')),
+          ),
+        );
+        const bundle = bundleOf(status);
+        // The reason names the file behind the link, the one to look at.
+        assert.match(bundle?.lastRejected?.reason ?? '', /private key in .*privkey99\.pem .*matches no/);
+        assert.equal(bundle?.currentVersion, 3, 'version 3 stays current');
+        assert.equal(bundle?.rollout?.version, 3, 'no rollout for the rejected candidate');
+        // Give a wrongly accepted candidate the time it would need to reach the nodes.
+        await sleep(3_000);
+        assert.deepEqual(
+          await Promise.all(swarm.members.map((member) => readTargets(swarm, member.spec.index))),
+          bytesBefore,
+          'every node keeps version 3',
+        );
+        assert.deepEqual(await inspectServiceUpdate(swarm.manager, VAULT_SERVICE), updateBefore);
+        assert.deepEqual(
+          (await listServiceTasks(swarm.manager, VAULT_SERVICE)).map((task) => task.id),
+          tasksBefore,
+          'no new Vault task',
+        );
+        tt.diagnostic(`rejected: ${bundle?.lastRejected?.reason}`);
+      } finally {
+        await swapLink(livePrivkey, goodLink);
+      }
+    },
+  );
+
   await proofScenarios(t, swarm, timer);
 });
+
+function bundleOf(status: Awaited<ReturnType<typeof readStatus>>) {
+  return status.bundles.find((bundle) => bundle.name === STAND_INS.vault.bundle);
+}
+
+/** Points `link` at `target` the way certbot does: a new link renamed over the old one. */
+async function swapLink(link: string, target: string): Promise<void> {
+  const next = `${link}.certsync-e2e`;
+  await symlink(target, next);
+  await rename(next, link);
+}
 
 /**
  * The force-update restarted every Vault replica, so each came back sealed: certsync's proof
