@@ -8,7 +8,7 @@ import { sha256Hex } from '../../common/digest';
 import { createCertbotTree, renewCertbotTree } from '../support/certbot-tree';
 import { FleetHarness, HARNESS_TARGETS } from '../support/fleet-harness';
 import { createWildcardSet, issueLeaf, type CertbotPemSet, type IssuedCertificate } from '../support/pki';
-import { runToCompletion, waitFor } from '../support/processes';
+import { waitFor } from '../support/processes';
 
 const NODES = ['node-a', 'node-b', 'node-c'];
 
@@ -162,11 +162,11 @@ describe('server and three agents as real processes on loopback', () => {
   });
 
   test('certsyncctl status prints the table and exits 0 when in sync', async () => {
-    const result = await runToCompletion('ctl', ['--server', `127.0.0.1:${harness.port}`, 'status']);
+    const result = await harness.runCtl(['status']);
     assert.equal(result.code, 0, result.stderr);
     for (const nodeId of NODES) assert.match(result.stdout, new RegExp(nodeId));
     assert.match(result.stdout, new RegExp(`version ${version}`));
-    const json = await runToCompletion('ctl', ['--server', `127.0.0.1:${harness.port}`, '--json', 'status']);
+    const json = await harness.runCtl(['--json', 'status']);
     assert.equal(JSON.parse(json.stdout).bundles[0].currentVersion, version);
   });
 });

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { DEFAULT_DOCKER_SOCKET, parseAgentConfig } from '../../agent/config';
 
-const REQUIRED = ['--server', 'manager:7443', '--dir', '/opt/ssl', '--node-id', 'n1'];
+const REQUIRED = ['--server', 'manager:7443', '--dir', '/opt/ssl', '--node-id', 'n1', '--token-file', '/run/secrets/t'];
 
 describe('agent --docker-socket', () => {
   it('defaults to the standard socket, takes the env, and lets the flag win', () => {
