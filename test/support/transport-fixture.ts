@@ -29,7 +29,11 @@ export interface TransportFixture {
 /** Which transport a loopback server runs: TLS with tokens (default), TLS with client certificates, plaintext. */
 export type TransportMode = 'tls' | 'mtls' | 'insecure';
 
-export async function createTransportFixture(dir: string): Promise<TransportFixture> {
+/**
+ * Makes the fixture in `dir`. `serverDnsNames` are extra DNS names for the server certificate,
+ * e.g. `server` for agents that dial the stack's service name.
+ */
+export async function createTransportFixture(dir: string, options: { serverDnsNames?: string[] } = {}): Promise<TransportFixture> {
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   const write = async (name: string, content: string) => {
     const file = path.join(dir, name);
@@ -37,7 +41,8 @@ export async function createTransportFixture(dir: string): Promise<TransportFixt
     return file;
   };
   const ca = await createRootCa({ commonName: 'certsync test transport CA' });
-  const server = await issueLeaf(ca, { dnsNames: [LOOPBACK_SERVER_NAME], ipAddresses: ['127.0.0.1'] });
+  const dnsNames = [LOOPBACK_SERVER_NAME, ...(options.serverDnsNames ?? [])];
+  const server = await issueLeaf(ca, { commonName: 'certsync-server', dnsNames, ipAddresses: ['127.0.0.1'] });
   const clientCa = await createRootCa({ commonName: 'certsync test client CA' });
   const agent = await issueClientCertificate(clientCa, { commonName: 'agent', organizationalUnit: 'certsync-agent' });
   const admin = await issueClientCertificate(clientCa, { commonName: 'admin', organizationalUnit: 'certsync-admin' });
