@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import type { AgentHello, BundlePush, SignalRequest } from '../common/contract';
+import { createClientTransport, CredentialFileError } from '../common/client-transport';
 import type { Logger } from '../common/log';
 import type { AgentConfig } from './config';
 import { AgentConnection, type ConnectionState } from './connection';
@@ -32,6 +33,16 @@ export class AgentStartError extends Error {
  */
 export function createAgent(config: AgentConfig, logger: Logger): Agent {
   const log = logger.child({ component: 'agent' });
+  let transport;
+  try {
+    transport = createClientTransport(config.transport);
+  } catch (error) {
+    if (error instanceof CredentialFileError) throw new AgentStartError(error.message, { cause: error });
+    throw error;
+  }
+  if (config.transport.insecure) {
+    log.warn({ insecure: true }, 'INSECURE: plaintext gRPC to the server (--insecure); bundles and tokens cross the network unencrypted');
+  }
   const queue = new SerialQueue();
   const writer = new BundleWriter({ dir: config.dir, logger });
   const watcher: DriftWatcher = new DriftWatcher({
@@ -54,6 +65,10 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     connectTimeoutMs: config.connectTimeoutMs,
     keepaliveTimeMs: config.keepaliveTimeMs,
     keepaliveTimeoutMs: config.keepaliveTimeoutMs,
+    credentials: transport.credentials,
+    channelOptions: transport.channelOptions,
+    metadata: () => transport.metadata(),
+    maxMessageBytes: config.maxMessageBytes,
     handlers: {
       createHello: () => queue.run(createHello),
       onPush: (push, session) =>
@@ -118,7 +133,14 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     async start() {
       await assertFolder(config.dir);
       log.info(
-        { nodeId: config.nodeId, dir: config.dir, server: config.serverAddress },
+        {
+          nodeId: config.nodeId,
+          dir: config.dir,
+          server: config.serverAddress,
+          tls: !config.transport.insecure,
+          token: config.transport.tokenFile !== undefined,
+          clientCertificate: config.transport.certFile !== undefined,
+        },
         'Agent starting',
       );
       await writer.removeStaleTempFiles();

@@ -14,7 +14,11 @@ export class ChannelNotReadyError extends Error {
     readonly state: string,
     options?: { cause?: unknown },
   ) {
-    super(`channel to certsync-server is ${state}; is the server running and reachable?`, options);
+    super(
+      `channel to certsync-server is ${state}; is the server running and reachable, does --ca-file ` +
+        'trust its certificate for the --server (or --server-name) name, and does --insecure match the server?',
+      options,
+    );
   }
 }
 

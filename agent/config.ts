@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
+import type { ClientTransportSettings } from '../common/client-transport';
 import { readAgentVersion } from './agent-version';
 import { type BackoffPolicy, DEFAULT_BACKOFF_POLICY } from './backoff';
 
@@ -39,10 +40,17 @@ export interface AgentConfig {
   readonly driftRecheckIntervalMs: number;
   /** The node's Docker socket, used only to signal a service's containers for a reload. */
   readonly dockerSocketPath: string;
+  /** TLS trust, client certificate, token file, or plaintext; files are read at start. */
+  readonly transport: ClientTransportSettings;
+  /** Largest message accepted from the server (a bundle push is one); match limits.maxMessageBytes. */
+  readonly maxMessageBytes: number;
 }
 
+/** Default of --max-message-bytes, the same as the server's limits.maxMessageBytes default. */
+export const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
 /** The settings with a sensible default; tests override them to run fast. */
-export type AgentTuning = Omit<AgentConfig, 'serverAddress' | 'dir' | 'nodeId'>;
+export type AgentTuning = Omit<AgentConfig, 'serverAddress' | 'dir' | 'nodeId' | 'transport'>;
 
 /** Thrown when flags and environment do not make a usable config; the message names both. */
 export class ConfigError extends Error {
@@ -51,10 +59,11 @@ export class ConfigError extends Error {
 
 /** Builds a frozen config from the required settings plus defaults for the rest. */
 export function createAgentConfig(
-  settings: Pick<AgentConfig, 'serverAddress' | 'dir' | 'nodeId'> & Partial<AgentTuning>,
+  settings: Pick<AgentConfig, 'serverAddress' | 'dir' | 'nodeId' | 'transport'> & Partial<AgentTuning>,
 ): AgentConfig {
   const config: AgentConfig = {
     logLevel: 'info',
+    maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
     agentVersion: readAgentVersion(),
     reconnect: DEFAULT_BACKOFF_POLICY,
     connectTimeoutMs: 10_000,
@@ -66,7 +75,11 @@ export function createAgentConfig(
     dir: path.resolve(settings.dir),
     dockerSocketPath: path.resolve(settings.dockerSocketPath ?? DEFAULT_DOCKER_SOCKET),
   };
-  return Object.freeze({ ...config, reconnect: Object.freeze({ ...config.reconnect }) });
+  return Object.freeze({
+    ...config,
+    reconnect: Object.freeze({ ...config.reconnect }),
+    transport: Object.freeze({ ...config.transport }),
+  });
 }
 
 /**
@@ -87,13 +100,32 @@ export function parseAgentConfig(
     .option('--node-id <id>', 'node identity, default the hostname (env CERTSYNC_NODE_ID)')
     .option('--log-level <level>', `one of ${LOG_LEVELS.join(', ')} (env CERTSYNC_LOG_LEVEL)`)
     .option('--docker-socket <path>', `${DOCKER_SOCKET_HELP} (env CERTSYNC_DOCKER_SOCKET)`)
+    .option('--ca-file <file>', 'CA of the server certificate (env CERTSYNC_CA_FILE)')
+    .option('--token-file <file>', 'agent token file (env CERTSYNC_TOKEN_FILE)')
+    .option('--cert-file <file>', 'client certificate for mTLS (env CERTSYNC_CERT_FILE)')
+    .option('--key-file <file>', 'key of --cert-file (env CERTSYNC_KEY_FILE)')
+    .option('--server-name <name>', 'name the server certificate must carry (env CERTSYNC_SERVER_NAME)')
+    .option('--insecure', 'plaintext, for a server with insecure: true (env CERTSYNC_INSECURE=1)')
+    .option('--max-message-bytes <n>', 'largest push accepted, default 4 MiB (env CERTSYNC_MAX_MESSAGE_BYTES)')
     .allowExcessArguments(false)
     .exitOverride();
   program.parse([...args], { from: 'user' });
-  const flags =
-    program.opts<
-      Record<'server' | 'dir' | 'nodeId' | 'logLevel' | 'dockerSocket', string | undefined>
-    >();
+  const flags = program.opts<
+    Record<
+      | 'server'
+      | 'dir'
+      | 'nodeId'
+      | 'logLevel'
+      | 'dockerSocket'
+      | 'caFile'
+      | 'tokenFile'
+      | 'certFile'
+      | 'keyFile'
+      | 'serverName'
+      | 'maxMessageBytes',
+      string | undefined
+    > & { insecure?: boolean }
+  >();
 
   const serverAddress = required(flags.server ?? env['CERTSYNC_SERVER'], 'server');
   if (!isHostPort(serverAddress)) {
@@ -124,7 +156,51 @@ export function parseAgentConfig(
     logLevel,
     agentVersion,
     dockerSocketPath,
+    transport: parseTransport(flags, env),
+    maxMessageBytes: parseMaxMessageBytes(flags.maxMessageBytes ?? env['CERTSYNC_MAX_MESSAGE_BYTES']),
   });
+}
+
+/**
+ * TLS unless --insecure; a credential (token or client certificate) is required with TLS, so a
+ * forgotten secret fails at start instead of as an endless loop of refused streams.
+ */
+function parseTransport(
+  flags: Partial<Record<'caFile' | 'tokenFile' | 'certFile' | 'keyFile' | 'serverName', string>> & {
+    insecure?: boolean;
+  },
+  env: Readonly<Record<string, string | undefined>>,
+): ClientTransportSettings {
+  const pick = (flag: string | undefined, envName: string) => nonEmpty(flag ?? env[envName]);
+  const settings = {
+    insecure: flags.insecure === true || env['CERTSYNC_INSECURE'] === '1',
+    caFile: pick(flags.caFile, 'CERTSYNC_CA_FILE'),
+    tokenFile: pick(flags.tokenFile, 'CERTSYNC_TOKEN_FILE'),
+    certFile: pick(flags.certFile, 'CERTSYNC_CERT_FILE'),
+    keyFile: pick(flags.keyFile, 'CERTSYNC_KEY_FILE'),
+    serverName: pick(flags.serverName, 'CERTSYNC_SERVER_NAME'),
+  };
+  if (Boolean(settings.certFile) !== Boolean(settings.keyFile)) {
+    throw new ConfigError('a client certificate needs both --cert-file and --key-file (or CERTSYNC_CERT_FILE and CERTSYNC_KEY_FILE)');
+  }
+  if (!settings.insecure && !settings.tokenFile && !settings.certFile) {
+    throw new ConfigError(
+      'no credential: pass --token-file (or CERTSYNC_TOKEN_FILE) or --cert-file/--key-file; --insecure only for a plaintext server',
+    );
+  }
+  return Object.fromEntries(Object.entries(settings).filter(([, value]) => value !== undefined && value !== false));
+}
+
+function parseMaxMessageBytes(value: string | undefined): number {
+  const text = nonEmpty(value);
+  if (text === undefined) return DEFAULT_MAX_MESSAGE_BYTES;
+  const bytes = Number(text);
+  if (!Number.isInteger(bytes) || bytes < 64 * 1024) {
+    throw new ConfigError(
+      `--max-message-bytes ${JSON.stringify(text)} is not a whole number of at least 65536 (from --max-message-bytes or CERTSYNC_MAX_MESSAGE_BYTES)`,
+    );
+  }
+  return bytes;
 }
 
 /** The flag and environment variable behind each required setting, for error messages. */

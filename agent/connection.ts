@@ -2,6 +2,7 @@ import {
   type ChannelCredentials,
   type ChannelOptions,
   credentials,
+  type Metadata,
   type StatusObject,
 } from '@grpc/grpc-js';
 import {
@@ -45,8 +46,14 @@ export interface AgentConnectionOptions {
   readonly connectTimeoutMs: number;
   readonly keepaliveTimeMs: number;
   readonly keepaliveTimeoutMs: number;
-  /** Plaintext until the server grows TLS; the seam where credentials will come in. */
+  /** TLS (and client certificate) credentials; plaintext when absent (tests). */
   readonly credentials?: ChannelCredentials;
+  /** Extra channel options, e.g. the server name override for the certificate check. */
+  readonly channelOptions?: ChannelOptions;
+  /** Metadata for each new Sync stream (the bearer token). */
+  readonly metadata?: () => Metadata;
+  /** Largest message accepted from the server. */
+  readonly maxMessageBytes?: number;
   /** How long stop() waits for the server to finish the call before cancelling it. */
   readonly closeGraceMs?: number;
   readonly random?: () => number;
@@ -133,9 +140,13 @@ export class AgentConnection {
   /** Keepalive pings let a silently dead server (or a dropped NAT entry) end the stream. */
   private channelOptions(): ChannelOptions {
     return {
+      ...this.options.channelOptions,
       'grpc.keepalive_time_ms': this.options.keepaliveTimeMs,
       'grpc.keepalive_timeout_ms': this.options.keepaliveTimeoutMs,
       'grpc.keepalive_permit_without_calls': 1,
+      ...(this.options.maxMessageBytes
+        ? { 'grpc.max_receive_message_length': this.options.maxMessageBytes }
+        : {}),
     };
   }
 
@@ -143,7 +154,8 @@ export class AgentConnection {
     if (this.client !== client || this.state !== 'connecting') {
       return;
     }
-    const session: SyncSession = new SyncSession(this.sessionCount + 1, client.sync(), {
+    const call = this.options.metadata ? client.sync(this.options.metadata()) : client.sync();
+    const session: SyncSession = new SyncSession(this.sessionCount + 1, call, {
       onResponse: (response) => this.onResponse(response, session),
       onClosed: (status) => this.onSessionClosed(session, status),
     });

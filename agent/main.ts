@@ -25,7 +25,13 @@ async function main(): Promise<number> {
   }
 
   const logger = createRootLogger(config.logLevel);
-  const agent = createAgent(config, logger);
+  let agent;
+  try {
+    agent = createAgent(config, logger);
+  } catch (error) {
+    logger.fatal({ err: error }, 'Agent not started');
+    return 1;
+  }
   const stopRequested = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
     process.once('SIGINT', () => resolve('SIGINT'));

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import * as grpc from '@grpc/grpc-js';
 import { Command } from 'commander';
+import { createClientTransport, CredentialFileError } from '../common/client-transport';
 import { CERTSYNC_VERSION } from '../common/version';
 import { AdminCallError, AdminClient } from './admin-client';
 import { formatProof, formatRollout, formatStatusTable, isFleetInSync } from './status-table';
@@ -20,10 +21,35 @@ const program = new Command('certsyncctl')
   .version(CERTSYNC_VERSION, '-V, --ctl-version', 'print the certsyncctl version')
   .option('-s, --server <host:port>', 'server address (env CERTSYNC_SERVER)', process.env['CERTSYNC_SERVER'] ?? '127.0.0.1:7443')
   .option('--json', 'print the raw response as JSON', false)
+  .option('--ca-file <file>', 'CA that signed the server certificate (env CERTSYNC_CA_FILE)', process.env['CERTSYNC_CA_FILE'])
+  .option('--token-file <file>', 'admin token file (env CERTSYNC_ADMIN_TOKEN_FILE)', process.env['CERTSYNC_ADMIN_TOKEN_FILE'])
+  .option('--cert-file <file>', 'admin client certificate for mTLS (env CERTSYNC_CERT_FILE)', process.env['CERTSYNC_CERT_FILE'])
+  .option('--key-file <file>', 'key of --cert-file (env CERTSYNC_KEY_FILE)', process.env['CERTSYNC_KEY_FILE'])
+  .option('--server-name <name>', 'name to check the server certificate against (env CERTSYNC_SERVER_NAME)', process.env['CERTSYNC_SERVER_NAME'])
+  .option('--insecure', 'plaintext, for a server with insecure: true (env CERTSYNC_INSECURE=1)', process.env['CERTSYNC_INSECURE'] === '1')
   .showHelpAfterError();
 
+interface TransportFlags {
+  server: string;
+  caFile?: string;
+  tokenFile?: string;
+  certFile?: string;
+  keyFile?: string;
+  serverName?: string;
+  insecure: boolean;
+}
+
 function client(): AdminClient {
-  return new AdminClient(program.opts<{ server: string }>().server);
+  const flags = program.opts<TransportFlags>();
+  const transport = createClientTransport({
+    insecure: flags.insecure,
+    ...(flags.caFile ? { caFile: flags.caFile } : {}),
+    ...(flags.tokenFile ? { tokenFile: flags.tokenFile } : {}),
+    ...(flags.certFile ? { certFile: flags.certFile } : {}),
+    ...(flags.keyFile ? { keyFile: flags.keyFile } : {}),
+    ...(flags.serverName ? { serverName: flags.serverName } : {}),
+  });
+  return new AdminClient(flags.server, transport);
 }
 
 function print(value: unknown, human: () => string): void {
@@ -47,7 +73,10 @@ program
     const { nodes } = await client().listNodes();
     print(nodes, () =>
       nodes
-        .map((node) => `${node.nodeId}\t${node.connected ? 'connected' : 'offline'}\t${node.hostname}\t${node.peer}\t${node.dir}`)
+        .map((node) => {
+          const refused = node.duplicateRefusals > 0 ? `\trefused ${node.duplicateRefusals} duplicate(s), last from ${node.lastDuplicatePeer}` : '';
+          return `${node.nodeId}\t${node.connected ? 'connected' : 'offline'}\t${node.hostname}\t${node.peer}\t${node.dir}${refused}`;
+        })
         .join('\n') || '(no nodes)',
     );
   });
@@ -108,6 +137,7 @@ program.parseAsync().then(
   () => process.exit(process.exitCode ?? EXIT_OK),
   (error: unknown) => {
     process.stderr.write(`certsyncctl: ${error instanceof Error ? error.message : String(error)}\n`);
+    if (error instanceof CredentialFileError) process.exit(EXIT_USAGE);
     if (!(error instanceof AdminCallError)) process.exit(EXIT_USAGE);
     process.exit(UNREACHABLE_CODES.has(error.code) ? EXIT_UNREACHABLE : EXIT_REFUSED);
   },

@@ -41,6 +41,18 @@ export function formatStatusTable(status: GetStatusResponse, now: Date = new Dat
     lines.push(bundle.nodes.length > 0 ? table.toString() : '(no agent has connected yet)');
     sections.push(lines.join('\n'));
   }
+  const duplicates = status.nodes.filter((node) => node.duplicateRefusals > 0);
+  if (duplicates.length > 0) {
+    sections.push(
+      duplicates
+        .map(
+          (node) =>
+            `WARNING node ${node.nodeId}: ${node.duplicateRefusals} second agent(s) claimed this node ID and were refused` +
+            ` (last from ${node.lastDuplicatePeer} at ${node.lastDuplicateAt?.toISOString() ?? '?'})`,
+        )
+        .join('\n'),
+    );
+  }
   return sections.join('\n\n');
 }
 

@@ -8,11 +8,19 @@ import { formatStatusTable } from '../ctl/status-table';
 import { createCertbotTree, renewCertbotTree } from '../test/support/certbot-tree';
 import { createWildcardSet, issueLeaf, type CertbotPemSet } from '../test/support/pki';
 import { freePort, startProcess, waitFor, type ManagedProcess } from '../test/support/processes';
+import {
+  agentTransportArgs,
+  clientTransport,
+  createTransportFixture,
+  serverTransportConfig,
+  type TransportFixture,
+} from '../test/support/transport-fixture';
 
 /**
  * The first thing a newcomer runs: a certbot-shaped tree, a real server and three real agents on
  * loopback, a certbot-style renewal, and the fleet table showing every node on the new version.
- * Needs nothing but Node (no Docker, no openssl). `--keep` leaves the temp folder for a look.
+ * Everything runs over TLS with an agent and an admin token, made in the temp folder. Needs
+ * nothing but Node (no Docker, no openssl). `--keep` leaves the temp folder for a look.
  */
 const DOMAIN = 'example.test';
 const NODE_COUNT = 3;
@@ -31,15 +39,18 @@ async function main(): Promise<void> {
     const { liveDir } = await createCertbotTree(letsencrypt, DOMAIN, first.pems);
     say(`1. certbot-shaped tree with a wildcard certificate for *.${DOMAIN}: ${liveDir}`);
 
+    const secrets = await createTransportFixture(path.join(workDir, 'secrets'));
+    say('2. a transport CA, a server certificate for localhost, an agent token and an admin token: secrets/');
+
     const port = await freePort();
     const configFile = path.join(workDir, 'certsync.yml');
-    await fs.writeFile(configFile, serverConfig(port, path.join(workDir, 'state'), liveDir));
+    await fs.writeFile(configFile, serverConfig(port, path.join(workDir, 'state'), liveDir, secrets));
     processes.push(await startProcess('server', ['--config', configFile], path.join(workDir, 'logs/server.log')));
-    const admin = new AdminClient(`127.0.0.1:${port}`, 2_000);
+    const admin = new AdminClient(`127.0.0.1:${port}`, clientTransport(secrets, 'tls', 'admin'), 2_000);
     await waitFor('the server to accept version 1', async () =>
       (await admin.getStatus()).bundles[0]?.currentVersion === 1 ? true : undefined,
     );
-    say(`2. certsync-server on 127.0.0.1:${port} accepted version 1 (log: logs/server.log)`);
+    say(`3. certsync-server on 127.0.0.1:${port} (TLS, tokens) accepted version 1 (log: logs/server.log)`);
 
     const nodeDirs: string[] = [];
     for (let index = 1; index <= NODE_COUNT; index += 1) {
@@ -47,10 +58,11 @@ async function main(): Promise<void> {
       await fs.mkdir(dir, { recursive: true });
       nodeDirs.push(dir);
       const args = ['--server', `127.0.0.1:${port}`, '--dir', dir, '--node-id', `node-${index}`];
+      args.push(...agentTransportArgs(secrets, 'tls'));
       processes.push(await startProcess('agent', args, path.join(workDir, `logs/agent-${index}.log`)));
     }
     await waitForConvergence(admin, 1);
-    say(`3. ${NODE_COUNT} agents connected and wrote version 1 into nodes/node-1..${NODE_COUNT}`);
+    say(`4. ${NODE_COUNT} agents connected and wrote version 1 into nodes/node-1..${NODE_COUNT}`);
 
     const renewedLeaf = await issueLeaf(first.intermediate, { commonName: `*.${DOMAIN}`, dnsNames: [`*.${DOMAIN}`, DOMAIN] });
     const renewed: CertbotPemSet = {
@@ -61,12 +73,12 @@ async function main(): Promise<void> {
     };
     await renewCertbotTree(letsencrypt, DOMAIN, renewed, { delayBetweenLinksMs: 20 });
     const renewedAt = Date.now();
-    say('4. certbot-style renewal: archive/*2.pem written, live/ links swapped one by one');
+    say('5. certbot-style renewal: archive/*2.pem written, live/ links swapped one by one');
 
     const status = await waitForConvergence(admin, 2);
     const elapsedMs = Date.now() - renewedAt;
     await checkNodeFiles(nodeDirs, renewed);
-    say(`5. every node holds version 2 (${elapsedMs} ms after the last link swap); bytes and modes checked on disk\n`);
+    say(`6. every node holds version 2 (${elapsedMs} ms after the last link swap); bytes and modes checked on disk\n`);
     say(formatStatusTable(status));
     admin.close();
   } finally {
@@ -76,9 +88,10 @@ async function main(): Promise<void> {
   }
 }
 
-function serverConfig(port: number, stateDir: string, liveDir: string): string {
+function serverConfig(port: number, stateDir: string, liveDir: string, secrets: TransportFixture): string {
   return [
     `listen: 127.0.0.1:${port}`,
+    ...serverTransportConfig(secrets, 'tls'),
     `stateDir: ${JSON.stringify(stateDir)}`,
     'settleMs: 300',
     'bundles:',

@@ -164,6 +164,9 @@ function nodeInfo(node: NodeRecord): NodeInfo {
     agentVersion: node.agentVersion,
     dir: node.dir,
     peer: node.peer,
+    duplicateRefusals: node.duplicateRefusals,
+    lastDuplicatePeer: node.lastDuplicatePeer,
+    lastDuplicateAt: node.lastDuplicateAt,
   };
 }
 

@@ -11,6 +11,7 @@ import { Fleet } from './fleet';
 import { startGrpcServer, type RunningGrpcServer } from './grpc-server';
 import { Prover } from './prover';
 import { Reloader } from './reloader';
+import { loadServerTransport } from './server-transport';
 import { RolloutHistory } from './rollout-history';
 import { RolloutTracker } from './rollout-tracker';
 import { SignalDispatcher } from './signal-dispatcher';
@@ -28,6 +29,8 @@ export interface ServerApp {
  */
 export async function startServerApp(config: ServerConfig, log: Logger): Promise<ServerApp> {
   const appLog = log.child({ component: 'server' });
+  // Credentials first: a missing secret fails the start before anything else is opened.
+  const transport = loadServerTransport(config, log.child({ component: 'transport' }));
   const bundleNames = config.bundles.map((bundle) => bundle.name);
   const store = await VersionStore.open(config.stateDir, bundleNames, config.versionsKept, log.child({ component: 'store' }));
   const history = await RolloutHistory.open(config.stateDir, bundleNames, log.child({ component: 'history' }));
@@ -61,6 +64,7 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
         settleMs: config.settleMs,
         rescanIntervalMs: config.rescanIntervalMs,
         usePolling: config.usePolling,
+        limits: config.limits,
         onAccepted: async (version) => {
           hub.distribute(version);
           await tracker.begin(version, 'accepted');
@@ -73,6 +77,9 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
     await expectedNodes.start(() => tracker.evaluateAll());
     await tracker.resume();
     grpcServer = await startGrpcServer(config.listen, {
+      transport,
+      maxMessageBytes: config.limits.maxMessageBytes,
+      log: log.child({ component: 'access' }),
       agentService: createAgentService(hub, expectedNodes, signals, log.child({ component: 'agent-service' })),
       adminService: createAdminService({
         bundles: config.bundles,
@@ -103,7 +110,17 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
       current ? 'Serving bundle' : 'Bundle has no valid version yet',
     );
   }
-  appLog.info({ listen: config.listen, port: grpcServer.port, version: CERTSYNC_VERSION }, 'certsync-server started');
+  appLog.info(
+    {
+      listen: config.listen,
+      port: grpcServer.port,
+      version: CERTSYNC_VERSION,
+      tls: config.tls !== undefined,
+      clientCertificates: config.tls?.clientCaFile !== undefined,
+      tokens: Object.keys(transport.policy.tokens),
+    },
+    'certsync-server started',
+  );
 
   const running = grpcServer;
   return {

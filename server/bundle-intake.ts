@@ -1,7 +1,7 @@
 import { combinedDigest, sha256Hex } from '../common/digest';
 import type { Logger } from '../common/log';
 import { BundleValidationError, validateBundle, type CandidateFile } from './bundle-validator';
-import type { BundleConfig } from './config';
+import type { BundleConfig, LimitsConfig } from './config';
 import { readSourceFiles, SourceReadError } from './source-reader';
 import { SourceWatcher } from './source-watcher';
 import type { BundleVersion, VersionStore } from './version-store';
@@ -12,6 +12,8 @@ export interface BundleIntakeOptions {
   settleMs: number;
   rescanIntervalMs: number;
   usePolling: boolean;
+  /** limits.maxFileBytes per file; limits.maxMessageBytes for the whole push. */
+  limits: Pick<LimitsConfig, 'maxFileBytes' | 'maxMessageBytes'>;
   /** How many extra settle windows a failing candidate gets before it is recorded as rejected. */
   retriesBeforeReject?: number;
   onAccepted: (version: BundleVersion) => void | Promise<void>;
@@ -83,12 +85,17 @@ export class BundleIntake {
     const { bundle, store, log } = this.options;
     let files: CandidateFile[];
     try {
-      const snapshot = await readSourceFiles(bundle);
+      const snapshot = await readSourceFiles(bundle, this.options.limits.maxFileBytes);
       this.watcher.watchAlso(snapshot.resolvedDirs);
       files = snapshot.files;
     } catch (error) {
       if (!(error instanceof SourceReadError)) throw error;
-      return this.handleFailure('source-unreadable', error.message, [], error);
+      return this.handleFailure(error.code === 'EFBIG' ? 'too-large' : 'source-unreadable', error.message, [], error);
+    }
+    const pushBytes = estimatePushBytes(files);
+    if (pushBytes > this.options.limits.maxMessageBytes) {
+      const message = `bundle ${bundle.name} needs a ${pushBytes}-byte message, more than limits.maxMessageBytes (${this.options.limits.maxMessageBytes})`;
+      return this.handleFailure('too-large', message, files, new Error(message));
     }
 
     const digest = combinedDigest(files.map((file) => ({ name: file.target, sha256: sha256Hex(file.content) })));
@@ -181,4 +188,12 @@ export class BundleIntake {
     });
     return 'rejected';
   }
+}
+
+/** Per-file room for target, digest, mode and framing in a push, on top of the content. */
+const PUSH_OVERHEAD_PER_FILE_BYTES = 1024;
+
+/** An upper bound of the push message that would carry `files`. */
+function estimatePushBytes(files: readonly CandidateFile[]): number {
+  return files.reduce((total, file) => total + file.content.length + file.target.length + PUSH_OVERHEAD_PER_FILE_BYTES, 1024);
 }

@@ -23,6 +23,9 @@ const DEFAULT_CONVERGE_TIMEOUT_MS = 300_000;
 const DEFAULT_RELOAD_TIMEOUT_MS = 300_000;
 const DEFAULT_SWARM_REFRESH_INTERVAL_MS = 10_000;
 const DEFAULT_VERIFY_TIMEOUT_MS = 120_000;
+const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+const DEFAULT_MAX_FILES_PER_BUNDLE = 16;
+const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
 
 /** Signals an agent may send to a service's containers (see agent/local-signaller.ts). */
 export const RELOAD_SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGWINCH'] as const;
@@ -110,6 +113,28 @@ const fleetSchema = z.discriminatedUnion('mode', [
   }),
 ]);
 
+/** The server's serving certificate, and the CA whose client certificates it accepts (mTLS). */
+const tlsSchema = z.strictObject({
+  certFile: z.string().min(1),
+  keyFile: z.string().min(1),
+  /** Enables client certificates; the role comes from the certificate's OU (see server/caller-identity.ts). */
+  clientCaFile: z.string().min(1).optional(),
+});
+
+/** Bearer tokens, each in its own file (a Docker secret). */
+const authSchema = z.strictObject({
+  agentTokenFile: z.string().min(1).optional(),
+  adminTokenFile: z.string().min(1).optional(),
+});
+
+const limitsSchema = z.strictObject({
+  /** Largest gRPC message received or sent; a bundle push is one message. */
+  maxMessageBytes: z.number().int().min(64 * 1024).max(256 * 1024 * 1024).default(DEFAULT_MAX_MESSAGE_BYTES),
+  maxFilesPerBundle: z.number().int().min(1).max(1000).default(DEFAULT_MAX_FILES_PER_BUNDLE),
+  /** Largest source file read into a bundle. */
+  maxFileBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(DEFAULT_MAX_FILE_BYTES),
+});
+
 const configSchema = z.strictObject({
   listen: z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be HOST:PORT').default(DEFAULT_LISTEN),
   stateDir: z.string().min(1).default(DEFAULT_STATE_DIR),
@@ -121,6 +146,15 @@ const configSchema = z.strictObject({
   convergeTimeoutMs: z.number().int().min(1000).max(86_400_000).default(DEFAULT_CONVERGE_TIMEOUT_MS),
   bundles: z.array(bundleSchema).min(1, 'at least one bundle must be configured'),
   fleet: fleetSchema.default({ mode: 'connected' }),
+  tls: tlsSchema.optional(),
+  /** Plaintext gRPC; must be asked for explicitly and is warned about at every start. */
+  insecure: z.literal(true).optional(),
+  auth: authSchema.default({}),
+  limits: limitsSchema.default({
+    maxMessageBytes: DEFAULT_MAX_MESSAGE_BYTES,
+    maxFilesPerBundle: DEFAULT_MAX_FILES_PER_BUNDLE,
+    maxFileBytes: DEFAULT_MAX_FILE_BYTES,
+  }),
 });
 
 export type ServerConfig = Readonly<z.output<typeof configSchema>>;
@@ -129,6 +163,9 @@ export type BundleFileConfig = BundleConfig['files'][number];
 export type ReloadTargetConfig = BundleConfig['reload'][number];
 export type VerifyConfig = NonNullable<ReloadTargetConfig['verify']>;
 export type FleetConfig = ServerConfig['fleet'];
+export type TlsConfig = NonNullable<ServerConfig['tls']>;
+export type AuthConfig = ServerConfig['auth'];
+export type LimitsConfig = ServerConfig['limits'];
 
 /** Overrides from flags or environment; they win over the file. */
 export interface ConfigOverrides {
@@ -146,18 +183,51 @@ export function parseServerConfig(raw: unknown, origin = 'config'): ServerConfig
   }
 
   const config = result.data;
+  const transportProblem = transportProblemOf(config);
+  if (transportProblem) throw new ConfigError(`${origin} is invalid:\n  ${transportProblem}`);
   const names = new Set<string>();
   for (const [index, bundle] of config.bundles.entries()) {
     if (names.has(bundle.name)) {
       throw new ConfigError(`${origin} is invalid:\n  bundles[${index}].name: "${bundle.name}" is used twice`);
     }
     names.add(bundle.name);
+    if (bundle.files.length > config.limits.maxFilesPerBundle) {
+      const limit = config.limits.maxFilesPerBundle;
+      throw new ConfigError(
+        `${origin} is invalid:\n  bundles[${index}].files: ${bundle.files.length} files, more than limits.maxFilesPerBundle (${limit})`,
+      );
+    }
     const targets = new Set(bundle.files.map((file) => file.target));
     if (targets.size !== bundle.files.length) {
       throw new ConfigError(`${origin} is invalid:\n  bundles[${index}].files: two files have the same target`);
     }
   }
   return deepFreeze(config);
+}
+
+/**
+ * The transport must be chosen: TLS with a credential for each role (a token file or client
+ * certificates), or plaintext asked for by name. Returns the problem, naming the keys, or undefined.
+ */
+function transportProblemOf(config: z.output<typeof configSchema>): string | undefined {
+  const { tls, insecure, auth, limits } = config;
+  if (limits.maxFileBytes > limits.maxMessageBytes) {
+    return `limits.maxFileBytes (${limits.maxFileBytes}) is larger than limits.maxMessageBytes (${limits.maxMessageBytes})`;
+  }
+  if (tls && insecure) return 'tls and insecure: true exclude each other; remove one';
+  if (!tls && !insecure) {
+    return 'tls: no transport chosen; set tls: { certFile, keyFile } (plus auth.agentTokenFile and auth.adminTokenFile, or tls.clientCaFile), or insecure: true for plaintext';
+  }
+  if (tls && !tls.clientCaFile) {
+    const missing = [auth.agentTokenFile ? '' : 'auth.agentTokenFile', auth.adminTokenFile ? '' : 'auth.adminTokenFile'].filter(Boolean);
+    if (missing.length > 0) {
+      return `${missing.join(', ')}: with tls every caller must authenticate; set ${missing.join(' and ')}, or tls.clientCaFile for client certificates`;
+    }
+  }
+  if (auth.agentTokenFile && auth.agentTokenFile === auth.adminTokenFile) {
+    return 'auth.adminTokenFile: must not be the agent token file; agents must not be able to call admin RPCs';
+  }
+  return undefined;
 }
 
 /** Reads YAML from `file`, applies overrides, validates. */

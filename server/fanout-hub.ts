@@ -50,7 +50,14 @@ export class FanoutHub {
   /** Registers a session after its hello and sends it what it must hold. */
   attach(session: AgentSession, hello: AgentHello): void {
     const existing = this.sessions.get(session.nodeId);
-    if (existing) throw new DuplicateNodeError(session.nodeId, existing.peer);
+    if (existing) {
+      const record = this.fleet.recordDuplicate(session.nodeId, session.peer, this.now());
+      this.log.warn(
+        { node: session.nodeId, peer: session.peer, connectedPeer: existing.peer, refusals: record?.duplicateRefusals },
+        'Duplicate node identity refused',
+      );
+      throw new DuplicateNodeError(session.nodeId, existing.peer);
+    }
 
     this.sessions.set(session.nodeId, session);
     const versions = this.currentVersions();

@@ -22,6 +22,10 @@ export interface NodeRecord {
   connectedSince: Date | undefined;
   lastSeen: Date;
   bundles: Map<string, NodeBundleRecord>;
+  /** Second agents refused while this node was connected (a cloned or misconfigured node ID). */
+  duplicateRefusals: number;
+  lastDuplicatePeer: string;
+  lastDuplicateAt: Date | undefined;
 }
 
 /**
@@ -64,6 +68,9 @@ export class Fleet {
       connectedSince: undefined,
       lastSeen: now,
       bundles: new Map(),
+      duplicateRefusals: 0,
+      lastDuplicatePeer: '',
+      lastDuplicateAt: undefined,
     };
     Object.assign(record, {
       hostname: hello.hostname,
@@ -88,6 +95,16 @@ export class Fleet {
       });
     }
     this.records.set(hello.nodeId, record);
+    return record;
+  }
+
+  /** Records that a second agent claimed a connected node's ID and was refused. */
+  recordDuplicate(nodeId: string, peer: string, now: Date): NodeRecord | undefined {
+    const record = this.records.get(nodeId);
+    if (!record) return undefined;
+    record.duplicateRefusals += 1;
+    record.lastDuplicatePeer = peer;
+    record.lastDuplicateAt = now;
     return record;
   }
 

@@ -6,14 +6,19 @@ import {
   type AdminServiceServer,
   type AgentServiceServer,
 } from '../common/contract';
+import type { Logger } from '../common/log';
+import { createAccessInterceptor } from './access-interceptor';
 import { addReflection } from './reflection';
-
-/** Largest message accepted or sent; a bundle is a few KiB, so this is generous. */
-export const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+import type { ServerTransport } from './server-transport';
 
 export interface GrpcServerParts {
   agentService: AgentServiceServer;
   adminService: AdminServiceServer;
+  transport: ServerTransport;
+  /** Largest message accepted or sent (limits.maxMessageBytes); a bundle push is one message. */
+  maxMessageBytes: number;
+  /** Where refused calls are logged. */
+  log: Logger;
 }
 
 export interface RunningGrpcServer {
@@ -25,7 +30,8 @@ export interface RunningGrpcServer {
 
 /**
  * Builds the gRPC server: AgentService, AdminService, the standard health service and server
- * reflection (so `grpcurl` and `buf curl` work without the .proto files).
+ * reflection (so `grpcurl` and `buf curl` work without the .proto files). Every call passes the
+ * access interceptor first; health and reflection are open, the rest need their role.
  */
 export async function startGrpcServer(listen: string, parts: GrpcServerParts): Promise<RunningGrpcServer> {
   const server = new grpc.Server({
@@ -33,8 +39,9 @@ export async function startGrpcServer(listen: string, parts: GrpcServerParts): P
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
-    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
-    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_receive_message_length': parts.maxMessageBytes,
+    'grpc.max_send_message_length': parts.maxMessageBytes,
+    interceptors: [createAccessInterceptor(parts.transport.policy, parts.log)],
   });
   server.addService(AgentServiceService, parts.agentService);
   server.addService(AdminServiceService, parts.adminService);
@@ -48,7 +55,7 @@ export async function startGrpcServer(listen: string, parts: GrpcServerParts): P
   addReflection(server);
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(listen, grpc.ServerCredentials.createInsecure(), (error, boundPort) =>
+    server.bindAsync(listen, parts.transport.credentials, (error, boundPort) =>
       error ? reject(new Error(`cannot listen on ${listen}: ${error.message}`, { cause: error })) : resolve(boundPort),
     );
   });

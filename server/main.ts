@@ -28,7 +28,17 @@ async function main(): Promise<void> {
   }
 
   const log = createRootLogger(config.logLevel);
-  const app = await startServerApp(config, log);
+  let app;
+  try {
+    app = await startServerApp(config, log);
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      log.fatal({ err: { message: error.message } }, 'Configuration not usable');
+      process.stderr.write(`certsync-server: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

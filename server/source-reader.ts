@@ -3,9 +3,6 @@ import path from 'node:path';
 import type { CandidateFile } from './bundle-validator';
 import type { BundleConfig } from './config';
 
-/** Largest source file certsync reads; certificates and keys are a few KiB. */
-export const MAX_SOURCE_FILE_BYTES = 1024 * 1024;
-
 /**
  * Thrown when a source file cannot be read. During a certbot renewal a link is briefly missing
  * (certbot unlinks, then re-creates it), so ENOENT here is usually transient.
@@ -28,8 +25,11 @@ export interface SourceSnapshot {
   resolvedDirs: string[];
 }
 
-/** Reads every configured file of a bundle, following symlinks to the bytes they point at. */
-export async function readSourceFiles(bundle: BundleConfig): Promise<SourceSnapshot> {
+/**
+ * Reads every configured file of a bundle, following symlinks to the bytes they point at. A file
+ * larger than `maxFileBytes` (limits.maxFileBytes) is refused with EFBIG before it is read.
+ */
+export async function readSourceFiles(bundle: BundleConfig, maxFileBytes: number): Promise<SourceSnapshot> {
   const files: CandidateFile[] = [];
   const resolvedDirs = new Set<string>();
   for (const file of bundle.files) {
@@ -42,9 +42,9 @@ export async function readSourceFiles(bundle: BundleConfig): Promise<SourceSnaps
       if (!stat.isFile()) {
         throw new SourceReadError(`${filePath} is not a regular file`, filePath, 'ENOTFILE');
       }
-      if (stat.size > MAX_SOURCE_FILE_BYTES) {
+      if (stat.size > maxFileBytes) {
         throw new SourceReadError(
-          `${filePath} is ${stat.size} bytes; certsync reads at most ${MAX_SOURCE_FILE_BYTES}`,
+          `${filePath} is ${stat.size} bytes, more than limits.maxFileBytes (${maxFileBytes})`,
           filePath,
           'EFBIG',
         );

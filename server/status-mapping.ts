@@ -1,5 +1,6 @@
 import { status, type ServiceError, Metadata } from '@grpc/grpc-js';
 import type { Logger } from '../common/log';
+import { PermissionDeniedError, UnauthenticatedError } from './caller-identity';
 import { FleetUnavailableError, NodeNotExpectedError } from './expected-nodes';
 import { DuplicateNodeError } from './fanout-hub';
 
@@ -48,6 +49,8 @@ export interface GrpcStatusError {
  */
 export function toGrpcStatus(error: unknown, log: Logger, context: Record<string, unknown> = {}): Partial<ServiceError> & GrpcStatusError {
   const make = (code: status, details: string): GrpcStatusError => ({ code, details, metadata: new Metadata() });
+  if (error instanceof UnauthenticatedError) return make(status.UNAUTHENTICATED, error.message);
+  if (error instanceof PermissionDeniedError) return make(status.PERMISSION_DENIED, error.message);
   if (error instanceof NotFoundError) return make(status.NOT_FOUND, error.message);
   if (error instanceof InvalidRequestError) return make(status.INVALID_ARGUMENT, error.message);
   if (error instanceof DuplicateNodeError) return make(status.ALREADY_EXISTS, error.message);

@@ -8,7 +8,7 @@ import { sha256Hex } from '../../common/digest';
 import { createCertbotTree, renewCertbotTree } from '../support/certbot-tree';
 import { FleetHarness, HARNESS_TARGETS } from '../support/fleet-harness';
 import { createWildcardSet, issueLeaf, type CertbotPemSet, type IssuedCertificate } from '../support/pki';
-import { runToCompletion, waitFor } from '../support/processes';
+import { waitFor } from '../support/processes';
 
 const NODES = ['node-a', 'node-b', 'node-c'];
 
@@ -149,10 +149,13 @@ describe('server and three agents as real processes on loopback', () => {
     harness.agents.set('node-a', original);
   });
 
-  test('GetStatus through server reflection (buf curl, no .proto files) shows every node in sync', async () => {
+  test('GetStatus over TLS with the admin token through server reflection (buf curl, no .proto files) shows every node in sync', async () => {
     const buf = path.join(process.cwd(), 'node_modules', '.bin', 'buf');
     const { spawnSync } = await import('node:child_process');
-    const result = spawnSync(buf, ['curl', '--protocol', 'grpc', '--http2-prior-knowledge', `http://127.0.0.1:${harness.port}/certsync.v1.AdminService/GetStatus`], { encoding: 'utf8', cwd: os.tmpdir() });
+    const token = (await fs.readFile(harness.credentials.adminTokenFile, 'utf8')).trim();
+    const tls = ['--cacert', harness.credentials.caFile, '-H', `authorization: Bearer ${token}`];
+    const url = `https://127.0.0.1:${harness.port}/certsync.v1.AdminService/GetStatus`;
+    const result = spawnSync(buf, ['curl', '--protocol', 'grpc', ...tls, url], { encoding: 'utf8', cwd: os.tmpdir() });
     assert.equal(result.status, 0, result.stderr);
     const status = JSON.parse(result.stdout) as { bundles: Array<{ currentVersion: string; nodesInSync: number; nodes: Array<{ inSync?: boolean }> }> };
     assert.equal(status.bundles[0]?.currentVersion, String(version));
@@ -162,11 +165,11 @@ describe('server and three agents as real processes on loopback', () => {
   });
 
   test('certsyncctl status prints the table and exits 0 when in sync', async () => {
-    const result = await runToCompletion('ctl', ['--server', `127.0.0.1:${harness.port}`, 'status']);
+    const result = await harness.runCtl(['status']);
     assert.equal(result.code, 0, result.stderr);
     for (const nodeId of NODES) assert.match(result.stdout, new RegExp(nodeId));
     assert.match(result.stdout, new RegExp(`version ${version}`));
-    const json = await runToCompletion('ctl', ['--server', `127.0.0.1:${harness.port}`, '--json', 'status']);
+    const json = await harness.runCtl(['--json', 'status']);
     assert.equal(JSON.parse(json.stdout).bundles[0].currentVersion, version);
   });
 });

@@ -9,7 +9,7 @@ import { createCertbotTree, renewCertbotTree } from '../support/certbot-tree';
 import { checkDockerEngine, startDockerEngine, type DockerEngine } from '../support/docker-engine';
 import { FleetHarness, HARNESS_TARGETS } from '../support/fleet-harness';
 import { createWildcardSet, issueLeaf, type CertbotPemSet } from '../support/pki';
-import { runToCompletion, waitFor } from '../support/processes';
+import { waitFor } from '../support/processes';
 import { startLocalVaultStandIn, type LocalVaultStandIn } from '../support/vault-stand-in';
 
 // The proof step over real processes: a server, two agents, and two Vault stand-in replicas on
@@ -114,7 +114,7 @@ describe('proof of a reload, unseal and rollback', { skip: engineCheck.skip }, (
     const serverLog = await fs.readFile(harness.server!.logFile, 'utf8');
     for (const key of UNSEAL_KEYS) assert.ok(!serverLog.includes(key), 'no unseal key in the server log');
 
-    const verify = await runToCompletion('ctl', ['--server', `127.0.0.1:${harness.port}`, 'verify', 'example']);
+    const verify = await harness.runCtl(['verify', 'example']);
     assert.equal(verify.code, 0, verify.stdout + verify.stderr);
     assert.match(verify.stdout, /proof of example_vault \(version 1.*\): ok/);
     assert.match(verify.stdout, /vault unsealed/);
@@ -148,7 +148,7 @@ describe('proof of a reload, unseal and rollback', { skip: engineCheck.skip }, (
     const status = (await harness.admin.getStatus()).bundles[0]!;
     assert.equal(status.currentVersion, 1, 'version 2 is withdrawn while the source still holds it');
 
-    const ctl = await runToCompletion('ctl', ['--server', `127.0.0.1:${harness.port}`, 'history', 'example']);
+    const ctl = await harness.runCtl(['history', 'example']);
     assert.equal(ctl.code, 0, ctl.stderr);
     assert.match(ctl.stdout, /rollout of version 1: DONE .*rollback of version 2/);
     assert.match(ctl.stdout, /reloading → failed: /);

@@ -7,7 +7,7 @@ import type { RolloutInfo } from '../../common/contract';
 import { createCertbotTree, renewCertbotTree } from '../support/certbot-tree';
 import { FleetHarness } from '../support/fleet-harness';
 import { createWildcardSet, issueLeaf, type IssuedCertificate } from '../support/pki';
-import { runToCompletion, waitFor } from '../support/processes';
+import { waitFor } from '../support/processes';
 
 // Rollouts with a static fleet, server and agents as real processes: a version converges only when
 // every listed node confirmed it, a missing node stalls the rollout by name, and an agent whose
@@ -84,12 +84,12 @@ describe('rollouts over a static fleet on loopback', () => {
     assert.deepEqual(stalled.missingNodes, ['node-b']);
     assert.match(stalled.reason, /node-b: agent disconnected/);
 
-    const ctl = await runToCompletion('ctl', ['--server', `127.0.0.1:${harness.port}`, 'status']);
+    const ctl = await harness.runCtl(['status']);
     assert.equal(ctl.code, 1, 'status exits 1 while a node is out of sync');
     assert.match(ctl.stdout, /STALLED/);
     assert.match(ctl.stdout, /waiting for: node-b/);
 
-    const refused = await runToCompletion('ctl', ['--server', `127.0.0.1:${harness.port}`, 'reload', 'example']);
+    const refused = await harness.runCtl(['reload', 'example']);
     assert.equal(refused.code, 4, refused.stderr);
     assert.match(refused.stderr, /node-b.*force/);
 
@@ -99,7 +99,7 @@ describe('rollouts over a static fleet on loopback', () => {
   });
 
   test('Rollout re-sends an earlier version and the watcher does not put the newer one back', async () => {
-    const result = await runToCompletion('ctl', ['--server', `127.0.0.1:${harness.port}`, '--json', 'rollout', 'example', '--version', '1']);
+    const result = await harness.runCtl(['--json', 'rollout', 'example', '--version', '1']);
     assert.equal(result.code, 0, result.stderr);
     await harness.waitForConvergence(1, NODES);
     await rolloutOf(1, 'done');

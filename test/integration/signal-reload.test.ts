@@ -8,10 +8,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { createLocalDocker, LocalSignaller } from '../../agent/local-signaller';
 import { AgentServiceService } from '../../common/contract';
 import { createSilentLogger } from '../../common/log';
+import { createAccessInterceptor } from '../../server/access-interceptor';
 import { createAgentService } from '../../server/agent-service';
 import { FanoutHub } from '../../server/fanout-hub';
 import { Fleet } from '../../server/fleet';
 import { createExpectedNodes } from '../../server/expected-nodes';
+import { loadServerTransport } from '../../server/server-transport';
 import { SignalDispatcher } from '../../server/signal-dispatcher';
 import { VersionStore } from '../../server/version-store';
 import {
@@ -20,6 +22,7 @@ import {
   startDockerEngine,
 } from '../support/docker-engine';
 import { startProcess, waitFor, type ManagedProcess } from '../support/processes';
+import { agentTransportArgs, createTransportFixture } from '../support/transport-fixture';
 
 const engineCheck = checkDockerEngine();
 const IMAGE = 'cssig-busybox:1';
@@ -75,12 +78,21 @@ describe('signal reload through a real agent and real dockerd', { skip: engineCh
     hub = new FanoutHub(store, fleet, [], log);
     dispatcher = new SignalDispatcher(hub, log);
     const expectedNodes = createExpectedNodes({ mode: 'connected' }, { fleet, docker: () => assert.fail('no Docker API here'), log });
-    grpcServer = new grpc.Server();
+    // The real transport: TLS, the agent token, the access interceptor.
+    const secrets = await createTransportFixture(path.join(workDir, 'secrets'));
+    const transport = loadServerTransport(
+      {
+        tls: { certFile: secrets.serverCertFile, keyFile: secrets.serverKeyFile },
+        auth: { agentTokenFile: secrets.agentTokenFile, adminTokenFile: secrets.adminTokenFile },
+      },
+      log,
+    );
+    grpcServer = new grpc.Server({ interceptors: [createAccessInterceptor(transport.policy, log)] });
     grpcServer.addService(AgentServiceService, createAgentService(hub, expectedNodes, dispatcher, log));
     const port = await new Promise<number>((resolve, reject) =>
       grpcServer?.bindAsync(
         '127.0.0.1:0',
-        grpc.ServerCredentials.createInsecure(),
+        transport.credentials,
         (error, bound) => (error ? reject(error) : resolve(bound)),
       ),
     );
@@ -89,6 +101,7 @@ describe('signal reload through a real agent and real dockerd', { skip: engineCh
     await fs.mkdir(nodeDir);
     const args = ['--server', `127.0.0.1:${port}`, '--dir', nodeDir, '--node-id', 'node-1'];
     args.push('--docker-socket', engine.socketPath, '--log-level', 'debug');
+    args.push(...agentTransportArgs(secrets, 'tls'));
     agent = await startProcess('agent', args, path.join(workDir, 'agent-node-1.log'));
     const connected = async () => hub.connectedNodeIds().includes('node-1') || undefined;
     await waitFor('node-1 to connect', connected, 10_000);

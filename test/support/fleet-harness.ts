@@ -3,7 +3,16 @@ import os from 'node:os';
 import path from 'node:path';
 import type { GetStatusResponse } from '../../common/contract';
 import { AdminClient } from '../../ctl/admin-client';
-import { freePort, startProcess, waitFor, type ManagedProcess } from './processes';
+import { freePort, runToCompletion, startProcess, waitFor, type ManagedProcess } from './processes';
+import {
+  adminTransportArgs,
+  agentTransportArgs,
+  clientTransport,
+  createTransportFixture,
+  serverTransportConfig,
+  type TransportFixture,
+  type TransportMode,
+} from './transport-fixture';
 
 /** The targets every harness bundle writes, and the modes it asks for. */
 export const HARNESS_TARGETS = {
@@ -21,11 +30,14 @@ export interface FleetHarnessOptions {
   extraConfig?: string[];
   /** Extra YAML lines inside the bundle (e.g. a `reload:` list), indented by the caller. */
   extraBundleConfig?: string[];
+  /** TLS with tokens by default; `mtls` for client certificates, `insecure` for plaintext. */
+  transport?: TransportMode;
 }
 
 /**
  * A real certsync-server and real agents as child processes on loopback, each agent with its own
  * folder, plus an admin client. Used by the integration tests (the demo wires the same parts).
+ * Everything runs over TLS with an agent and an admin token unless `transport` says otherwise.
  */
 export class FleetHarness {
   readonly admin: AdminClient;
@@ -37,8 +49,10 @@ export class FleetHarness {
     readonly port: number,
     readonly configFile: string,
     readonly bundleName: string,
+    readonly credentials: TransportFixture,
+    readonly transport: TransportMode,
   ) {
-    this.admin = new AdminClient(`127.0.0.1:${port}`, 2_000);
+    this.admin = new AdminClient(`127.0.0.1:${port}`, clientTransport(credentials, transport, 'admin'), 2_000);
   }
 
   static async create(options: FleetHarnessOptions): Promise<FleetHarness> {
@@ -46,8 +60,11 @@ export class FleetHarness {
     const port = await freePort();
     const bundleName = options.bundleName ?? 'example';
     const configFile = path.join(workDir, 'certsync.yml');
+    const transport = options.transport ?? 'tls';
+    const credentials = await createTransportFixture(path.join(workDir, 'secrets'));
     const config = [
       `listen: 127.0.0.1:${port}`,
+      ...serverTransportConfig(credentials, transport),
       `stateDir: ${JSON.stringify(path.join(workDir, 'state'))}`,
       `settleMs: ${options.settleMs ?? 200}`,
       'logLevel: debug',
@@ -63,7 +80,7 @@ export class FleetHarness {
       '',
     ].join('\n');
     await fs.writeFile(configFile, config);
-    return new FleetHarness(workDir, port, configFile, bundleName);
+    return new FleetHarness(workDir, port, configFile, bundleName, credentials, transport);
   }
 
   nodeDir(nodeId: string): string {
@@ -77,10 +94,16 @@ export class FleetHarness {
 
   async startAgent(nodeId: string, dir = this.nodeDir(nodeId), extraArgs: string[] = []): Promise<ManagedProcess> {
     await fs.mkdir(dir, { recursive: true });
-    const args = ['--server', `127.0.0.1:${this.port}`, '--dir', dir, '--node-id', nodeId, ...extraArgs];
+    const args = ['--server', `127.0.0.1:${this.port}`, '--dir', dir, '--node-id', nodeId];
+    args.push(...agentTransportArgs(this.credentials, this.transport), ...extraArgs);
     const agent = await startProcess('agent', args, path.join(this.workDir, 'logs', `agent-${nodeId}.log`));
     this.agents.set(nodeId, agent);
     return agent;
+  }
+
+  /** Runs certsyncctl against this server with the admin credential; `args` follow the global flags. */
+  runCtl(args: string[]) {
+    return runToCompletion('ctl', ['--server', `127.0.0.1:${this.port}`, ...adminTransportArgs(this.credentials, this.transport), ...args]);
   }
 
   /** Waits until the bundle is at `version` and every listed node confirmed it. */

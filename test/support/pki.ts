@@ -29,6 +29,8 @@ export interface CertificateOptions {
   notAfter?: Date;
   /** Hex; random when absent. */
   serialNumber?: string;
+  /** IP address SANs (leaf only), e.g. 127.0.0.1 for a loopback server. */
+  ipAddresses?: string[];
 }
 
 /** The four files certbot writes for one lineage. */
@@ -48,6 +50,7 @@ export const TEST_KEY_PASSPHRASE = 'certsync-test-passphrase';
 const HOUR_MS = 60 * 60 * 1000;
 const DEFAULT_VALIDITY_MS = 90 * 24 * HOUR_MS;
 const SERVER_AUTH_OID = '1.3.6.1.5.5.7.3.1';
+const CLIENT_AUTH_OID = '1.3.6.1.5.5.7.3.2';
 
 /**
  * Workaround: @peculiar/x509 loads tsyringe, which throws at require time ("tsyringe requires a
@@ -292,12 +295,36 @@ export async function issueLeaf(
         new x509.ExtendedKeyUsageExtension([SERVER_AUTH_OID], false),
         await x509.SubjectKeyIdentifierExtension.create(publicKey as unknown as X509.PublicKeyType),
       ];
-      if (dnsNames.length > 0) {
-        const names = dnsNames.map((value) => ({ type: 'dns' as const, value }));
+      const names = [
+        ...dnsNames.map((value) => ({ type: 'dns' as const, value })),
+        ...(options.ipAddresses ?? []).map((value) => ({ type: 'ip' as const, value })),
+      ];
+      if (names.length > 0) {
         extensions.push(new x509.SubjectAlternativeNameExtension(names, false));
       }
       return extensions;
     },
+  });
+}
+
+/**
+ * A TLS client certificate (clientAuth) whose subject carries an OU, the way certsync-server reads
+ * a caller's role (`OU=certsync-agent` or `OU=certsync-admin`).
+ */
+export async function issueClientCertificate(
+  issuer: IssuedCertificate,
+  options: CertificateOptions & { organizationalUnit: string },
+): Promise<IssuedCertificate> {
+  return signCertificate({
+    subjectName: `CN=${options.commonName ?? 'certsync client'}, OU=${options.organizationalUnit}`,
+    options,
+    issuer,
+    extensions: async (x509, publicKey) => [
+      new x509.BasicConstraintsExtension(false, undefined, true),
+      new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+      new x509.ExtendedKeyUsageExtension([CLIENT_AUTH_OID], false),
+      await x509.SubjectKeyIdentifierExtension.create(publicKey as unknown as X509.PublicKeyType),
+    ],
   });
 }
 

@@ -177,6 +177,7 @@ describe('certsync-agent against a real gRPC server', () => {
       serverAddress: `127.0.0.1:${server.port}`,
       dir,
       nodeId: 'node-1',
+      transport: { insecure: true },
       reconnect: { initialDelayMs: 20, maxDelayMs: 200, healthyAfterMs: 1000 },
       driftDebounceMs: 50,
       dockerSocketPath: path.join(root, 'no-such-docker.sock'),

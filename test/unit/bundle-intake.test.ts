@@ -20,6 +20,7 @@ async function setUp() {
   const set = await createWildcardSet();
   const { liveDir } = await createCertbotTree(path.join(workDir, 'le'), 'example.test', set.pems);
   const config = parseServerConfig({
+    insecure: true,
     stateDir: path.join(workDir, 'state'),
     bundles: [
       {
@@ -42,6 +43,7 @@ async function setUp() {
     settleMs: SETTLE_MS,
     rescanIntervalMs: 60_000,
     usePolling: false,
+    limits: config.limits,
     onAccepted: (version) => {
       accepted.push(version);
     },

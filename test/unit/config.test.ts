@@ -15,7 +15,7 @@ const minimalBundle = {
 };
 
 test('defaults fill in and modes become numbers', () => {
-  const config = parseServerConfig({ bundles: [minimalBundle] });
+  const config = parseServerConfig({ insecure: true, bundles: [minimalBundle] });
   assert.equal(config.listen, '0.0.0.0:7443');
   assert.equal(config.stateDir, '/var/lib/certsync');
   assert.equal(config.settleMs, 500);
@@ -27,7 +27,7 @@ test('defaults fill in and modes become numbers', () => {
 
 test('unknown keys are rejected with their path', () => {
   assert.throws(
-    () => parseServerConfig({ bundles: [{ ...minimalBundle, expectName: ['x'] }], lisen: 'x' }),
+    () => parseServerConfig({ insecure: true, bundles: [{ ...minimalBundle, expectName: ['x'] }], lisen: 'x' }),
     (error: unknown) =>
       error instanceof ConfigError &&
       error.message.includes('bundles[0]: Unrecognized key: "expectName"') &&
@@ -44,7 +44,7 @@ test('targets that leave the agent folder and bad modes are named', () => {
     ],
   };
   assert.throws(
-    () => parseServerConfig({ bundles: [bad] }),
+    () => parseServerConfig({ insecure: true, bundles: [bad] }),
     (error: unknown) =>
       error instanceof ConfigError &&
       error.message.includes('bundles[0].files[0].target') &&
@@ -54,9 +54,9 @@ test('targets that leave the agent folder and bad modes are named', () => {
 });
 
 test('duplicate bundle names and duplicate targets are refused', () => {
-  assert.throws(() => parseServerConfig({ bundles: [minimalBundle, minimalBundle] }), /used twice/);
+  assert.throws(() => parseServerConfig({ insecure: true, bundles: [minimalBundle, minimalBundle] }), /used twice/);
   const twice = { ...minimalBundle, files: [minimalBundle.files[0], minimalBundle.files[0]] };
-  assert.throws(() => parseServerConfig({ bundles: [twice] }), /same target/);
+  assert.throws(() => parseServerConfig({ insecure: true, bundles: [twice] }), /same target/);
 });
 
 test('a YAML file is read, overrides win, and YAML errors name the file', async () => {
@@ -66,6 +66,7 @@ test('a YAML file is read, overrides win, and YAML errors name the file', async 
     file,
     [
       'listen: 0.0.0.0:7443',
+      'insecure: true',
       'bundles:',
       '  - name: iklim-co',
       '    source: /swag/live/iklim.co',
@@ -85,7 +86,7 @@ test('a YAML file is read, overrides win, and YAML errors name the file', async 
 });
 
 test('fleet modes and reload targets are read with their defaults', () => {
-  const config = parseServerConfig({
+  const config = parseServerConfig({ insecure: true,
     fleet: { mode: 'swarm', agentService: 'certsync_agent' },
     bundles: [
       {
@@ -103,7 +104,7 @@ test('fleet modes and reload targets are read with their defaults', () => {
     { service: 'iklimco_vault', action: 'force-update', timeoutMs: 300_000, onFailure: 'hold' },
     { service: 'iklimco_nginx', action: 'signal', signal: 'SIGHUP', timeoutMs: 300_000, onFailure: 'hold' },
   ]);
-  assert.deepEqual(parseServerConfig({ fleet: { mode: 'static', nodes: ['n1', 'n2'] }, bundles: [minimalBundle] }).fleet, {
+  assert.deepEqual(parseServerConfig({ insecure: true, fleet: { mode: 'static', nodes: ['n1', 'n2'] }, bundles: [minimalBundle] }).fleet, {
     mode: 'static',
     nodes: ['n1', 'n2'],
   });
@@ -111,15 +112,15 @@ test('fleet modes and reload targets are read with their defaults', () => {
 
 test('a verify section takes its defaults and refuses bad endpoints', () => {
   const bundle = (verify: unknown) => ({ ...minimalBundle, reload: [{ service: 'v', action: 'force-update', verify, onFailure: 'rollback' }] });
-  const config = parseServerConfig({ bundles: [bundle({ tls: { port: 8200, serverName: 'vault.iklim.co' }, vault: { unsealKeyFile: '/run/secrets/k' } })] });
+  const config = parseServerConfig({ insecure: true, bundles: [bundle({ tls: { port: 8200, serverName: 'vault.iklim.co' }, vault: { unsealKeyFile: '/run/secrets/k' } })] });
   assert.deepEqual(config.bundles[0]?.reload[0]?.verify, {
     tls: { port: 8200, serverName: 'vault.iklim.co' },
     vault: { unsealKeyFile: '/run/secrets/k' },
     timeoutMs: 120_000,
   });
   assert.equal(config.bundles[0]?.reload[0]?.onFailure, 'rollback');
-  assert.throws(() => parseServerConfig({ bundles: [bundle({ tls: { port: 8200, endpoints: ['nohost'] } })] }), /verify\.tls\.endpoints\[0\]: must be HOST:PORT/);
-  assert.throws(() => parseServerConfig({ bundles: [bundle({ tls: {} })] }), /verify\.tls\.port/);
+  assert.throws(() => parseServerConfig({ insecure: true, bundles: [bundle({ tls: { port: 8200, endpoints: ['nohost'] } })] }), /verify\.tls\.endpoints\[0\]: must be HOST:PORT/);
+  assert.throws(() => parseServerConfig({ insecure: true, bundles: [bundle({ tls: {} })] }), /verify\.tls\.port/);
 });
 
 test('bad fleet and reload settings name their key', () => {
@@ -134,4 +135,37 @@ test('bad fleet and reload settings name their key', () => {
   for (const [raw, pattern] of attempts) {
     assert.throws(() => parseServerConfig(raw), (error: unknown) => error instanceof ConfigError && pattern.test(error.message), String(pattern));
   }
+});
+
+test('the transport must be chosen: TLS with a credential per role, or insecure by name', () => {
+  const tls = { certFile: '/run/secrets/server.crt', keyFile: '/run/secrets/server.key' };
+  const tokens = { agentTokenFile: '/run/secrets/agent', adminTokenFile: '/run/secrets/admin' };
+  const refused: Array<[unknown, RegExp]> = [
+    [{ bundles: [minimalBundle] }, /tls: no transport chosen; set tls: \{ certFile, keyFile \}.*or insecure: true/],
+    [{ tls, insecure: true, auth: tokens, bundles: [minimalBundle] }, /tls and insecure: true exclude each other/],
+    [{ tls, bundles: [minimalBundle] }, /auth\.agentTokenFile, auth\.adminTokenFile: with tls every caller must authenticate/],
+    [{ tls, auth: { agentTokenFile: '/a' }, bundles: [minimalBundle] }, /auth\.adminTokenFile: with tls/],
+    [{ tls, auth: { agentTokenFile: '/a', adminTokenFile: '/a' }, bundles: [minimalBundle] }, /auth\.adminTokenFile: must not be the agent token file/],
+    [{ insecure: false, bundles: [minimalBundle] }, /insecure/],
+    [{ tls: { certFile: '/c' }, auth: tokens, bundles: [minimalBundle] }, /tls\.keyFile/],
+  ];
+  for (const [raw, pattern] of refused) {
+    assert.throws(() => parseServerConfig(raw), (error: unknown) => error instanceof ConfigError && pattern.test(error.message), String(pattern));
+  }
+  assert.deepEqual(parseServerConfig({ tls, auth: tokens, bundles: [minimalBundle] }).tls, tls);
+  const mtls = parseServerConfig({ tls: { ...tls, clientCaFile: '/run/secrets/client-ca.pem' }, bundles: [minimalBundle] });
+  assert.equal(mtls.tls?.clientCaFile, '/run/secrets/client-ca.pem');
+});
+
+test('limits take defaults, and a bundle with more files than allowed names the key', () => {
+  const config = parseServerConfig({ insecure: true, bundles: [minimalBundle] });
+  assert.deepEqual(config.limits, { maxMessageBytes: 4 * 1024 * 1024, maxFilesPerBundle: 16, maxFileBytes: 1024 * 1024 });
+  assert.throws(
+    () => parseServerConfig({ insecure: true, limits: { maxFilesPerBundle: 1 }, bundles: [minimalBundle] }),
+    /bundles\[0\]\.files: 2 files, more than limits\.maxFilesPerBundle \(1\)/,
+  );
+  assert.throws(
+    () => parseServerConfig({ insecure: true, limits: { maxMessageBytes: 65536, maxFileBytes: 1048576 }, bundles: [minimalBundle] }),
+    /limits\.maxFileBytes \(1048576\) is larger than limits\.maxMessageBytes \(65536\)/,
+  );
 });

@@ -104,6 +104,7 @@ describe('RolloutTracker', () => {
     stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-tracker-'));
     clock = Date.parse('2026-12-04T10:00:00Z');
     config = parseServerConfig({
+      insecure: true,
       stateDir,
       convergeTimeoutMs: 5000,
       fleet: { mode: 'static', nodes: ['a', 'b'] },
@@ -201,6 +202,7 @@ describe('RolloutTracker', () => {
 
   it('holds after a failed proof: failed, named, and nothing rolled back', async () => {
     config = parseServerConfig({
+      insecure: true,
       stateDir,
       convergeTimeoutMs: 5000,
       fleet: { mode: 'static', nodes: ['a', 'b'] },
