@@ -56,7 +56,22 @@ export async function runCertsyncctl(
 ): Promise<CommandResult> {
   const container = await serverContainer(manager, serverService);
   return manager.docker(
-    ['exec', container, 'node', '/app/dist/ctl/main.js', '--server', '127.0.0.1:7443', ...args],
+    [
+      'exec',
+      container,
+      'node',
+      '/app/dist/ctl/main.js',
+      '--server',
+      '127.0.0.1:7443',
+      // As in README "Deploying on a swarm": the stack mounts the CA and the admin token.
+      '--server-name',
+      'localhost',
+      '--ca-file',
+      '/run/secrets/certsync_ca',
+      '--token-file',
+      '/run/secrets/certsync_admin_token',
+      ...args,
+    ],
     { allowFailure: true, timeoutMs: 20_000 },
   );
 }

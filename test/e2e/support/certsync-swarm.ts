@@ -5,6 +5,7 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 
 import { createCertbot, type Certbot } from '../../support/certbot.js';
 import { startPebble, type Pebble } from '../../support/pebble.js';
+import { createTransportFixture } from '../../support/transport-fixture.js';
 import { removeLeftovers } from './cleanup.js';
 import { startEngine, type DockerEngine } from './docker-engine.js';
 import { buildImage, copyImages, ensureBaseImage } from './images.js';
@@ -145,10 +146,24 @@ export async function startCertsyncSwarm(
       liveDir: certbot.liveDir(LINEAGE),
       unsealKeys,
       async deployStack(configPath) {
-        // `docker secret create NAME -` reads the secret from stdin: no key file on disk.
+        // The secrets deploy/docker-stack.yml expects to exist. `docker secret create NAME -`
+        // reads the secret from stdin.
         await manager.docker(['secret', 'create', UNSEAL_SECRET, '-'], {
           input: `${unsealKeys.join('\n')}\n`,
         });
+        // Agents dial the stack's service name `server`; certsyncctl in the server's container
+        // dials 127.0.0.1 with `localhost` as the name (both on the certificate).
+        const transport = await createTransportFixture(path.join(layout.runDir, 'transport'), {
+          serverDnsNames: ['server'],
+        });
+        for (const [name, file] of [
+          ['certsync_ca', transport.caFile],
+          ['certsync_server_cert', transport.serverCertFile],
+          ['certsync_server_key', transport.serverKeyFile],
+          ['certsync_agent_token', transport.agentTokenFile],
+          ['certsync_admin_token', transport.adminTokenFile],
+        ] as const)
+          await manager.docker(['secret', 'create', name, file]);
         await manager.docker(
           [
             'stack',
