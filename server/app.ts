@@ -61,6 +61,7 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
         settleMs: config.settleMs,
         rescanIntervalMs: config.rescanIntervalMs,
         usePolling: config.usePolling,
+        maxFileBytes: config.maxFileBytes,
         onAccepted: async (version) => {
           hub.distribute(version);
           await tracker.begin(version, 'accepted');

@@ -12,6 +12,8 @@ export interface BundleIntakeOptions {
   settleMs: number;
   rescanIntervalMs: number;
   usePolling: boolean;
+  /** Source files larger than this are rejected unread (config `maxFileBytes`). */
+  maxFileBytes: number;
   /** How many extra settle windows a failing candidate gets before it is recorded as rejected. */
   retriesBeforeReject?: number;
   onAccepted: (version: BundleVersion) => void | Promise<void>;
@@ -83,12 +85,12 @@ export class BundleIntake {
     const { bundle, store, log } = this.options;
     let files: CandidateFile[];
     try {
-      const snapshot = await readSourceFiles(bundle);
+      const snapshot = await readSourceFiles(bundle, { maxFileBytes: this.options.maxFileBytes });
       this.watcher.watchAlso(snapshot.resolvedDirs);
       files = snapshot.files;
     } catch (error) {
       if (!(error instanceof SourceReadError)) throw error;
-      return this.handleFailure('source-unreadable', error.message, [], error);
+      return this.handleFailure(error.reason, error.message, [], error);
     }
 
     const digest = combinedDigest(files.map((file) => ({ name: file.target, sha256: sha256Hex(file.content) })));
@@ -106,7 +108,11 @@ export class BundleIntake {
 
     let validated;
     try {
-      validated = validateBundle(files, { expectNames: bundle.expectNames, now: this.now() });
+      validated = validateBundle(files, {
+        expectNames: bundle.expectNames,
+        requireChain: bundle.requireChain,
+        now: this.now(),
+      });
     } catch (error) {
       if (!(error instanceof BundleValidationError)) throw error;
       return this.handleFailure(error.reason, error.message, files, error, digest);

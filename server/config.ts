@@ -23,6 +23,8 @@ const DEFAULT_CONVERGE_TIMEOUT_MS = 300_000;
 const DEFAULT_RELOAD_TIMEOUT_MS = 300_000;
 const DEFAULT_SWARM_REFRESH_INTERVAL_MS = 10_000;
 const DEFAULT_VERIFY_TIMEOUT_MS = 120_000;
+/** Certificates and keys are a few KiB; anything near a mebibyte is not one. */
+const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
 
 /** Signals an agent may send to a service's containers (see agent/local-signaller.ts). */
 export const RELOAD_SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGWINCH'] as const;
@@ -95,6 +97,13 @@ const bundleSchema = z.strictObject({
   source: z.string().min(1),
   files: z.array(bundleFileSchema).min(1),
   expectNames: z.array(z.string().min(1)).default([]),
+  /** The leaf's issuer must be in the bundle unless the leaf is self-signed (see README). */
+  requireChain: z.boolean().default(true),
+  /**
+   * Where the source's symlinks may lead. Default: the letsencrypt folder for a `…/live/NAME`
+   * source (certbot's links point into ../../archive/NAME), otherwise the source folder itself.
+   */
+  linkRoot: z.string().min(1).optional(),
   reload: z.array(reloadTargetSchema).default([]),
 });
 
@@ -118,6 +127,7 @@ const configSchema = z.strictObject({
   rescanIntervalMs: z.number().int().min(1000).max(86_400_000).default(DEFAULT_RESCAN_INTERVAL_MS),
   usePolling: z.boolean().default(false),
   versionsKept: z.number().int().min(2).max(1000).default(DEFAULT_VERSIONS_KEPT),
+  maxFileBytes: z.number().int().min(1024).max(64 * 1024 * 1024).default(DEFAULT_MAX_FILE_BYTES),
   convergeTimeoutMs: z.number().int().min(1000).max(86_400_000).default(DEFAULT_CONVERGE_TIMEOUT_MS),
   bundles: z.array(bundleSchema).min(1, 'at least one bundle must be configured'),
   fleet: fleetSchema.default({ mode: 'connected' }),

@@ -42,6 +42,7 @@ async function setUp() {
     settleMs: SETTLE_MS,
     rescanIntervalMs: 60_000,
     usePolling: false,
+    maxFileBytes: config.maxFileBytes,
     onAccepted: (version) => {
       accepted.push(version);
     },
