@@ -87,30 +87,63 @@ function rejectEncrypted({ block, path }: LocatedKeyBlock): void {
 }
 
 /**
- * Decodes as the label says; failing that, like Go's parsePrivateKey, tries the other two
- * encodings. A key found that way is accepted (Go and OpenSSL 3 both load it) with a warning.
+ * Decodes the key in the encoding its DER shows, like Go's parsePrivateKey, which ignores the
+ * label. A key whose label names another encoding is accepted (Go and OpenSSL 3 both load it)
+ * with a warning, because older tools go by the label.
  */
 function decodeKey(
   { block, path }: LocatedKeyBlock,
   declared: KeyEncoding,
   warnings: string[],
 ): KeyObject {
-  const attempts: KeyEncoding[] = [declared, ...(['pkcs1', 'pkcs8', 'sec1'] as const)];
-  let firstError: unknown;
-  for (const encoding of attempts.filter((item, index) => attempts.indexOf(item) === index)) {
-    try {
-      const key = createPrivateKey({ key: block.der, format: 'der', type: encoding });
-      if (encoding !== declared) {
-        warnings.push(
-          `${path}: block '${block.label}' at line ${block.startLine} holds a ` +
-            `'${ENCODING_LABELS[encoding]}' key; Go and OpenSSL 3 load it, older tools may not`,
-        );
-      }
-      return key;
-    } catch (error) {
-      firstError ??= error;
-    }
+  const encoding = sniffKeyEncoding(block.der) ?? declared;
+  let key: KeyObject;
+  try {
+    key = createPrivateKey({ key: block.der, format: 'der', type: encoding });
+  } catch (error) {
+    const message = `${path}: block '${block.label}' at line ${block.startLine} is not a valid private key`;
+    throw new BundleValidationError('key-invalid', message, { path, cause: error });
   }
-  const message = `${path}: block '${block.label}' at line ${block.startLine} is not a valid private key`;
-  throw new BundleValidationError('key-invalid', message, { path, cause: firstError });
+  if (encoding !== declared) {
+    warnings.push(
+      `${path}: block '${block.label}' at line ${block.startLine} holds a ` +
+        `'${ENCODING_LABELS[encoding]}' key; Go and OpenSSL 3 load it, older tools may not`,
+    );
+  }
+  return key;
+}
+
+/**
+ * The encoding of a private key DER from its second element: PKCS#8 has the algorithm SEQUENCE
+ * there, PKCS#1 the modulus INTEGER, SEC1 the key OCTET STRING (all after a version INTEGER).
+ */
+function sniffKeyEncoding(der: Buffer): KeyEncoding | undefined {
+  if (der[0] !== 0x30) return undefined;
+  const outer = headerLength(der, 0);
+  if (outer === undefined || der[outer] !== 0x02) return undefined;
+  const versionHeader = headerLength(der, outer);
+  const versionLength = versionHeader === undefined ? undefined : contentLength(der, outer);
+  if (versionHeader === undefined || versionLength === undefined) return undefined;
+  const second = der[versionHeader + versionLength];
+  if (second === 0x30) return 'pkcs8';
+  if (second === 0x02) return 'pkcs1';
+  if (second === 0x04) return 'sec1';
+  return undefined;
+}
+
+/** Offset just past the tag and length octets of the element at `offset`. */
+function headerLength(der: Buffer, offset: number): number | undefined {
+  const first = der[offset + 1];
+  if (first === undefined) return undefined;
+  return first < 0x80 ? offset + 2 : offset + 2 + (first & 0x7f);
+}
+
+/** The content length of the element at `offset` (definite lengths only, as DER requires). */
+function contentLength(der: Buffer, offset: number): number | undefined {
+  const first = der[offset + 1];
+  if (first === undefined) return undefined;
+  if (first < 0x80) return first;
+  const octets = first & 0x7f;
+  if (octets === 0 || octets > 4 || offset + 2 + octets > der.length) return undefined;
+  return der.readUIntBE(offset + 2, octets);
 }
