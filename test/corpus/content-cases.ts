@@ -111,7 +111,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
     name: 'empty-key-file',
     description: 'privkey.pem has zero bytes',
     contents: (m) => ({ ...ec(m), privkey: '' }),
-    expected: { kind: 'rejected', reason: 'empty-file', message: /privkey1\.pem is empty$/ },
+    expected: { kind: 'rejected', reason: 'empty-file', message: /privkey\d+\.pem is empty$/ },
   },
   {
     type: 'content',
@@ -172,7 +172,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
     name: 'crlf-line-endings',
     description: 'both files with CRLF: Go and OpenSSL accept them; warn, distribute unchanged',
     contents: (m) => ({ ...ec(m), fullchain: withCrlf(ec(m).fullchain), privkey: withCrlf(ec(m).privkey) }),
-    expected: { kind: 'accepted-with-warning', warning: /fullchain1\.pem: CRLF line endings/ },
+    expected: { kind: 'accepted-with-warning', warning: /fullchain\d+\.pem: CRLF line endings/ },
   },
   {
     type: 'content',
@@ -234,7 +234,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
     expected: {
       kind: 'rejected',
       reason: 'binary-file',
-      message: /fullchain1\.pem is a binary file, not PEM \(byte 0x[0-9a-f]{2} at offset \d+\)/,
+      message: /fullchain\d+\.pem is a binary file, not PEM \(byte 0x[0-9a-f]{2} at offset \d+\)/,
     },
   },
 ];
