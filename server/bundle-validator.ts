@@ -1,8 +1,10 @@
 import { X509Certificate, createPublicKey, type KeyObject } from 'node:crypto';
 
 import { sha256Hex } from '../common/digest';
-import { parsePem, PemParseError, type PemBlock } from '../common/pem';
+import type { PemBlock } from '../common/pem';
 import { BundleValidationError } from './bundle-validation-error';
+import { covers, dnsNamesOf } from './dns-names';
+import { readPemBlocks } from './pem-file-reader';
 import { loadPrivateKey, type LocatedKeyBlock } from './private-key-loader';
 
 export { BundleValidationError, type BundleRejectionReason } from './bundle-validation-error';
@@ -139,64 +141,6 @@ function collectBlocks(
     }
   }
   return { certificateFiles, keyBlocks };
-}
-
-/** Parses one file's PEM and records the harmless oddities as warnings. */
-function readPemBlocks(file: CandidateFile, warnings: string[]): PemBlock[] {
-  if (file.content.toString('latin1').trim() === '') {
-    const what = file.content.length === 0 ? 'is empty' : 'holds only whitespace';
-    throw new BundleValidationError('empty-file', `${file.path} ${what}`, { path: file.path });
-  }
-  rejectBinary(file);
-  let parsed;
-  try {
-    parsed = parsePem(file.content, file.path);
-  } catch (error) {
-    if (!(error instanceof PemParseError)) throw error;
-    throw new BundleValidationError('pem-invalid', error.message, {
-      path: file.path,
-      cause: error,
-    });
-  }
-  if (parsed.blocks.length === 0) {
-    const message = `${file.path}: no PEM blocks found (not a PEM file?)`;
-    throw new BundleValidationError('pem-invalid', message, { path: file.path });
-  }
-
-  const blankLine = parsed.blocks.find((block) => block.blankLineInBase64 !== undefined);
-  if (blankLine !== undefined) {
-    const message =
-      `${file.path}: block '${blankLine.label}' starting at line ${blankLine.startLine} has a ` +
-      `blank line inside its base64 at line ${blankLine.blankLineInBase64}; Go skips it but ` +
-      `OpenSSL-based servers refuse the file. Remove the blank line`;
-    throw new BundleValidationError('pem-invalid', message, { path: file.path });
-  }
-  if (parsed.linesOutsideBlocks.length > 0) {
-    const lines = parsed.linesOutsideBlocks.slice(0, 5).join(', ');
-    const more = parsed.linesOutsideBlocks.length > 5 ? ', …' : '';
-    warnings.push(`${file.path}: text outside PEM blocks at line(s) ${lines}${more}`);
-  }
-  if (parsed.hasCrlfLineEndings) {
-    warnings.push(`${file.path}: CRLF line endings`);
-  }
-  return parsed.blocks;
-}
-
-/**
- * PEM is text. Control bytes other than tab, line feed, vertical tab, form feed and carriage
- * return mean DER, an archive or a damaged file; refuse it before any parsing. Bytes above 0x7f
- * stay allowed: text outside blocks (openssl's "Bag Attributes") may be UTF-8.
- */
-function rejectBinary(file: CandidateFile): void {
-  const offset = file.content.findIndex(
-    (byte) => (byte < 0x20 && (byte < 0x09 || byte > 0x0d)) || byte === 0x7f,
-  );
-  if (offset === -1) return;
-  const byte = (file.content[offset] ?? 0).toString(16).padStart(2, '0');
-  const message =
-    `${file.path} is a binary file, not PEM (byte 0x${byte} at offset ${offset}); if it is ` +
-    `a DER certificate, convert it: openssl x509 -inform der -in FILE -out FILE.pem`;
-  throw new BundleValidationError('binary-file', message, { path: file.path });
 }
 
 function parseCertificate(block: PemBlock, path: string): LocatedCertificate {
@@ -362,36 +306,6 @@ function checkNamesCovered(leaf: LocatedCertificate, expectNames: readonly strin
       `(its DNS names: ${present})`;
     throw new BundleValidationError('names-missing', message, { path: leaf.path });
   }
-}
-
-/**
- * Whether SAN `san` covers `name`. A wildcard SAN `*.a.b` covers exactly one label left of a.b;
- * an expected wildcard is covered only by the identical wildcard SAN.
- */
-function covers(san: string, name: string): boolean {
-  const sanLower = san.toLowerCase();
-  const nameLower = name.toLowerCase();
-  if (sanLower === nameLower) return true;
-  // An expected `*.a.b` reaches here only if the SAN differs, and `*` is not a label we expand.
-  if (!sanLower.startsWith('*.')) return false;
-  const firstDot = nameLower.indexOf('.');
-  return firstDot > 0 && nameLower.slice(firstDot) === sanLower.slice(1);
-}
-
-/**
- * DNS names from Node's `subjectAltName` text ("DNS:a, DNS:b"). Node quotes an entry as a JSON
- * string when it holds separators, so quoted entries are decoded rather than split.
- */
-function dnsNamesOf(certificate: X509Certificate): string[] {
-  const text = certificate.subjectAltName ?? '';
-  const entries = text.match(/(?:[^,"]|"(?:[^"\\]|\\.)*")+/g) ?? [];
-  const names: string[] = [];
-  for (const entry of entries.map((raw) => raw.trim())) {
-    if (!entry.startsWith('DNS:')) continue;
-    const value = entry.slice('DNS:'.length);
-    names.push(value.startsWith('"') ? (JSON.parse(value) as string) : value);
-  }
-  return names;
 }
 
 function validityOf(certificate: X509Certificate): { notBefore: Date; notAfter: Date } {
