@@ -217,6 +217,20 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   },
   {
     type: 'content',
+    name: 'intermediate-not-der',
+    description: 'the second CERTIFICATE block is valid base64 but no certificate: Go never parses it',
+    contents: (m) => ({
+      ...ec(m),
+      fullchain: `${m.leaves.ec.certPem}-----BEGIN CERTIFICATE-----\n${Buffer.alloc(48, 7).toString('base64')}\n-----END CERTIFICATE-----\n`,
+    }),
+    expected: {
+      kind: 'rejected',
+      reason: 'certificate-invalid',
+      message: /block 'CERTIFICATE' at line \d+ is not a valid X\.509 certificate/,
+    },
+  },
+  {
+    type: 'content',
     name: 'huge-file',
     description: 'a valid fullchain padded past 1 MiB (maxFileBytes): refused before it is read',
     contents: (m) => ({ ...ec(m), fullchain: paddedTo(ec(m).fullchain, 2 * MIB) }),

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
+import { sha256Hex } from '../../common/digest';
 import { createSilentLogger } from '../../common/log';
 import { BundleIntake } from '../../server/bundle-intake';
 import { parseServerConfig } from '../../server/config';
@@ -100,7 +101,15 @@ describe('bad-input corpus through the intake', () => {
       try {
         const observed = await run.observe();
         assertOutcome(observed, corpusCase.expected, context(corpusCase, run.tree.root, contents));
-        if (corpusCase.expected.kind === 'rejected') assert.equal(run.store.current(BUNDLE), undefined);
+        const current = run.store.current(BUNDLE);
+        if (corpusCase.expected.kind === 'rejected') {
+          assert.equal(current, undefined);
+        } else {
+          // Accepted bytes are distributed exactly as the source holds them (no normalising).
+          const byTarget = new Map(current?.files.map((file) => [file.target, file.sha256]));
+          assert.equal(byTarget.get('full.crt'), sha256Hex(Buffer.from(contents.fullchain)));
+          assert.equal(byTarget.get('key.pem'), sha256Hex(Buffer.from(contents.privkey)));
+        }
       } finally {
         await run.intake.close();
       }
