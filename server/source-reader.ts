@@ -113,6 +113,8 @@ async function readOneFile(
   }
 
   // stat before open: opening a FIFO planted in the tree would block the intake.
+  // Known limit: a folder on the resolved path swapped for a link between realpath and open
+  // could redirect the read; that needs write access to the letsencrypt tree, i.e. root.
   await checkFileStat(filePath, realPath, maxFileBytes, () => fs.stat(realPath));
   let handle: fs.FileHandle;
   try {
