@@ -17,7 +17,10 @@ export interface PemFile {
 export function readPemBlocks(file: PemFile, warnings: string[]): PemBlock[] {
   if (file.content.toString('latin1').trim() === '') {
     const what = file.content.length === 0 ? 'is empty' : 'holds only whitespace';
-    throw new BundleValidationError('empty-file', `${file.path} ${what}`, { path: file.path });
+    const message =
+      `${file.path} ${what} (a renewal cut short, or a copy that failed?); ` +
+      `the current version stays until the file holds PEM again`;
+    throw new BundleValidationError('empty-file', message, { path: file.path });
   }
   rejectBinary(file);
   let parsed;
