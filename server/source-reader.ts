@@ -5,10 +5,7 @@ import type { BundleConfig } from './config';
 
 /** Why a source file could not be taken in; stable, shown in GetStatus before the message. */
 export type SourceReadReason =
-  | 'source-unreadable'
-  | 'not-a-file'
-  | 'file-too-large'
-  | 'link-outside-tree';
+  'source-unreadable' | 'not-a-file' | 'file-too-large' | 'link-outside-tree';
 
 /**
  * Thrown when a source file cannot be read, or must not be. During a certbot renewal a link is
@@ -189,7 +186,13 @@ async function readAtMost(
 
 function unreadable(filePath: string, error: unknown): SourceReadError {
   const code = (error as NodeJS.ErrnoException).code ?? 'EIO';
-  return new SourceReadError(`cannot read ${filePath}: ${code}`, filePath, code, 'source-unreadable', {
-    cause: error,
-  });
+  return new SourceReadError(
+    `cannot read ${filePath}: ${code}`,
+    filePath,
+    code,
+    'source-unreadable',
+    {
+      cause: error,
+    },
+  );
 }

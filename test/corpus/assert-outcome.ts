@@ -11,10 +11,13 @@ export type ObservedOutcome =
 export function keyBase64Windows(texts: readonly string[]): string[] {
   const windows = new Set<string>();
   for (const text of texts) {
-    const blocks = text.match(/-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g);
+    const blocks = text.match(
+      /-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----/g,
+    );
     for (const line of (blocks ?? []).join('\n').split(/\r?\n/)) {
       if (!/^[A-Za-z0-9+/=]{12,}$/.test(line)) continue;
-      for (let start = 0; start + 12 <= line.length; start += 4) windows.add(line.slice(start, start + 12));
+      for (let start = 0; start + 12 <= line.length; start += 4)
+        windows.add(line.slice(start, start + 12));
     }
   }
   return [...windows];
@@ -31,18 +34,29 @@ export function assertOutcome(
 ): void {
   const label = `case ${context.caseName}`;
   if (expected.kind === 'rejected') {
-    assert.equal(observed.kind, 'rejected', `${label}: expected a rejection, got ${JSON.stringify(observed)}`);
+    assert.equal(
+      observed.kind,
+      'rejected',
+      `${label}: expected a rejection, got ${JSON.stringify(observed)}`,
+    );
     if (observed.kind !== 'rejected') return;
     assert.equal(observed.reason, expected.reason, `${label}: ${observed.message}`);
     assert.match(observed.message, expected.message, label);
-    assert.ok(observed.message.includes(context.pathHint), `${label}: message names no path: ${observed.message}`);
+    assert.ok(
+      observed.message.includes(context.pathHint),
+      `${label}: message names no path: ${observed.message}`,
+    );
     for (const window of context.keyWindows) {
       assert.ok(!observed.message.includes(window), `${label}: message holds key base64`);
     }
     return;
   }
 
-  assert.equal(observed.kind, 'accepted', `${label}: expected acceptance, got ${JSON.stringify(observed)}`);
+  assert.equal(
+    observed.kind,
+    'accepted',
+    `${label}: expected acceptance, got ${JSON.stringify(observed)}`,
+  );
   if (observed.kind !== 'accepted') return;
   if (expected.kind === 'accepted') {
     assert.deepEqual(observed.warnings, [], `${label}: unexpected warnings`);

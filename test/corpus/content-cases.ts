@@ -35,7 +35,8 @@ export const CONTENT_CASES: readonly ContentCase[] = [
     expected: {
       kind: 'rejected',
       reason: 'key-mismatch',
-      message: /key SPKI sha256 [0-9a-f]{16}…\) matches no certificate.*replace key and certificate together/,
+      message:
+        /key SPKI sha256 [0-9a-f]{16}…\) matches no certificate.*replace key and certificate together/,
     },
   },
   {
@@ -111,7 +112,11 @@ export const CONTENT_CASES: readonly ContentCase[] = [
     name: 'empty-key-file',
     description: 'privkey.pem has zero bytes',
     contents: (m) => ({ ...ec(m), privkey: '' }),
-    expected: { kind: 'rejected', reason: 'empty-file', message: /privkey\d+\.pem is empty .*current version stays/ },
+    expected: {
+      kind: 'rejected',
+      reason: 'empty-file',
+      message: /privkey\d+\.pem is empty .*current version stays/,
+    },
   },
   {
     type: 'content',
@@ -149,29 +154,46 @@ export const CONTENT_CASES: readonly ContentCase[] = [
     type: 'content',
     name: 'encrypted-key-legacy',
     description: 'SEC1 key with Proc-Type: 4,ENCRYPTED (openssl ec -aes256); Go refuses it too',
-    contents: (m) => ({ ...ec(m), privkey: encodePrivateKey(m.leaves.ec.privateKey, 'legacy-encrypted') }),
+    contents: (m) => ({
+      ...ec(m),
+      privkey: encodePrivateKey(m.leaves.ec.privateKey, 'legacy-encrypted'),
+    }),
     expected: { kind: 'rejected', reason: 'encrypted-key', message: /supply an unencrypted key/ },
   },
   {
     type: 'content',
     name: 'encrypted-key-pkcs8',
     description: 'ENCRYPTED PRIVATE KEY (PKCS#8 with a passphrase)',
-    contents: (m) => ({ ...ec(m), privkey: encodePrivateKey(m.leaves.ec.privateKey, 'pkcs8-encrypted') }),
-    expected: { kind: 'rejected', reason: 'encrypted-key', message: /'ENCRYPTED PRIVATE KEY'.*is encrypted/ },
+    contents: (m) => ({
+      ...ec(m),
+      privkey: encodePrivateKey(m.leaves.ec.privateKey, 'pkcs8-encrypted'),
+    }),
+    expected: {
+      kind: 'rejected',
+      reason: 'encrypted-key',
+      message: /'ENCRYPTED PRIVATE KEY'.*is encrypted/,
+    },
   },
   ...keyEncodingCases(),
   {
     type: 'content',
     name: 'mislabelled-key',
     description: "a PKCS#8 key under 'EC PRIVATE KEY': Go and OpenSSL 3 load it; warn",
-    contents: (m) => ({ ...ec(m), privkey: relabel(m.leaves.ec.keyPem, 'PRIVATE KEY', 'EC PRIVATE KEY') }),
+    contents: (m) => ({
+      ...ec(m),
+      privkey: relabel(m.leaves.ec.keyPem, 'PRIVATE KEY', 'EC PRIVATE KEY'),
+    }),
     expected: { kind: 'accepted-with-warning', warning: /holds a 'PRIVATE KEY' key/ },
   },
   {
     type: 'content',
     name: 'crlf-line-endings',
     description: 'both files with CRLF: Go and OpenSSL accept them; warn, distribute unchanged',
-    contents: (m) => ({ ...ec(m), fullchain: withCrlf(ec(m).fullchain), privkey: withCrlf(ec(m).privkey) }),
+    contents: (m) => ({
+      ...ec(m),
+      fullchain: withCrlf(ec(m).fullchain),
+      privkey: withCrlf(ec(m).privkey),
+    }),
     expected: { kind: 'accepted-with-warning', warning: /fullchain\d+\.pem: CRLF line endings/ },
   },
   {
@@ -179,7 +201,11 @@ export const CONTENT_CASES: readonly ContentCase[] = [
     name: 'blank-line-inside-base64',
     description: 'an empty line in the middle of the leaf: Go skips it, OpenSSL refuses the file',
     contents: (m) => ({ ...ec(m), fullchain: withBlankLineInBase64(ec(m).fullchain, 3) }),
-    expected: { kind: 'rejected', reason: 'pem-invalid', message: /blank line inside its base64 at line 5/ },
+    expected: {
+      kind: 'rejected',
+      reason: 'pem-invalid',
+      message: /blank line inside its base64 at line 5/,
+    },
   },
   {
     type: 'content',
@@ -191,19 +217,28 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'text-around-blocks',
-    description: "openssl's 'Bag Attributes' before and a comment between blocks: Go skips them; warn",
+    description:
+      "openssl's 'Bag Attributes' before and a comment between blocks: Go skips them; warn",
     contents: (m) => ({
       ...ec(m),
       fullchain: `Bag Attributes\n    friendlyName: leaf\n${m.leaves.ec.certPem}# intermediate\n${m.intermediate.certPem}`,
     }),
-    expected: { kind: 'accepted-with-warning', warning: /text outside PEM blocks at line\(s\) 1, 2, \d+/ },
+    expected: {
+      kind: 'accepted-with-warning',
+      warning: /text outside PEM blocks at line\(s\) 1, 2, \d+/,
+    },
   },
   {
     type: 'content',
     name: 'two-keys-one-file',
-    description: 'privkey.pem holds the right key after a stale one: Go would take the first; ambiguous',
+    description:
+      'privkey.pem holds the right key after a stale one: Go would take the first; ambiguous',
     contents: (m) => ({ ...ec(m), privkey: m.stranger.keyPem + m.leaves.ec.keyPem }),
-    expected: { kind: 'rejected', reason: 'multiple-private-keys', message: /holds 2 private keys/ },
+    expected: {
+      kind: 'rejected',
+      reason: 'multiple-private-keys',
+      message: /holds 2 private keys/,
+    },
   },
   {
     type: 'content',
@@ -218,7 +253,8 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'intermediate-not-der',
-    description: 'the second CERTIFICATE block is valid base64 but no certificate: Go never parses it',
+    description:
+      'the second CERTIFICATE block is valid base64 but no certificate: Go never parses it',
     contents: (m) => ({
       ...ec(m),
       fullchain: `${m.leaves.ec.certPem}-----BEGIN CERTIFICATE-----\n${Buffer.alloc(48, 7).toString('base64')}\n-----END CERTIFICATE-----\n`,
@@ -259,7 +295,12 @@ function keyEncodingCases(): ContentCase[] {
     { name: 'rsa-pkcs1', keyType: 'rsa', format: 'pkcs1', label: 'RSA PRIVATE KEY' },
     { name: 'rsa-pkcs8', keyType: 'rsa', format: 'pkcs8', label: 'PRIVATE KEY' },
     { name: 'ec-sec1', keyType: 'ec', format: 'sec1', label: 'EC PRIVATE KEY' },
-    { name: 'ec-sec1-with-parameters', keyType: 'ec', format: 'sec1', label: 'EC PARAMETERS + EC PRIVATE KEY' },
+    {
+      name: 'ec-sec1-with-parameters',
+      keyType: 'ec',
+      format: 'sec1',
+      label: 'EC PARAMETERS + EC PRIVATE KEY',
+    },
     { name: 'ec-pkcs8', keyType: 'ec', format: 'pkcs8', label: 'PRIVATE KEY' },
     { name: 'ed25519-pkcs8', keyType: 'ed25519', format: 'pkcs8', label: 'PRIVATE KEY' },
   ] as const;
@@ -269,8 +310,12 @@ function keyEncodingCases(): ContentCase[] {
     description: `a ${keyType} leaf with its key as '${label}'`,
     contents: (m: CorpusMaterials) => {
       const leaf = m.leaves[keyType];
-      const parameters = name === 'ec-sec1-with-parameters' ? encodeEcParameters(leaf.privateKey) : '';
-      return { ...pemSetFor(m, leaf), privkey: parameters + encodePrivateKey(leaf.privateKey, format) };
+      const parameters =
+        name === 'ec-sec1-with-parameters' ? encodeEcParameters(leaf.privateKey) : '';
+      return {
+        ...pemSetFor(m, leaf),
+        privkey: parameters + encodePrivateKey(leaf.privateKey, format),
+      };
     },
     expected: { kind: 'accepted' },
   }));

@@ -27,7 +27,10 @@ export interface CorpusMaterials {
 
 export const CORPUS_DOMAIN = 'example.test';
 const DAY_MS = 24 * 60 * 60 * 1000;
-const WILDCARD = { commonName: `*.${CORPUS_DOMAIN}`, dnsNames: [`*.${CORPUS_DOMAIN}`, CORPUS_DOMAIN] };
+const WILDCARD = {
+  commonName: `*.${CORPUS_DOMAIN}`,
+  dnsNames: [`*.${CORPUS_DOMAIN}`, CORPUS_DOMAIN],
+};
 
 /** Makes every certificate the cases need (RSA once: it is the slow one). */
 export async function createCorpusMaterials(): Promise<CorpusMaterials> {

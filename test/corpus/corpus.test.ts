@@ -9,11 +9,20 @@ import { createSilentLogger } from '../../common/log';
 import { BundleIntake } from '../../server/bundle-intake';
 import { parseServerConfig } from '../../server/config';
 import { VersionStore } from '../../server/version-store';
-import { createCertbotTree, directoriesOf, type CertbotFileContents } from '../support/certbot-tree';
+import {
+  createCertbotTree,
+  directoriesOf,
+  type CertbotFileContents,
+} from '../support/certbot-tree';
 import { assertOutcome, keyBase64Windows, type ObservedOutcome } from './assert-outcome';
 import { CONTENT_CASES } from './content-cases';
 import type { CaseBundleSettings, CorpusCase, CorpusTree } from './corpus-case';
-import { CORPUS_DOMAIN, createCorpusMaterials, pemSetFor, type CorpusMaterials } from './corpus-materials';
+import {
+  CORPUS_DOMAIN,
+  createCorpusMaterials,
+  pemSetFor,
+  type CorpusMaterials,
+} from './corpus-materials';
 import { SOURCE_TREE_CASES } from './source-tree-cases';
 
 /**
@@ -42,7 +51,8 @@ describe('bad-input corpus through the intake', () => {
   });
 
   after(async () => {
-    if (!process.env['CERTSYNC_KEEP_TEST_DIRS']) await fs.rm(workDir, { recursive: true, force: true });
+    if (!process.env['CERTSYNC_KEEP_TEST_DIRS'])
+      await fs.rm(workDir, { recursive: true, force: true });
   });
 
   test('case names are unique', () => {
@@ -51,7 +61,10 @@ describe('bad-input corpus through the intake', () => {
   });
 
   /** A tree holding `contents` as version 1, and an intake on it that checks only when asked. */
-  async function startCase(corpusCase: CorpusCase, contents: CertbotFileContents): Promise<CaseRun> {
+  async function startCase(
+    corpusCase: CorpusCase,
+    contents: CertbotFileContents,
+  ): Promise<CaseRun> {
     const caseDir = path.join(workDir, corpusCase.name);
     const root = path.join(caseDir, 'letsencrypt');
     const outsideDir = path.join(caseDir, 'outside');
@@ -91,7 +104,11 @@ describe('bad-input corpus through the intake', () => {
 
   function context(corpusCase: CorpusCase, root: string, contents: CertbotFileContents) {
     const texts = Object.values(contents).map((value) => Buffer.from(value).toString('latin1'));
-    return { caseName: corpusCase.name, pathHint: root, keyWindows: keyBase64Windows([...materials.keyPems, ...texts]) };
+    return {
+      caseName: corpusCase.name,
+      pathHint: root,
+      keyWindows: keyBase64Windows([...materials.keyPems, ...texts]),
+    };
   }
 
   for (const corpusCase of CONTENT_CASES) {
@@ -156,8 +173,10 @@ function corpusConfig(stateDir: string, liveDir: string, settings: CaseBundleSet
 /** The current version (with its warnings) if the last check accepted, else the rejection. */
 function observedFrom(store: VersionStore): ObservedOutcome {
   const rejected = store.lastRejected(BUNDLE);
-  if (rejected !== undefined) return { kind: 'rejected', reason: rejected.reason, message: rejected.message };
+  if (rejected !== undefined)
+    return { kind: 'rejected', reason: rejected.reason, message: rejected.message };
   const current = store.current(BUNDLE);
-  if (current === undefined) throw new Error('the intake neither accepted nor rejected the candidate');
+  if (current === undefined)
+    throw new Error('the intake neither accepted nor rejected the candidate');
   return { kind: 'accepted', version: current.version, warnings: current.validated.warnings };
 }

@@ -41,10 +41,9 @@ export function withBlankLineInBase64(text: string, afterBase64Lines: number): s
 
 /** Renames a block's label in both its BEGIN and END lines (content untouched). */
 export function relabel(text: string, from: string, to: string): string {
-  return text.replaceAll(`-----BEGIN ${from}-----`, `-----BEGIN ${to}-----`).replaceAll(
-    `-----END ${from}-----`,
-    `-----END ${to}-----`,
-  );
+  return text
+    .replaceAll(`-----BEGIN ${from}-----`, `-----BEGIN ${to}-----`)
+    .replaceAll(`-----END ${from}-----`, `-----END ${to}-----`);
 }
 
 /** The DER bytes of a PEM certificate: what `openssl x509 -outform der` writes. */

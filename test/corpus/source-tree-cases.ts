@@ -48,7 +48,8 @@ export const SOURCE_TREE_CASES: readonly SourceTreeCase[] = [
   {
     type: 'source-tree',
     name: 'symlink-outside-tree',
-    description: 'fullchain.pem and privkey.pem re-pointed (relative ../..) to a folder outside letsencrypt',
+    description:
+      'fullchain.pem and privkey.pem re-pointed (relative ../..) to a folder outside letsencrypt',
     arrange: async (tree, m) => {
       const pems = renewal(m);
       for (const linkName of ['fullchain', 'privkey'] as const) {
@@ -61,7 +62,8 @@ export const SOURCE_TREE_CASES: readonly SourceTreeCase[] = [
     expected: {
       kind: 'rejected',
       reason: 'link-outside-tree',
-      message: /fullchain\.pem resolves to .*outside .*; certsync follows links only within that tree/,
+      message:
+        /fullchain\.pem resolves to .*outside .*; certsync follows links only within that tree/,
     },
   },
   {
@@ -69,9 +71,15 @@ export const SOURCE_TREE_CASES: readonly SourceTreeCase[] = [
     name: 'certbot-swap-interrupted',
     description: 'certbot killed after swapping cert and privkey: new key, old fullchain',
     arrange: async (tree, m) => {
-      await renewCertbotTree(tree.root, tree.name, renewal(m), { linksToSwap: ['cert', 'privkey'] });
+      await renewCertbotTree(tree.root, tree.name, renewal(m), {
+        linksToSwap: ['cert', 'privkey'],
+      });
     },
-    expected: { kind: 'rejected', reason: 'key-mismatch', message: /privkey\d+\.pem .* matches no certificate/ },
+    expected: {
+      kind: 'rejected',
+      reason: 'key-mismatch',
+      message: /privkey\d+\.pem .* matches no certificate/,
+    },
   },
   {
     type: 'source-tree',
@@ -80,7 +88,11 @@ export const SOURCE_TREE_CASES: readonly SourceTreeCase[] = [
     arrange: async (tree) => {
       await fs.unlink(path.join(tree.liveDir, 'fullchain.pem'));
     },
-    expected: { kind: 'rejected', reason: 'source-unreadable', message: /cannot read .*fullchain\.pem: ENOENT/ },
+    expected: {
+      kind: 'rejected',
+      reason: 'source-unreadable',
+      message: /cannot read .*fullchain\.pem: ENOENT/,
+    },
   },
   {
     type: 'source-tree',
@@ -90,9 +102,16 @@ export const SOURCE_TREE_CASES: readonly SourceTreeCase[] = [
       const version = (await highestArchiveVersion(tree.archiveDir)) + 1;
       const fifo = path.join(tree.archiveDir, `fullchain${version}.pem`);
       execFileSync('mkfifo', [fifo]);
-      await replaceLink(path.join(tree.liveDir, 'fullchain.pem'), linkTarget(tree.name, 'fullchain', version));
+      await replaceLink(
+        path.join(tree.liveDir, 'fullchain.pem'),
+        linkTarget(tree.name, 'fullchain', version),
+      );
     },
-    expected: { kind: 'rejected', reason: 'not-a-file', message: /fullchain\.pem is not a regular file/ },
+    expected: {
+      kind: 'rejected',
+      reason: 'not-a-file',
+      message: /fullchain\.pem is not a regular file/,
+    },
   },
   {
     type: 'source-tree',
@@ -101,7 +120,10 @@ export const SOURCE_TREE_CASES: readonly SourceTreeCase[] = [
     arrange: async (tree: CorpusTree, m) => {
       const pems = renewal(m);
       const half = pems.fullchain.slice(0, Math.floor(pems.fullchain.length / 2));
-      const { version } = await renewCertbotTree(tree.root, tree.name, { ...pems, fullchain: half });
+      const { version } = await renewCertbotTree(tree.root, tree.name, {
+        ...pems,
+        fullchain: half,
+      });
       const startedMs = Date.now();
       await tree.expectNow({
         kind: 'rejected',
@@ -109,7 +131,10 @@ export const SOURCE_TREE_CASES: readonly SourceTreeCase[] = [
         message: /fullchain\d+\.pem: block 'CERTIFICATE' .* is not terminated \(file truncated\?\)/,
       });
       await sleep(Math.max(0, HALVES_APART_MS - (Date.now() - startedMs)));
-      await fs.appendFile(path.join(tree.archiveDir, `fullchain${version}.pem`), pems.fullchain.slice(half.length));
+      await fs.appendFile(
+        path.join(tree.archiveDir, `fullchain${version}.pem`),
+        pems.fullchain.slice(half.length),
+      );
     },
     expected: { kind: 'accepted' },
   },

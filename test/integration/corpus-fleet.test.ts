@@ -8,7 +8,12 @@ import { sha256Hex } from '../../common/digest';
 import { assertOutcome, keyBase64Windows, type ObservedOutcome } from '../corpus/assert-outcome';
 import { CONTENT_CASES } from '../corpus/content-cases';
 import type { CorpusCase, CorpusTree, ExpectedOutcome } from '../corpus/corpus-case';
-import { CORPUS_DOMAIN, createCorpusMaterials, pemSetFor, type CorpusMaterials } from '../corpus/corpus-materials';
+import {
+  CORPUS_DOMAIN,
+  createCorpusMaterials,
+  pemSetFor,
+  type CorpusMaterials,
+} from '../corpus/corpus-materials';
 import { SOURCE_TREE_CASES } from '../corpus/source-tree-cases';
 import { createCertbotTree, directoriesOf, renewCertbotTree } from '../support/certbot-tree';
 import { FleetHarness, HARNESS_TARGETS } from '../support/fleet-harness';
@@ -37,7 +42,9 @@ const FLEET_CASES = [
 ];
 
 function corpusCase(name: string): CorpusCase {
-  const found = [...CONTENT_CASES, ...SOURCE_TREE_CASES].find((candidate) => candidate.name === name);
+  const found = [...CONTENT_CASES, ...SOURCE_TREE_CASES].find(
+    (candidate) => candidate.name === name,
+  );
   if (found === undefined) throw new Error(`no corpus case ${name}`);
   return found;
 }
@@ -50,7 +57,9 @@ async function nodeFolders(harness: FleetHarness): Promise<string[]> {
     for (const entry of (await fs.readdir(dir)).sort()) {
       const file = path.join(dir, entry);
       const stat = await fs.stat(file);
-      lines.push(`${nodeId}/${entry} ${sha256Hex(await fs.readFile(file))} ino ${stat.ino} mtime ${stat.mtimeMs}`);
+      lines.push(
+        `${nodeId}/${entry} ${sha256Hex(await fs.readFile(file))} ino ${stat.ino} mtime ${stat.mtimeMs}`,
+      );
     }
   }
   return lines;
@@ -78,7 +87,8 @@ describe('corpus cases through a running server and three agents', () => {
 
   after(async () => {
     await harness.stop();
-    if (!process.env['CERTSYNC_KEEP_TEST_DIRS']) await fs.rm(workDir, { recursive: true, force: true });
+    if (!process.env['CERTSYNC_KEEP_TEST_DIRS'])
+      await fs.rm(workDir, { recursive: true, force: true });
   });
 
   /** Waits for GetStatus to show a rejection newer than the last one seen. */
@@ -90,7 +100,11 @@ describe('corpus cases through a running server and three agents', () => {
     });
     lastRejectionText = text;
     const separator = text.indexOf(': ');
-    return { kind: 'rejected', reason: text.slice(0, separator), message: text.slice(separator + 2) };
+    return {
+      kind: 'rejected',
+      reason: text.slice(0, separator),
+      message: text.slice(separator + 2),
+    };
   }
 
   function treeFor(caseName: string, expectations: { keyWindows: string[] }): CorpusTree {
@@ -113,7 +127,10 @@ describe('corpus cases through a running server and three agents', () => {
       const chosen = corpusCase(name);
       assert.equal(chosen.expected.kind, 'rejected', 'the fleet test sends only rejected cases');
       const before = await nodeFolders(harness);
-      const contents = chosen.type === 'content' ? chosen.contents(materials) : pemSetFor(materials, materials.stranger);
+      const contents =
+        chosen.type === 'content'
+          ? chosen.contents(materials)
+          : pemSetFor(materials, materials.stranger);
       const texts = Object.values(contents).map((value) => Buffer.from(value).toString('latin1'));
       const keyWindows = keyBase64Windows([...materials.keyPems, ...texts]);
 
@@ -121,7 +138,11 @@ describe('corpus cases through a running server and three agents', () => {
       if (chosen.type === 'content') await renewCertbotTree(root, CORPUS_DOMAIN, contents);
       else await chosen.arrange(treeFor(name, { keyWindows }), materials);
 
-      assertOutcome(await nextRejection(), chosen.expected, { caseName: name, pathHint: root, keyWindows });
+      assertOutcome(await nextRejection(), chosen.expected, {
+        caseName: name,
+        pathHint: root,
+        keyWindows,
+      });
       const status = await harness.admin.getStatus();
       assert.equal(status.bundles[0]?.currentVersion, 1);
       assert.equal(status.bundles[0]?.nodesInSync, NODES.length);
@@ -132,7 +153,12 @@ describe('corpus cases through a running server and three agents', () => {
   test('every node still holds version 1 byte for byte, and a good renewal converges', async () => {
     for (const nodeId of NODES) {
       const dir = harness.nodeDir(nodeId);
-      assert.deepEqual((await fs.readdir(dir)).sort(), Object.values(HARNESS_TARGETS).map(({ target }) => target).sort());
+      assert.deepEqual(
+        (await fs.readdir(dir)).sort(),
+        Object.values(HARNESS_TARGETS)
+          .map(({ target }) => target)
+          .sort(),
+      );
       for (const kind of ['fullchain', 'privkey'] as const) {
         const bytes = await fs.readFile(path.join(dir, HARNESS_TARGETS[kind].target));
         assert.equal(sha256Hex(bytes), sha256Hex(initial[kind]), `${nodeId} ${kind}`);
@@ -143,7 +169,9 @@ describe('corpus cases through a running server and three agents', () => {
     await renewCertbotTree(root, CORPUS_DOMAIN, renewal);
     await harness.waitForConvergence(2, NODES);
     for (const nodeId of NODES) {
-      const bytes = await fs.readFile(path.join(harness.nodeDir(nodeId), HARNESS_TARGETS.fullchain.target));
+      const bytes = await fs.readFile(
+        path.join(harness.nodeDir(nodeId), HARNESS_TARGETS.fullchain.target),
+      );
       assert.equal(sha256Hex(bytes), sha256Hex(renewal.fullchain), nodeId);
     }
   });
