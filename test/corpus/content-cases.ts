@@ -23,6 +23,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'valid-ec-fullchain',
+    go: 'loads',
     description: 'the baseline: an EC leaf, its intermediate, its PKCS#8 key',
     contents: ec,
     expected: { kind: 'accepted' },
@@ -30,6 +31,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'key-cert-mismatch',
+    go: 'refuses',
     description: "privkey.pem holds another certificate's key",
     contents: (m) => ({ ...ec(m), privkey: m.stranger.keyPem }),
     expected: {
@@ -42,6 +44,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'chain-leaf-after-intermediate',
+    go: 'refuses',
     description: 'fullchain lists the intermediate first; Go would pair the key with it and fail',
     contents: (m) => ({ ...ec(m), fullchain: m.intermediate.certPem + m.leaves.ec.certPem }),
     expected: { kind: 'rejected', reason: 'leaf-not-first', message: /List the leaf first/ },
@@ -49,6 +52,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'chain-issuers-out-of-order',
+    go: 'loads',
     description: 'leaf, root, intermediate: the root did not issue the leaf',
     contents: (m) => ({
       ...ec(m),
@@ -59,6 +63,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'chain-with-root',
+    go: 'loads',
     description: 'leaf, intermediate and the root: complete and in order (the root is redundant)',
     contents: (m) => ({ ...ec(m), fullchain: ec(m).fullchain + m.root.certPem }),
     expected: { kind: 'accepted' },
@@ -66,6 +71,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'missing-intermediate',
+    go: 'loads',
     description: 'fullchain holds only the leaf; clients without the intermediate cannot verify',
     contents: (m) => ({ ...ec(m), fullchain: m.leaves.ec.certPem }),
     expected: {
@@ -77,6 +83,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'missing-intermediate-allowed',
+    go: 'loads',
     description: 'the same with requireChain: false (clients hold the issuer): a warning only',
     bundle: { requireChain: false },
     contents: (m) => ({ ...ec(m), fullchain: m.leaves.ec.certPem }),
@@ -85,6 +92,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'expired-leaf',
+    go: 'loads',
     description: 'the leaf expired yesterday',
     contents: (m) => pemSetFor(m, m.expired),
     expected: { kind: 'rejected', reason: 'expired', message: /expired at .*; renew it/ },
@@ -92,6 +100,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'not-yet-valid-leaf',
+    go: 'loads',
     description: 'the leaf becomes valid tomorrow (a CA or local clock ahead)',
     contents: (m) => pemSetFor(m, m.notYetValid),
     expected: { kind: 'rejected', reason: 'not-yet-valid', message: /check the clock or wait/ },
@@ -99,6 +108,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'leaf-without-expected-names',
+    go: 'loads',
     description: 'a valid leaf for *.other.test where *.example.test is expected',
     contents: (m) => pemSetFor(m, m.otherNames),
     expected: {
@@ -110,6 +120,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'empty-key-file',
+    go: 'refuses',
     description: 'privkey.pem has zero bytes',
     contents: (m) => ({ ...ec(m), privkey: '' }),
     expected: {
@@ -121,6 +132,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'whitespace-only-fullchain',
+    go: 'refuses',
     description: 'fullchain.pem holds only newlines',
     contents: (m) => ({ ...ec(m), fullchain: '\n\n\n' }),
     expected: { kind: 'rejected', reason: 'empty-file', message: /holds only whitespace/ },
@@ -128,6 +140,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'truncated-inside-block',
+    go: 'loads',
     description: 'fullchain cut 100 bytes into its second certificate',
     contents: (m) => ({ ...ec(m), fullchain: cutInsideBlock(ec(m).fullchain, 1, 100) }),
     expected: {
@@ -139,6 +152,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'truncated-at-block-boundary',
+    go: 'loads',
     description: 'fullchain cut exactly after the END line of the leaf: well-formed, chain lost',
     contents: (m) => ({ ...ec(m), fullchain: cutAfterBlock(ec(m).fullchain, 1) }),
     expected: { kind: 'rejected', reason: 'chain-incomplete', message: /a fullchain cut after/ },
@@ -146,6 +160,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'truncated-key',
+    go: 'refuses',
     description: 'privkey cut 40 bytes into its block',
     contents: (m) => ({ ...ec(m), privkey: cutInsideBlock(m.leaves.ec.keyPem, 0, 40) }),
     expected: { kind: 'rejected', reason: 'pem-invalid', message: /'PRIVATE KEY'.*not terminated/ },
@@ -153,6 +168,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'encrypted-key-legacy',
+    go: 'refuses',
     description: 'SEC1 key with Proc-Type: 4,ENCRYPTED (openssl ec -aes256); Go refuses it too',
     contents: (m) => ({
       ...ec(m),
@@ -163,6 +179,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'encrypted-key-pkcs8',
+    go: 'refuses',
     description: 'ENCRYPTED PRIVATE KEY (PKCS#8 with a passphrase)',
     contents: (m) => ({
       ...ec(m),
@@ -178,6 +195,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'mislabelled-key',
+    go: 'loads',
     description: "a PKCS#8 key under 'EC PRIVATE KEY': Go and OpenSSL 3 load it; warn",
     contents: (m) => ({
       ...ec(m),
@@ -188,6 +206,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'crlf-line-endings',
+    go: 'loads',
     description: 'both files with CRLF: Go and OpenSSL accept them; warn, distribute unchanged',
     contents: (m) => ({
       ...ec(m),
@@ -199,6 +218,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'blank-line-inside-base64',
+    go: 'loads',
     description: 'an empty line in the middle of the leaf: Go skips it, OpenSSL refuses the file',
     contents: (m) => ({ ...ec(m), fullchain: withBlankLineInBase64(ec(m).fullchain, 3) }),
     expected: {
@@ -210,6 +230,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'blank-line-after-begin',
+    go: 'loads',
     description: 'an empty line right after BEGIN, before the base64: Go and OpenSSL accept it',
     contents: (m) => ({ ...ec(m), fullchain: withBlankLineInBase64(ec(m).fullchain, 0) }),
     expected: { kind: 'accepted' },
@@ -217,6 +238,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'text-around-blocks',
+    go: 'loads',
     description:
       "openssl's 'Bag Attributes' before and a comment between blocks: Go skips them; warn",
     contents: (m) => ({
@@ -231,6 +253,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'two-keys-one-file',
+    go: 'refuses',
     description:
       'privkey.pem holds the right key after a stale one: Go would take the first; ambiguous',
     contents: (m) => ({ ...ec(m), privkey: m.stranger.keyPem + m.leaves.ec.keyPem }),
@@ -243,6 +266,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'end-label-mismatch',
+    go: 'refuses',
     description: 'BEGIN CERTIFICATE closed by END PRIVATE KEY: Go silently skips the block',
     contents: (m) => ({
       ...ec(m),
@@ -253,6 +277,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'intermediate-not-der',
+    go: 'loads',
     description:
       'the second CERTIFICATE block is valid base64 but no certificate: Go never parses it',
     contents: (m) => ({
@@ -268,6 +293,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'huge-file',
+    go: 'loads',
     description: 'a valid fullchain padded past 1 MiB (maxFileBytes): refused before it is read',
     contents: (m) => ({ ...ec(m), fullchain: paddedTo(ec(m).fullchain, 2 * MIB) }),
     expected: {
@@ -279,6 +305,7 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   {
     type: 'content',
     name: 'binary-file',
+    go: 'refuses',
     description: 'fullchain.pem holds the DER bytes of the leaf (openssl x509 -outform der)',
     contents: (m) => ({ ...ec(m), fullchain: derOf(m.leaves.ec.certPem) }),
     expected: {
@@ -307,6 +334,7 @@ function keyEncodingCases(): ContentCase[] {
   return encodings.map(({ name, keyType, format, label }) => ({
     type: 'content',
     name,
+    go: 'loads',
     description: `a ${keyType} leaf with its key as '${label}'`,
     contents: (m: CorpusMaterials) => {
       const leaf = m.leaves[keyType];

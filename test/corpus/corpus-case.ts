@@ -48,6 +48,12 @@ interface CaseBase {
 /** A candidate given as the four files certbot writes; the runner puts them in a tree. */
 export interface ContentCase extends CaseBase {
   type: 'content';
+  /**
+   * What Go's tls.LoadX509KeyPair(fullchain.pem, privkey.pem) does with it (Vault's loader):
+   * the "Go's behaviour" column of the README table, checked by go-parity.test.ts when Go is
+   * installed.
+   */
+  go: 'loads' | 'refuses';
   contents: (materials: CorpusMaterials) => CertbotFileContents;
 }
 
