@@ -17,6 +17,11 @@ export interface PemBlock {
   startOffset: number;
   /** Byte offset just past the last dash of the END marker (exclusive). */
   endOffset: number;
+  /**
+   * 1-based line of the first blank line after the base64 began, if any. Go's pem.Decode skips
+   * it; OpenSSL's PEM reader refuses the block, so callers decide.
+   */
+  blankLineInBase64?: number;
 }
 
 /** A whole file's blocks plus what a careful operator would want warned about. */
@@ -58,6 +63,7 @@ interface OpenBlock {
   headers: Map<string, string>;
   lastHeaderName: string | undefined;
   base64Lines: string[];
+  blankLineInBase64: number | undefined;
 }
 
 /**
@@ -94,6 +100,7 @@ export function parsePem(content: Uint8Array | string, path: string): ParsedPem 
           headers: new Map(),
           lastHeaderName: undefined,
           base64Lines: [],
+          blankLineInBase64: undefined,
         };
       } else if (end) {
         const message = `${path}: line ${lineNumber} ends block '${end[1]}' that never began`;
@@ -110,7 +117,7 @@ export function parsePem(content: Uint8Array | string, path: string): ParsedPem 
       blocks.push(closeBlock(open, end[1] ?? '', lineNumber, lineStart + trimmed.length, path));
       open = undefined;
     } else {
-      addBodyLine(open, trimmed);
+      addBodyLine(open, trimmed, lineNumber);
     }
 
     lineStart = lineEnd + 1;
@@ -125,9 +132,13 @@ export function parsePem(content: Uint8Array | string, path: string): ParsedPem 
   return { blocks, linesOutsideBlocks, hasCrlfLineEndings };
 }
 
-/** Headers come first (with folded continuation lines), then base64; blank lines are ignored. */
-function addBodyLine(open: OpenBlock, line: string): void {
+/**
+ * Headers come first (with folded continuation lines), then base64. Blank lines are skipped;
+ * the first one after the base64 began is remembered.
+ */
+function addBodyLine(open: OpenBlock, line: string, lineNumber: number): void {
   if (line.trim() === '') {
+    if (open.base64Lines.length > 0) open.blankLineInBase64 ??= lineNumber;
     return;
   }
   if (open.base64Lines.length === 0) {
@@ -180,5 +191,6 @@ function closeBlock(
     startLine: open.startLine,
     startOffset: open.startOffset,
     endOffset,
+    ...(open.blankLineInBase64 === undefined ? {} : { blankLineInBase64: open.blankLineInBase64 }),
   };
 }

@@ -85,12 +85,12 @@ export class BundleIntake {
     const { bundle, store, log } = this.options;
     let files: CandidateFile[];
     try {
-      const snapshot = await readSourceFiles(bundle, this.options.limits.maxFileBytes);
+      const snapshot = await readSourceFiles(bundle, { maxFileBytes: this.options.limits.maxFileBytes });
       this.watcher.watchAlso(snapshot.resolvedDirs);
       files = snapshot.files;
     } catch (error) {
       if (!(error instanceof SourceReadError)) throw error;
-      return this.handleFailure(error.code === 'EFBIG' ? 'too-large' : 'source-unreadable', error.message, [], error);
+      return this.handleFailure(error.reason, error.message, [], error);
     }
     const pushBytes = estimatePushBytes(files);
     if (pushBytes > this.options.limits.maxMessageBytes) {
@@ -113,7 +113,11 @@ export class BundleIntake {
 
     let validated;
     try {
-      validated = validateBundle(files, { expectNames: bundle.expectNames, now: this.now() });
+      validated = validateBundle(files, {
+        expectNames: bundle.expectNames,
+        requireChain: bundle.requireChain,
+        now: this.now(),
+      });
     } catch (error) {
       if (!(error instanceof BundleValidationError)) throw error;
       return this.handleFailure(error.reason, error.message, files, error, digest);

@@ -1,7 +1,13 @@
-import { X509Certificate, createPrivateKey, createPublicKey, type KeyObject } from 'node:crypto';
+import { X509Certificate, createPublicKey, type KeyObject } from 'node:crypto';
 
 import { sha256Hex } from '../common/digest';
-import { parsePem, PemParseError, type PemBlock } from '../common/pem';
+import type { PemBlock } from '../common/pem';
+import { BundleValidationError } from './bundle-validation-error';
+import { covers, dnsNamesOf } from './dns-names';
+import { readPemBlocks } from './pem-file-reader';
+import { loadPrivateKey, type LocatedKeyBlock } from './private-key-loader';
+
+export { BundleValidationError, type BundleRejectionReason } from './bundle-validation-error';
 
 /**
  * Decides whether a candidate bundle (the files of one config entry, e.g. fullchain.pem +
@@ -24,6 +30,11 @@ export interface CandidateFile {
 export interface ValidationOptions {
   /** DNS names the leaf must cover; wildcard semantics as in TLS (one label). */
   expectNames: readonly string[];
+  /**
+   * Refuse a leaf whose issuer is in no file of the bundle (unless it is self-signed): servers
+   * send the chain as given and clients without that intermediate fail. Default true.
+   */
+  requireChain?: boolean;
   now: Date;
 }
 
@@ -50,47 +61,8 @@ export interface ValidatedBundle {
   warnings: string[];
 }
 
-export type BundleRejectionReason =
-  | 'empty-file'
-  | 'pem-invalid'
-  | 'no-certificate'
-  | 'certificate-invalid'
-  | 'chain-invalid'
-  | 'multiple-private-keys'
-  | 'encrypted-key'
-  | 'key-invalid'
-  | 'key-unsupported'
-  | 'key-mismatch'
-  | 'not-yet-valid'
-  | 'expired'
-  | 'names-missing';
-
-/** Thrown when a candidate bundle must not be accepted; `reason` is stable for status mapping. */
-export class BundleValidationError extends Error {
-  override readonly name = 'BundleValidationError';
-  readonly reason: BundleRejectionReason;
-  readonly path?: string;
-
-  constructor(
-    reason: BundleRejectionReason,
-    message: string,
-    context: { path?: string; cause?: unknown } = {},
-  ) {
-    super(message, context.cause === undefined ? undefined : { cause: context.cause });
-    this.reason = reason;
-    if (context.path !== undefined) {
-      this.path = context.path;
-    }
-  }
-}
-
 const EXPIRY_WARNING_MS = 7 * 24 * 60 * 60 * 1000;
 const SPKI_PREFIX_LENGTH = 16;
-const KEY_LABEL_TYPES: Readonly<Record<string, 'pkcs8' | 'pkcs1' | 'sec1'>> = {
-  'PRIVATE KEY': 'pkcs8',
-  'RSA PRIVATE KEY': 'pkcs1',
-  'EC PRIVATE KEY': 'sec1',
-};
 /** OpenSSL curve names to the names operators know from TLS configs. */
 const CURVE_NAMES: Readonly<Record<string, string>> = {
   prime256v1: 'P-256',
@@ -103,11 +75,6 @@ interface LocatedCertificate {
   fingerprintSha256: string;
   path: string;
   line: number;
-}
-
-interface LocatedBlock {
-  block: PemBlock;
-  path: string;
 }
 
 /** Throws unless `files` form an acceptable bundle for `options.expectNames` at `options.now`. */
@@ -124,7 +91,9 @@ export function validateBundle(
     throw new BundleValidationError('no-certificate', `no certificate in bundle files ${paths}`);
   }
 
-  const privateKey = loadPrivateKey(keyBlocks);
+  const privateKey = loadPrivateKey(keyBlocks, warnings);
+  if (privateKey !== undefined) checkLeafFirst(certificateFiles, privateKey);
+  certificateFiles.forEach(checkIssuedInOrder);
   if (privateKey === undefined) {
     warnings.push(
       `no private key in the bundle; assuming the first certificate of ` +
@@ -139,11 +108,7 @@ export function validateBundle(
   checkNamesCovered(leaf, options.expectNames);
 
   if (chain.length === 0 && !isSelfSigned(leaf.certificate)) {
-    const issuer = describeName(leaf.certificate.issuer);
-    warnings.push(
-      `${leaf.path}: no intermediate follows the leaf (issuer ${issuer}) and it is not ` +
-        `self-signed (missing intermediate?)`,
-    );
+    checkMissingIntermediate(leaf, options.requireChain ?? true, warnings);
   }
   return {
     leaf: summarize(leaf),
@@ -157,9 +122,9 @@ export function validateBundle(
 function collectBlocks(
   files: readonly CandidateFile[],
   warnings: string[],
-): { certificateFiles: LocatedCertificate[][]; keyBlocks: LocatedBlock[] } {
+): { certificateFiles: LocatedCertificate[][]; keyBlocks: LocatedKeyBlock[] } {
   const certificateFiles: LocatedCertificate[][] = [];
-  const keyBlocks: LocatedBlock[] = [];
+  const keyBlocks: LocatedKeyBlock[] = [];
   for (const file of files) {
     const certificates: LocatedCertificate[] = [];
     for (const block of readPemBlocks(file, warnings)) {
@@ -171,44 +136,11 @@ function collectBlocks(
         warnings.push(`${file.path}: ignored block '${block.label}' at line ${block.startLine}`);
       }
     }
-    checkIssuedInOrder(certificates);
     if (certificates.length > 0) {
       certificateFiles.push(certificates);
     }
   }
   return { certificateFiles, keyBlocks };
-}
-
-/** Parses one file's PEM and records the harmless oddities as warnings. */
-function readPemBlocks(file: CandidateFile, warnings: string[]): PemBlock[] {
-  if (file.content.toString('latin1').trim() === '') {
-    const what = file.content.length === 0 ? 'is empty' : 'holds only whitespace';
-    throw new BundleValidationError('empty-file', `${file.path} ${what}`, { path: file.path });
-  }
-  let parsed;
-  try {
-    parsed = parsePem(file.content, file.path);
-  } catch (error) {
-    if (!(error instanceof PemParseError)) throw error;
-    throw new BundleValidationError('pem-invalid', error.message, {
-      path: file.path,
-      cause: error,
-    });
-  }
-  if (parsed.blocks.length === 0) {
-    const message = `${file.path}: no PEM blocks found (not a PEM file?)`;
-    throw new BundleValidationError('pem-invalid', message, { path: file.path });
-  }
-
-  if (parsed.linesOutsideBlocks.length > 0) {
-    const lines = parsed.linesOutsideBlocks.slice(0, 5).join(', ');
-    const more = parsed.linesOutsideBlocks.length > 5 ? ', …' : '';
-    warnings.push(`${file.path}: text outside PEM blocks at line(s) ${lines}${more}`);
-  }
-  if (parsed.hasCrlfLineEndings) {
-    warnings.push(`${file.path}: CRLF line endings`);
-  }
-  return parsed.blocks;
 }
 
 function parseCertificate(block: PemBlock, path: string): LocatedCertificate {
@@ -225,6 +157,7 @@ function parseCertificate(block: PemBlock, path: string): LocatedCertificate {
 
 /** Within one file, each certificate must be issued and signed by the one after it. */
 function checkIssuedInOrder(certificates: readonly LocatedCertificate[]): void {
+  // Go serves the chain as given; a client then fails on the first certificate out of order.
   for (let index = 0; index + 1 < certificates.length; index++) {
     const child = certificates[index] as LocatedCertificate;
     const parent = certificates[index + 1] as LocatedCertificate;
@@ -248,52 +181,6 @@ function issuanceProblem(child: X509Certificate, parent: X509Certificate): strin
 
 function isSelfSigned(certificate: X509Certificate): boolean {
   return issuanceProblem(certificate, certificate) === undefined;
-}
-
-/** At most one key, unencrypted, of a type we serve; parsed from its own block only. */
-function loadPrivateKey(
-  keyBlocks: readonly LocatedBlock[],
-): { key: KeyObject; path: string } | undefined {
-  const [first, ...others] = keyBlocks;
-  if (first === undefined) return undefined;
-  if (others.length > 0) {
-    const where = keyBlocks.map(({ block, path }) => `${path} line ${block.startLine}`).join(', ');
-    const message = `bundle holds ${keyBlocks.length} private keys (${where}); supply exactly one`;
-    throw new BundleValidationError('multiple-private-keys', message, { path: first.path });
-  }
-
-  const { block, path } = first;
-  const procType = [...block.headers].find(([name]) => name.toLowerCase() === 'proc-type');
-  if (
-    block.label === 'ENCRYPTED PRIVATE KEY' ||
-    procType?.[1].toUpperCase().includes('ENCRYPTED')
-  ) {
-    const message =
-      `${path}: private key '${block.label}' at line ${block.startLine} is encrypted; certsync ` +
-      `cannot prompt for a passphrase, supply an unencrypted key (e.g. openssl pkey -in … -out …)`;
-    throw new BundleValidationError('encrypted-key', message, { path });
-  }
-  const type = KEY_LABEL_TYPES[block.label];
-  if (type === undefined) {
-    const message =
-      `${path}: private key format '${block.label}' at line ${block.startLine} ` +
-      `is not supported; use PKCS#8, PKCS#1 or SEC1`;
-    throw new BundleValidationError('key-unsupported', message, { path });
-  }
-
-  let key: KeyObject;
-  try {
-    key = createPrivateKey({ key: block.der, format: 'der', type });
-  } catch (error) {
-    const message = `${path}: block '${block.label}' at line ${block.startLine} is not a valid private key`;
-    throw new BundleValidationError('key-invalid', message, { path, cause: error });
-  }
-  if (!['rsa', 'ec', 'ed25519'].includes(key.asymmetricKeyType ?? '')) {
-    const type = String(key.asymmetricKeyType);
-    const message = `${path}: ${type} keys are not supported; use RSA, EC or Ed25519`;
-    throw new BundleValidationError('key-unsupported', message, { path });
-  }
-  return { key, path };
 }
 
 /**
@@ -327,6 +214,28 @@ function findLeafFile(
   throw new BundleValidationError('key-mismatch', message, { path: privateKey.path });
 }
 
+/**
+ * Go's tls.X509KeyPair takes the first certificate of a file as the leaf and checks the key
+ * against it, so a file holding the key's certificate anywhere but first is refused, naming it.
+ */
+function checkLeafFirst(
+  certificateFiles: readonly LocatedCertificate[][],
+  privateKey: { key: KeyObject; path: string },
+): void {
+  const keySpki = createPublicKey(privateKey.key).export({ type: 'spki', format: 'der' });
+  for (const certificates of certificateFiles) {
+    const index = certificates.findIndex(({ certificate }) => spkiOf(certificate).equals(keySpki));
+    const first = certificates[0];
+    const leaf = certificates[index];
+    if (index <= 0 || first === undefined || leaf === undefined) continue;
+    const message =
+      `${leaf.path}: the leaf ${describe(leaf)} (the key's certificate) is at line ${leaf.line}, ` +
+      `after ${describe(first)} at line ${first.line}; servers such as Go's crypto/tls take the ` +
+      `first certificate as the leaf. List the leaf first, each certificate followed by its issuer`;
+    throw new BundleValidationError('leaf-not-first', message, { path: leaf.path });
+  }
+}
+
 /** For cert.pem + chain.pem: the file whose first certificate issued the leaf, if any. */
 function findChainFile(
   leaf: LocatedCertificate,
@@ -346,6 +255,27 @@ function findChainFile(
     return certificates;
   }
   return [];
+}
+
+/** A leaf that is not self-signed and whose issuer is in no file of the bundle. */
+function checkMissingIntermediate(
+  leaf: LocatedCertificate,
+  requireChain: boolean,
+  warnings: string[],
+): void {
+  const issuer = describeName(leaf.certificate.issuer);
+  if (!requireChain) {
+    warnings.push(
+      `${leaf.path}: no intermediate follows the leaf (issuer ${issuer}) and it is not ` +
+        `self-signed (missing intermediate?)`,
+    );
+    return;
+  }
+  const message =
+    `${leaf.path}: leaf ${describe(leaf)} is issued by '${issuer}', which is in no file of the ` +
+    `bundle (missing intermediate, or a fullchain cut after the leaf?); clients without it ` +
+    `cannot verify. Use fullchain.pem, or set requireChain: false if clients hold the issuer`;
+  throw new BundleValidationError('chain-incomplete', message, { path: leaf.path });
 }
 
 function checkValidityPeriod(leaf: LocatedCertificate, now: Date, warnings: string[]): void {
@@ -376,36 +306,6 @@ function checkNamesCovered(leaf: LocatedCertificate, expectNames: readonly strin
       `(its DNS names: ${present})`;
     throw new BundleValidationError('names-missing', message, { path: leaf.path });
   }
-}
-
-/**
- * Whether SAN `san` covers `name`. A wildcard SAN `*.a.b` covers exactly one label left of a.b;
- * an expected wildcard is covered only by the identical wildcard SAN.
- */
-function covers(san: string, name: string): boolean {
-  const sanLower = san.toLowerCase();
-  const nameLower = name.toLowerCase();
-  if (sanLower === nameLower) return true;
-  // An expected `*.a.b` reaches here only if the SAN differs, and `*` is not a label we expand.
-  if (!sanLower.startsWith('*.')) return false;
-  const firstDot = nameLower.indexOf('.');
-  return firstDot > 0 && nameLower.slice(firstDot) === sanLower.slice(1);
-}
-
-/**
- * DNS names from Node's `subjectAltName` text ("DNS:a, DNS:b"). Node quotes an entry as a JSON
- * string when it holds separators, so quoted entries are decoded rather than split.
- */
-function dnsNamesOf(certificate: X509Certificate): string[] {
-  const text = certificate.subjectAltName ?? '';
-  const entries = text.match(/(?:[^,"]|"(?:[^"\\]|\\.)*")+/g) ?? [];
-  const names: string[] = [];
-  for (const entry of entries.map((raw) => raw.trim())) {
-    if (!entry.startsWith('DNS:')) continue;
-    const value = entry.slice('DNS:'.length);
-    names.push(value.startsWith('"') ? (JSON.parse(value) as string) : value);
-  }
-  return names;
 }
 
 function validityOf(certificate: X509Certificate): { notBefore: Date; notAfter: Date } {

@@ -25,6 +25,7 @@ const DEFAULT_SWARM_REFRESH_INTERVAL_MS = 10_000;
 const DEFAULT_VERIFY_TIMEOUT_MS = 120_000;
 const DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
 const DEFAULT_MAX_FILES_PER_BUNDLE = 16;
+/** Certificates and keys are a few KiB; anything near a mebibyte is not one. */
 const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
 
 /** Signals an agent may send to a service's containers (see agent/local-signaller.ts). */
@@ -98,6 +99,13 @@ const bundleSchema = z.strictObject({
   source: z.string().min(1),
   files: z.array(bundleFileSchema).min(1),
   expectNames: z.array(z.string().min(1)).default([]),
+  /** The leaf's issuer must be in the bundle unless the leaf is self-signed (see README). */
+  requireChain: z.boolean().default(true),
+  /**
+   * Where the source's symlinks may lead. Default: the letsencrypt folder for a `…/live/NAME`
+   * source (certbot's links point into ../../archive/NAME), otherwise the source folder itself.
+   */
+  linkRoot: z.string().min(1).optional(),
   reload: z.array(reloadTargetSchema).default([]),
 });
 

@@ -285,7 +285,7 @@ describe('plaintext only when asked for, and start-up refusals', () => {
         return candidate?.lastRejected ? candidate : undefined;
       });
       assert.equal(bundle.currentVersion, 0);
-      assert.match(bundle.lastRejected!.reason, /^too-large: .*fullchain\.pem is \d+ bytes, more than limits\.maxFileBytes \(1024\)/);
+      assert.match(bundle.lastRejected!.reason, /^file-too-large: .*fullchain\.pem is \d+ bytes, over limits\.maxFileBytes \(1024\)/);
     } finally {
       await harness.destroy();
     }

@@ -121,9 +121,12 @@ describe('proof of a reload, unseal and rollback', { skip: engineCheck.skip }, (
   });
 
   test('a renewal the replicas do not serve fails its proof and is rolled back everywhere', async () => {
-    const leaf = await issueLeaf((await createWildcardSet()).intermediate, { commonName: '*.example.test', dnsNames: ['*.example.test'] });
+    const { intermediate } = await createWildcardSet();
+    const leaf = await issueLeaf(intermediate, { commonName: '*.example.test', dnsNames: ['*.example.test'] });
     // A chain from another intermediate is still a valid bundle; what matters is a new leaf.
-    const v2: CertbotPemSet = { cert: leaf.certPem, chain: '', fullchain: leaf.certPem, privkey: leaf.keyPem };
+    // The fullchain carries its intermediate: a leaf alone is rejected (requireChain).
+    const chain = intermediate.certPem;
+    const v2: CertbotPemSet = { cert: leaf.certPem, chain, fullchain: leaf.certPem + chain, privkey: leaf.keyPem };
     await renewCertbotTree(path.join(workDir, 'le'), 'example.test', v2);
 
     const history = await waitFor('the rollback to finish', async () => {

@@ -2,7 +2,6 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-import type { CertbotPemSet } from './pki';
 
 /**
  * A certbot-shaped `live/ -> archive/` tree on real disk, so the source watcher and reader are
@@ -10,8 +9,11 @@ import type { CertbotPemSet } from './pki';
  */
 
 /** The four files of a lineage, in the order certbot swaps their `live/` links on renewal. */
-const LINK_ORDER = ['cert', 'privkey', 'chain', 'fullchain'] as const;
-type LinkName = (typeof LINK_ORDER)[number];
+export const LINK_ORDER = ['cert', 'privkey', 'chain', 'fullchain'] as const;
+export type LinkName = (typeof LINK_ORDER)[number];
+
+/** The bytes of the four files; a CertbotPemSet, or damaged content the corpus writes. */
+export type CertbotFileContents = Readonly<Record<LinkName, string | Uint8Array>>;
 
 const ARCHIVE_FILE = /^(cert|chain|fullchain|privkey)(\d+)\.pem$/;
 const PRIVATE_KEY_MODE = 0o600;
@@ -21,7 +23,7 @@ const LIVE_README =
   'This directory contains your keys and certificates.\n' +
   'Written by the certsync test fixture to mirror the README certbot leaves here.\n';
 
-function directoriesOf(root: string, name: string): { liveDir: string; archiveDir: string } {
+export function directoriesOf(root: string, name: string): { liveDir: string; archiveDir: string } {
   return { liveDir: path.join(root, 'live', name), archiveDir: path.join(root, 'archive', name) };
 }
 
@@ -29,7 +31,7 @@ function directoriesOf(root: string, name: string): { liveDir: string; archiveDi
 async function writeArchiveVersion(
   archiveDir: string,
   version: number,
-  pems: CertbotPemSet,
+  pems: CertbotFileContents,
 ): Promise<void> {
   for (const linkName of LINK_ORDER) {
     const file = path.join(archiveDir, `${linkName}${version}.pem`);
@@ -41,7 +43,7 @@ async function writeArchiveVersion(
 }
 
 /** The relative target certbot uses, so the tree still resolves when mounted elsewhere. */
-function linkTarget(name: string, linkName: LinkName, version: number): string {
+export function linkTarget(name: string, linkName: LinkName, version: number): string {
   return path.join('..', '..', 'archive', name, `${linkName}${version}.pem`);
 }
 
@@ -49,7 +51,7 @@ function linkTarget(name: string, linkName: LinkName, version: number): string {
 export async function createCertbotTree(
   root: string,
   name: string,
-  pems: CertbotPemSet,
+  pems: CertbotFileContents,
 ): Promise<{ liveDir: string; archiveDir: string }> {
   const { liveDir, archiveDir } = directoriesOf(root, name);
   await fs.mkdir(liveDir, { recursive: true });
@@ -64,7 +66,7 @@ export async function createCertbotTree(
 }
 
 /** The highest archive version present, so renewals continue from whatever a test left. */
-async function highestArchiveVersion(archiveDir: string): Promise<number> {
+export async function highestArchiveVersion(archiveDir: string): Promise<number> {
   let highest = 0;
   for (const entry of await fs.readdir(archiveDir)) {
     const match = ARCHIVE_FILE.exec(entry);
@@ -87,15 +89,17 @@ async function highestArchiveVersion(archiveDir: string): Promise<number> {
 export async function renewCertbotTree(
   root: string,
   name: string,
-  pems: CertbotPemSet,
-  options: { delayBetweenLinksMs?: number } = {},
+  pems: CertbotFileContents,
+  options: { delayBetweenLinksMs?: number; linksToSwap?: readonly LinkName[] } = {},
 ): Promise<{ version: number }> {
   const { liveDir, archiveDir } = directoriesOf(root, name);
   const version = (await highestArchiveVersion(archiveDir)) + 1;
   await writeArchiveVersion(archiveDir, version, pems);
 
   const delayMs = options.delayBetweenLinksMs ?? 0;
-  for (const [index, linkName] of LINK_ORDER.entries()) {
+  // linksToSwap stops the swap part-way, like a certbot run killed between two links.
+  const linkNames = LINK_ORDER.filter((linkName) => options.linksToSwap?.includes(linkName) ?? true);
+  for (const [index, linkName] of linkNames.entries()) {
     if (index > 0 && delayMs > 0) {
       await sleep(delayMs);
     }

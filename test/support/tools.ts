@@ -22,6 +22,7 @@ const DEBIAN_PACKAGES: Readonly<Record<string, string>> = {
   nsenter: 'util-linux',
   unshare: 'util-linux',
   busybox: 'busybox-static',
+  go: 'golang-go',
 };
 
 /** Thrown when a test needs a tool that is not installed and skipping is not allowed. */

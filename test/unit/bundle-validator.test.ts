@@ -43,8 +43,9 @@ function validate(
   files: CandidateFile[],
   expectNames: string[] = [],
   now = new Date(),
+  requireChain = true,
 ): ValidatedBundle {
-  return validateBundle(files, { expectNames, now });
+  return validateBundle(files, { expectNames, now, requireChain });
 }
 
 /** Runs a validation that must fail and returns the error after checking its reason. */
@@ -197,11 +198,13 @@ describe('validateBundle', () => {
   });
 
   describe('warns', () => {
-    test('about a leaf with no intermediate that is not self-signed', () => {
-      const result = validate([
-        candidate('cert.pem', ec.pems.cert),
-        candidate('privkey.pem', ec.pems.privkey),
-      ]);
+    test('about a leaf with no intermediate that is not self-signed, with requireChain off', () => {
+      const result = validate(
+        [candidate('cert.pem', ec.pems.cert), candidate('privkey.pem', ec.pems.privkey)],
+        [],
+        new Date(),
+        false,
+      );
 
       assert.equal(result.chain.length, 0);
       assert.equal(result.warnings.length, 1);
@@ -281,7 +284,7 @@ describe('validateBundle', () => {
       const error = rejection(() => validate(files), 'empty-file');
 
       assert.equal(error.path, `${SOURCE_DIR}/privkey.pem`);
-      assert.equal(error.message, `${SOURCE_DIR}/privkey.pem is empty`);
+      assert.ok(error.message.startsWith(`${SOURCE_DIR}/privkey.pem is empty (`), error.message);
     });
 
     test('a file holding only whitespace as empty', () => {
@@ -327,19 +330,36 @@ describe('validateBundle', () => {
       assert.match(error.message, /no PEM blocks/);
     });
 
-    test('a fullchain in the wrong order, naming both certificates', () => {
+    test('a fullchain with the leaf after its intermediate, naming both certificates', () => {
       const files = fullchainBundle(ec).map((file) =>
         file.source === 'fullchain.pem'
           ? candidate('fullchain.pem', ec.pems.chain + ec.pems.cert)
           : file,
       );
-      const error = rejection(() => validate(files), 'chain-invalid');
+      const error = rejection(() => validate(files), 'leaf-not-first');
 
       assert.ok(error.message.includes(ec.intermediate.fingerprintSha256), error.message);
       assert.ok(error.message.includes(ec.leaf.fingerprintSha256), error.message);
       assert.ok(error.message.includes('CN=certsync test intermediate CA'), error.message);
       assert.ok(error.message.includes('CN=*.example.test'), error.message);
+      assert.match(error.message, /List the leaf first/);
+    });
+
+    test('a fullchain without a key in the wrong order, naming both certificates', () => {
+      const files = [candidate('fullchain.pem', ec.pems.chain + ec.pems.cert)];
+      const error = rejection(() => validate(files), 'chain-invalid');
+
+      assert.ok(error.message.includes(ec.intermediate.fingerprintSha256), error.message);
+      assert.ok(error.message.includes(ec.leaf.fingerprintSha256), error.message);
       assert.match(error.message, /is not issued by/);
+    });
+
+    test('a leaf whose issuer is in no file of the bundle', () => {
+      const files = [candidate('cert.pem', ec.pems.cert), candidate('privkey.pem', ec.pems.privkey)];
+      const error = rejection(() => validate(files), 'chain-incomplete');
+
+      assert.ok(error.message.includes(ec.leaf.fingerprintSha256), error.message);
+      assert.match(error.message, /issued by 'CN=certsync test intermediate CA'/);
     });
 
     /** The leaf with one bit of its signature flipped: same names and key, bad signature. */

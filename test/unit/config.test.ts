@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { test } from 'node:test';
 import { ConfigError, loadServerConfig, parseServerConfig } from '../../server/config';
+import { linkRootOf } from '../../server/source-reader';
 
 const minimalBundle = {
   name: 'iklim-co',
@@ -23,6 +24,20 @@ test('defaults fill in and modes become numbers', () => {
   assert.equal(config.bundles[0]?.files[0]?.mode, 0o644);
   assert.equal(config.bundles[0]?.files[1]?.mode, 0o600);
   assert.ok(Object.isFrozen(config.bundles[0]?.files));
+});
+
+test('validation limits: limits.maxFileBytes 1 MiB, requireChain on, link root from the source', () => {
+  const config = parseServerConfig({ insecure: true, bundles: [minimalBundle] });
+  assert.equal(config.limits.maxFileBytes, 1024 * 1024);
+  assert.equal(config.bundles[0]?.requireChain, true);
+  assert.equal(config.bundles[0]?.linkRoot, undefined);
+  assert.equal(linkRootOf(config.bundles[0]!), '/swag/etc/letsencrypt');
+  assert.equal(linkRootOf({ source: '/srv/certs/site' }), '/srv/certs/site');
+  assert.equal(linkRootOf({ source: '/srv/certs/site', linkRoot: '/srv' }), '/srv');
+  assert.throws(
+    () => parseServerConfig({ insecure: true, bundles: [minimalBundle], limits: { maxFileBytes: 10 } }),
+    (error: unknown) => error instanceof ConfigError && error.message.includes('limits.maxFileBytes:'),
+  );
 });
 
 test('unknown keys are rejected with their path', () => {

@@ -187,4 +187,16 @@ describe('parsePem', () => {
 
     assertParseError(() => parsePem(text, PATH), 'empty-block', 1);
   });
+
+  test('remembers the first blank line inside base64, but not one before it begins', () => {
+    const lines = fullchain.split('\n');
+    const inside = [...lines.slice(0, 3), '', ...lines.slice(3)].join('\n');
+    const beforeBase64 = [lines[0], '', ...lines.slice(1)].join('\n');
+
+    const [damaged] = parsePem(inside, PATH).blocks;
+    const [fine] = parsePem(beforeBase64, PATH).blocks;
+    assert.equal(damaged?.blankLineInBase64, 4);
+    assert.deepEqual(damaged?.der, new X509Certificate(leaf.certPem).raw);
+    assert.equal(fine?.blankLineInBase64, undefined);
+  });
 });
