@@ -161,9 +161,9 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
 
 async function assertFolder(dir: string): Promise<void> {
   const stats = await stat(dir).catch((error: unknown) => {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = (error as NodeJS.ErrnoException).code ?? String(error);
     throw new AgentStartError(
-      `target folder ${dir} is not usable (${reason}); create or mount it`,
+      `target folder ${dir} is not usable (${reason}); create or mount it (--dir / CERTSYNC_DIR)`,
       {
         cause: error,
       },

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { CommanderError } from 'commander';
 import { createRootLogger } from '../common/log';
-import { createAgent } from './agent';
+import { AgentStartError, createAgent } from './agent';
 import { type AgentConfig, ConfigError, parseAgentConfig } from './config';
 
 /** Past this, a stop that hangs (a wedged disk, say) gives way to a non-zero exit. */
@@ -29,8 +29,7 @@ async function main(): Promise<number> {
   try {
     agent = createAgent(config, logger);
   } catch (error) {
-    logger.fatal({ err: error }, 'Agent not started');
-    return 1;
+    return reportStartFailure(logger, error);
   }
   const stopRequested = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', () => resolve('SIGTERM'));
@@ -40,8 +39,7 @@ async function main(): Promise<number> {
   try {
     await agent.start();
   } catch (error) {
-    logger.fatal({ err: error }, 'Agent not started');
-    return 1;
+    return reportStartFailure(logger, error);
   }
   const signal = await stopRequested;
   logger.info({ signal }, 'Shutdown requested');
@@ -53,6 +51,20 @@ async function main(): Promise<number> {
   stopTimer.unref();
   await agent.stop();
   return 0;
+}
+
+/**
+ * A start the operator can fix (a missing folder or credential file) is one log line and one
+ * plain stderr line, exit 2; anything else is logged with its stack, exit 1.
+ */
+function reportStartFailure(logger: ReturnType<typeof createRootLogger>, error: unknown): number {
+  if (error instanceof AgentStartError) {
+    logger.fatal({ reason: error.message }, 'Agent not started');
+    process.stderr.write(`certsync-agent: ${error.message}\n`);
+    return EXIT_USAGE;
+  }
+  logger.fatal({ err: error }, 'Agent not started');
+  return 1;
 }
 
 main().then(

@@ -3,7 +3,7 @@ import { CERTSYNC_VERSION } from '../common/version';
 import { createAdminService } from './admin-service';
 import { createAgentService } from './agent-service';
 import { BundleIntake } from './bundle-intake';
-import type { ServerConfig } from './config';
+import { ConfigError, type ServerConfig } from './config';
 import { FanoutHub } from './fanout-hub';
 import { createDockerClient, type DockerClient } from './docker-client';
 import { createExpectedNodes } from './expected-nodes';
@@ -32,8 +32,7 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
   // Credentials first: a missing secret fails the start before anything else is opened.
   const transport = loadServerTransport(config, log.child({ component: 'transport' }));
   const bundleNames = config.bundles.map((bundle) => bundle.name);
-  const store = await VersionStore.open(config.stateDir, bundleNames, config.versionsKept, log.child({ component: 'store' }));
-  const history = await RolloutHistory.open(config.stateDir, bundleNames, log.child({ component: 'history' }));
+  const { store, history } = await openState(config, bundleNames, log);
   const fleet = new Fleet();
   const hub = new FanoutHub(store, fleet, bundleNames, log.child({ component: 'hub' }));
   // Docker is only reached when the fleet or a reload target needs it.
@@ -136,4 +135,21 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
       appLog.info('certsync-server stopped');
     },
   };
+}
+
+/** Opens the state folder; a folder that cannot be made or written is the operator's to fix. */
+async function openState(config: ServerConfig, bundleNames: readonly string[], log: Logger) {
+  try {
+    const store = await VersionStore.open(config.stateDir, bundleNames, config.versionsKept, log.child({ component: 'store' }));
+    const history = await RolloutHistory.open(config.stateDir, bundleNames, log.child({ component: 'history' }));
+    return { store, history };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (!code) throw error;
+    throw new ConfigError(
+      `stateDir: ${config.stateDir} is not usable (${code}: ${(error as Error).message.replace(/^\w+: /, '')}); ` +
+        'create it as a folder the server user can write, or set stateDir / --state-dir elsewhere',
+      { cause: error },
+    );
+  }
 }

@@ -40,7 +40,31 @@ export async function fsyncDirectory(dir: string): Promise<void> {
   }
 }
 
-/** Creates `dir` (and parents) with owner-only access; state holds private keys. */
+/**
+ * Creates `dir` (and missing parents) with owner-only access; state holds private keys.
+ *
+ * Workaround: Node 20's `fs.mkdir(dir, { recursive: true })` never settles for a path below
+ * /proc (it keeps retrying ENOENT), so a mistyped `stateDir` hung the server with no output.
+ * The folders are made one at a time instead, each failure surfacing with its errno. If Node
+ * fixes that, this still behaves the same, only slower by a few stat calls.
+ */
 export async function ensurePrivateDirectory(dir: string): Promise<void> {
-  await fs.mkdir(dir, { recursive: true, mode: 0o700 });
+  const missing: string[] = [];
+  for (let current = path.resolve(dir); ; current = path.dirname(current)) {
+    try {
+      if ((await fs.stat(current)).isDirectory()) break;
+      throw Object.assign(new Error(`ENOTDIR: ${current} is not a directory`), { code: 'ENOTDIR' });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+      missing.push(current);
+      if (path.dirname(current) === current) break;
+    }
+  }
+  for (const folder of missing.reverse()) {
+    try {
+      await fs.mkdir(folder, { mode: 0o700 });
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+  }
 }

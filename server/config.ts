@@ -32,7 +32,13 @@ const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
 export const RELOAD_SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGWINCH'] as const;
 
 const modeSchema = z
-  .string()
+  .string({
+    // YAML reads an unquoted 0644 as the number 644, so a number here is almost always that.
+    error: (issue) =>
+      issue.input === undefined
+        ? undefined
+        : 'must be a quoted octal string such as "0644" or "0600" (unquoted, YAML reads 0644 as the number 644)',
+  })
   .regex(/^0?[0-7]{3}$/, 'must be an octal mode string such as "0644" or "0600"')
   .transform((text) => parseInt(text, 8));
 

@@ -13,6 +13,9 @@ async function main(): Promise<void> {
     .option('--listen <host:port>', 'override the listen address (env CERTSYNC_LISTEN)', process.env['CERTSYNC_LISTEN'])
     .option('--state-dir <dir>', 'override stateDir (env CERTSYNC_STATE_DIR)', process.env['CERTSYNC_STATE_DIR'])
     .option('--log-level <level>', 'override logLevel (env CERTSYNC_LOG_LEVEL)', process.env['CERTSYNC_LOG_LEVEL'])
+    // A usage error (missing --config, unknown flag) exits 2 like a config error; help and
+    // --version exit 0.
+    .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2))
     .parse();
   const flags = program.opts<{ config: string; listen?: string; stateDir?: string; logLevel?: string }>();
 
