@@ -56,7 +56,7 @@ export async function readSourceFiles(bundle: BundleConfig): Promise<SourceSnaps
       throw new SourceReadError(`cannot read ${filePath}: ${code}`, filePath, code, { cause: error });
     }
     resolvedDirs.add(path.dirname(realPath));
-    files.push({ source: file.source, path: realPath, target: file.target, mode: file.mode, content });
+    files.push({ source: file.source, path: realPath, target: file.target, mode: file.mode, owner: file.owner, content });
   }
   resolvedDirs.delete(path.resolve(bundle.source));
   return { files, resolvedDirs: [...resolvedDirs] };

@@ -98,3 +98,21 @@ function isExecutableFile(path: string): boolean {
     return false;
   }
 }
+
+/**
+ * For tests that need root (chown to other users, mounts, chattr) and, optionally, some tools.
+ * Skips with the reason when not root, unless CERTSYNC_REQUIRE_TOOLS=1 turns that into a failure.
+ */
+export function checkRootAndTools(purpose: string, names: readonly string[] = []): ToolCheck {
+  const tools = checkTools(names);
+  const notRoot = process.getuid?.() !== 0 ? `needs root (${purpose})` : '';
+  const mustFail = process.env[REQUIRE_TOOLS_ENV] === '1';
+  const skip = notRoot !== '' && !mustFail ? notRoot : tools.skip;
+  return {
+    skip,
+    require() {
+      if (notRoot !== '') throw new Error(`${notRoot} (${REQUIRE_TOOLS_ENV}=1 forbids skipping)`);
+      return tools.require();
+    },
+  };
+}
