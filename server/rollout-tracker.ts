@@ -57,8 +57,10 @@ export class RolloutTracker {
 
   /**
    * Picks up where the last server left off: a waiting rollout keeps waiting, a finished one stays
-   * finished, one interrupted during its reload is failed (it may have partly happened), and a
-   * current version without a rollout gets one.
+   * finished, a converged one whose reload had not started reloads now, one interrupted during
+   * its reload is done if every target's record was saved (ok), else failed (it may have partly
+   * happened; reloading again could reload twice), and a current version without a rollout gets
+   * one. No reload already started is ever run a second time.
    */
   async resume(): Promise<void> {
     for (const bundle of this.options.bundles) {
@@ -70,7 +72,12 @@ export class RolloutTracker {
         continue;
       }
       this.active.set(bundle.name, latest);
-      if (latest.state === 'reloading') {
+      if (latest.state === 'converged') {
+        // 'reloading' is saved before any reload target runs, so none of them has run yet.
+        this.startReload(latest, 'resumed after a server restart; no reload target had started');
+      } else if (latest.state === 'reloading' && reloadsFinished(latest, bundle)) {
+        await this.move(latest, 'done', 'every reload target had finished before the server stopped');
+      } else if (latest.state === 'reloading') {
         await this.move(
           latest,
           'failed',
@@ -320,4 +327,15 @@ export class RolloutTracker {
     else this.options.log.info(fields, 'Rollout state changed');
     await this.options.history.save(rollout);
   }
+}
+
+/** True when the rollout holds a successful record (and proof, where configured) for every target. */
+function reloadsFinished(rollout: RolloutData, bundle: BundleConfig): boolean {
+  return (
+    rollout.reloads.length === bundle.reload.length &&
+    bundle.reload.every((target, index) => {
+      const record = rollout.reloads[index];
+      return record?.ok === true && record.service === target.service && (!target.verify || record.proof !== undefined);
+    })
+  );
 }
