@@ -46,6 +46,8 @@ export class RolloutTracker {
   private readonly active = new Map<string, RolloutData>();
   private readonly reloadChains = new Map<string, Promise<void>>();
   private readonly evaluations = new Map<string, Promise<void>>();
+  /** Bundles whose rollout a restart found converged, its reload not yet started. */
+  private readonly resumedConverged = new Set<string>();
   private readonly configs: Map<string, BundleConfig>;
   private readonly now: () => Date;
   private timer: NodeJS.Timeout | undefined;
@@ -73,8 +75,9 @@ export class RolloutTracker {
       }
       this.active.set(bundle.name, latest);
       if (latest.state === 'converged') {
-        // 'reloading' is saved before any reload target runs, so none of them has run yet.
-        this.startReload(latest, 'resumed after a server restart; no reload target had started');
+        // 'reloading' is saved before any reload target runs, so none of them has run yet; the
+        // reload starts once the agents a signal reload needs have reconnected (evaluateNow).
+        this.resumedConverged.add(bundle.name);
       } else if (latest.state === 'reloading' && reloadsFinished(latest, bundle)) {
         await this.move(latest, 'done', 'every reload target had finished before the server stopped');
       } else if (latest.state === 'reloading') {
@@ -175,6 +178,7 @@ export class RolloutTracker {
       );
     }
     const missing = missingNodes(rollout);
+    this.resumedConverged.delete(bundle);
     this.startReload(rollout, force && missing.length > 0 ? `forced with ${missing.length} node(s) missing: ${missing.join(', ')}` : 'requested');
     return rollout;
   }
@@ -196,6 +200,12 @@ export class RolloutTracker {
   private async evaluateNow(bundle: string): Promise<void> {
     const rollout = this.active.get(bundle);
     const version = this.options.store.current(bundle);
+    if (rollout?.state === 'converged' && this.resumedConverged.has(bundle)) {
+      if (this.disconnectedForSignals(bundle, rollout.expectedNodes).length > 0) return;
+      this.resumedConverged.delete(bundle);
+      this.startReload(rollout, 'resumed after a server restart; no reload target had started');
+      return;
+    }
     if (!rollout || !isWaitingForNodes(rollout.state) || version?.version !== rollout.version) return;
 
     const now = this.now();
@@ -212,7 +222,19 @@ export class RolloutTracker {
 
     const confirmed = new Set(Object.keys(rollout.confirmedAt));
     const verdict = assessConvergence(expected, confirmed, rollout.startedAt, now, this.options.convergeTimeoutMs);
-    if (verdict.kind === 'converged') {
+    const disconnected = verdict.kind === 'converged' ? this.disconnectedForSignals(bundle, expected) : [];
+    if (verdict.kind === 'converged' && disconnected.length > 0) {
+      // Every node holds the bytes, but a signal reload needs each agent connected (after a server
+      // restart they reconnect within seconds); wait for them, stalling after convergeTimeoutMs.
+      const waitedMs = now.getTime() - rollout.startedAt.getTime();
+      if (rollout.state === 'distributing' && waitedMs >= this.options.convergeTimeoutMs) {
+        const reason = `every node confirmed, but a signal reload needs these agents connected: ${disconnected.join(', ')}`;
+        await this.move(rollout, 'stalled', `${reason}${this.describeMissing(bundle, disconnected)}`);
+      } else if (changed) {
+        rollout.updatedAt = now;
+        await this.options.history.save(rollout);
+      }
+    } else if (verdict.kind === 'converged') {
       await this.move(rollout, 'converged', `all ${expected.length} expected nodes confirmed`);
       this.startReload(rollout, 'converged');
     } else if (verdict.kind === 'stalled' && rollout.state === 'distributing') {
@@ -221,6 +243,13 @@ export class RolloutTracker {
       rollout.updatedAt = now;
       await this.options.history.save(rollout);
     }
+  }
+
+  /** Expected nodes whose agent is not connected, when a reload target of the bundle is a signal. */
+  private disconnectedForSignals(bundle: string, expected: readonly string[]): string[] {
+    const signals = this.configs.get(bundle)?.reload.some((target) => target.action === 'signal') ?? false;
+    if (!signals) return [];
+    return expected.filter((nodeId) => this.options.fleet.get(nodeId)?.connected !== true);
   }
 
   /** What is known of each missing node: not connected, or the error it reported. */
