@@ -21,6 +21,20 @@ export interface FleetHarnessOptions {
   extraConfig?: string[];
   /** Extra YAML lines inside the bundle (e.g. a `reload:` list), indented by the caller. */
   extraBundleConfig?: string[];
+  /** Mode and owner per file, as YAML values (`"0640"`, `"100:1000"`); default modes as above. */
+  fileSettings?: FileSettings;
+}
+
+export type FileSettings = Partial<Record<keyof typeof HARNESS_TARGETS, { mode?: string; owner?: string }>>;
+
+/** The `files:` lines of the harness bundle. */
+function fileLines(settings: FileSettings = {}): string[] {
+  return (Object.keys(HARNESS_TARGETS) as Array<keyof typeof HARNESS_TARGETS>).map((kind) => {
+    const { target, mode } = HARNESS_TARGETS[kind];
+    const chosen = settings[kind] ?? {};
+    const owner = chosen.owner === undefined ? '' : `, owner: "${chosen.owner}"`;
+    return `      - { source: ${kind}.pem, target: ${target}, mode: "${chosen.mode ?? `0${mode.toString(8)}`}"${owner} }`;
+  });
 }
 
 /**
@@ -37,6 +51,7 @@ export class FleetHarness {
     readonly port: number,
     readonly configFile: string,
     readonly bundleName: string,
+    private readonly options: FleetHarnessOptions,
   ) {
     this.admin = new AdminClient(`127.0.0.1:${port}`, 2_000);
   }
@@ -46,6 +61,14 @@ export class FleetHarness {
     const port = await freePort();
     const bundleName = options.bundleName ?? 'example';
     const configFile = path.join(workDir, 'certsync.yml');
+    const harness = new FleetHarness(workDir, port, configFile, bundleName, options);
+    await harness.writeConfig(options.fileSettings);
+    return harness;
+  }
+
+  /** (Re)writes the server's config; a running server reads it only when started again. */
+  async writeConfig(fileSettings?: FileSettings): Promise<void> {
+    const { options, port, bundleName, workDir } = this;
     const config = [
       `listen: 127.0.0.1:${port}`,
       `stateDir: ${JSON.stringify(path.join(workDir, 'state'))}`,
@@ -56,14 +79,12 @@ export class FleetHarness {
       `  - name: ${bundleName}`,
       `    source: ${JSON.stringify(options.liveDir)}`,
       '    files:',
-      `      - { source: fullchain.pem, target: ${HARNESS_TARGETS.fullchain.target}, mode: "0644" }`,
-      `      - { source: privkey.pem, target: ${HARNESS_TARGETS.privkey.target}, mode: "0600" }`,
+      ...fileLines(fileSettings),
       '    expectNames: ["*.example.test"]',
       ...(options.extraBundleConfig ?? []),
       '',
     ].join('\n');
-    await fs.writeFile(configFile, config);
-    return new FleetHarness(workDir, port, configFile, bundleName);
+    await fs.writeFile(this.configFile, config);
   }
 
   nodeDir(nodeId: string): string {
