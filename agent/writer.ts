@@ -148,8 +148,12 @@ export class BundleWriter {
     if (existing.size !== checked.file.size || !(await this.holdsBytes(checked))) {
       return { ...checked, action: 'write', existing };
     }
-    const action = hasAttributes(existing, checked.mode, checked.owner) ? 'keep' : 'fix';
-    return { ...checked, action, existing };
+    if (!hasAttributes(existing, checked.mode, checked.owner)) {
+      return { ...checked, action: 'fix', existing };
+    }
+    // Right bytes, mode and owner can still be unreadable for that owner (a mode set that way).
+    assertReadableByOwner(attributesOf(existing), checked.owner, target);
+    return { ...checked, action: 'keep', existing };
   }
 
   private async holdsBytes({ target, file }: CheckedFile): Promise<boolean> {

@@ -22,6 +22,9 @@ const DEBIAN_PACKAGES: Readonly<Record<string, string>> = {
   nsenter: 'util-linux',
   unshare: 'util-linux',
   busybox: 'busybox-static',
+  mount: 'mount',
+  umount: 'mount',
+  chattr: 'e2fsprogs',
 };
 
 /** Thrown when a test needs a tool that is not installed and skipping is not allowed. */

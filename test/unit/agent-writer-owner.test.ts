@@ -139,6 +139,19 @@ describe('BundleWriter owner and readable check', { skip: rootCheck.skip }, () =
     assert.deepEqual([after.uid, after.gid, after.mode & 0o7777], [0, 0, 0o600]);
   });
 
+  it('reports a file already in place with exactly the pushed attributes if its owner cannot read it', async () => {
+    await freshDir();
+    const keyPath = path.join(dir, 'STAR.key');
+    await writeFile(keyPath, 'KEY');
+    await chown(keyPath, VAULT.uid, VAULT.gid);
+    await chmod(keyPath, 0o060);
+
+    await assert.rejects(
+      writer.applyBundle(push([bundleFile('STAR.key', 'KEY', 0o060, VAULT)])),
+      (error: unknown) => error instanceof ApplyError && error.code === 'NOT_READABLE',
+    );
+  });
+
   it('agrees with the kernel on who may read, for owner, group and other classes', async () => {
     await freshDir();
     const cases: Array<{ mode: number; owner: FileOwner; reader: FileOwner }> = [
