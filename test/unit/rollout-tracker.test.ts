@@ -56,6 +56,11 @@ describe('RolloutTracker', () => {
   let fleet: Fleet;
   let docker: RecordingDocker;
   let clock: number;
+  let signalled: string[][];
+  const recordSignals = (nodeIds: readonly string[]) => {
+    signalled.push([...nodeIds]);
+    return nodeIds.map((nodeId) => ({ nodeId, ok: true, containers: [`web.${nodeId}`] }));
+  };
 
   const build = async () => {
     const history = await RolloutHistory.open(stateDir, ['web'], createSilentLogger());
@@ -65,7 +70,7 @@ describe('RolloutTracker', () => {
       store,
       fleet,
       expectedNodes: createExpectedNodes(config.fleet, { fleet, docker: () => docker, log: createSilentLogger() }),
-      reloader: new Reloader(() => docker, { signalNodes: async () => [] }, createSilentLogger(), now),
+      reloader: new Reloader(() => docker, { signalNodes: async (nodeIds) => recordSignals(nodeIds) }, createSilentLogger(), now),
       prover: new Prover(() => docker, createSilentLogger(), now),
       history,
       convergeTimeoutMs: config.convergeTimeoutMs,
@@ -112,6 +117,7 @@ describe('RolloutTracker', () => {
     store = await VersionStore.open(stateDir, ['web'], 10, createSilentLogger());
     fleet = new Fleet();
     docker = new RecordingDocker();
+    signalled = [];
   });
 
   afterEach(async () => {
@@ -206,6 +212,36 @@ describe('RolloutTracker', () => {
     assert.match(fourth.current('web')!.reason, /stopped while reloading/);
     assert.equal(docker.updates.length, 1);
     fourth.close();
+  });
+
+  it('starts a signal reload only when every expected agent is connected', async () => {
+    config = parseServerConfig({
+      stateDir,
+      convergeTimeoutMs: 5000,
+      fleet: { mode: 'static', nodes: ['a', 'b'] },
+      bundles: [{ name: 'web', source: '/live', files: [{ source: 'c.pem', target: 'c.pem' }], reload: [{ service: 'web', action: 'signal' }] }],
+    });
+    const tracker = await build();
+    const version = await accept('v1');
+    await tracker.begin(version, 'accepted');
+    confirm('a', version);
+    confirm('b', version);
+    fleet.disconnect('b', new Date(clock));
+    tracker.evaluateAll();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(tracker.current('web')?.state, 'distributing', 'b confirmed, but its agent is away');
+    assert.deepEqual(signalled, []);
+
+    clock += 6000;
+    tracker.evaluateAll();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(tracker.current('web')?.state, 'stalled');
+    assert.match(tracker.current('web')!.reason, /needs these agents connected: b \(b: agent disconnected\)/);
+
+    confirm('b', version);
+    await settle(tracker, 'done');
+    assert.deepEqual(signalled, [['a', 'b']]);
+    tracker.close();
   });
 
   it('reloads once after a restart a rollout that had converged but not started its reload', async () => {
