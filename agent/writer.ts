@@ -149,6 +149,9 @@ export class BundleWriter {
       return { ...checked, action: 'write', existing };
     }
     if (!hasAttributes(existing, checked.mode, checked.owner)) {
+      // Refuse a fix that could not work before anything is touched; phase 2 checks the result.
+      const planned = checked.owner && { ...checked.owner, mode: checked.mode };
+      if (planned) assertReadableByOwner(planned, checked.owner, target);
       return { ...checked, action: 'fix', existing };
     }
     // Right bytes, mode and owner can still be unreadable for that owner (a mode set that way).

@@ -125,7 +125,7 @@ describe('BundleWriter owner and readable check', { skip: rootCheck.skip }, () =
     assert.deepEqual(await readdir(dir), ['STAR.key'], 'no temp file left');
   });
 
-  it('puts the old owner and mode back when an in-place fix would make the file unreadable', async () => {
+  it('refuses an in-place fix that would make the file unreadable; owner and mode stay', async () => {
     await freshDir();
     const keyPath = path.join(dir, 'STAR.key');
     await writer.applyBundle(push([bundleFile('STAR.key', 'KEY', 0o600)]));
