@@ -67,9 +67,12 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
     const sinceMs = Date.now();
     const pems = await renew();
     version += 1;
-    const stalled = await rolloutOf(version, 'stalled');
+    // Under load node-a may confirm only after the stall; wait until it has.
+    const stalled = await waitFor('node-b alone to hold the rollout back', async () => {
+      const rollout = await rolloutOf(version, 'stalled');
+      return rollout.missingNodes.join() === 'node-b' ? rollout : undefined;
+    });
 
-    assert.deepEqual(stalled.missingNodes, ['node-b']);
     assert.match(stalled.reason, new RegExp(`node-b: ${code} STAR\\.example\\.test`));
     const nodeB = (await harness.admin.getStatus()).bundles[0]!.nodes.find((node) => node.nodeId === 'node-b')!;
     assert.equal(nodeB.lastError?.code, code);
