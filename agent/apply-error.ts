@@ -7,7 +7,8 @@ export type CertsyncErrorCode =
   | 'DIGEST_MISMATCH'
   | 'DUPLICATE_TARGET'
   | 'INVALID_MODE'
-  | 'NOT_A_FILE';
+  | 'NOT_A_FILE'
+  | 'NOT_READABLE';
 
 /**
  * Thrown when a bundle cannot be applied (or verified) on this node. It carries exactly what the

@@ -1,5 +1,5 @@
 import { sha256Hex } from '../common/digest';
-import type { BundleFile } from '../common/contract';
+import type { BundleFile, FileOwner } from '../common/contract';
 import { ApplyError } from './apply-error';
 import { resolveTargetPath, type TargetPath } from './target-path';
 
@@ -9,6 +9,8 @@ export interface CheckedFile {
   readonly file: BundleFile;
   /** Permission bits to set, masked to 0o7777. */
   readonly mode: number;
+  /** Numeric owner to set; undefined keeps the owner of the file being replaced. */
+  readonly owner: FileOwner | undefined;
 }
 
 /**
@@ -37,6 +39,6 @@ export function checkBundleFiles(dir: string, files: readonly BundleFile[]): Che
       const message = `pushed content of ${target.relativePath} does not match its manifest (expected ${expected}, got ${actual})`;
       throw new ApplyError('DIGEST_MISMATCH', message, target.relativePath);
     }
-    return { target, file, mode };
+    return { target, file, mode, owner: file.owner };
   });
 }

@@ -45,8 +45,8 @@ export class PushHandler {
     const { bundle, version } = push;
     const outcome = await this.options.writer.applyBundle(push);
     this.rememberManifest(push);
-    const { filesWritten, modesFixed } = outcome;
-    this.log.info({ bundle, version, filesWritten, modesFixed }, 'Bundle applied');
+    const { filesWritten, attributesFixed } = outcome;
+    this.log.info({ bundle, version, filesWritten, attributesFixed }, 'Bundle applied');
     return { bundle, version, ok: true, files: outcome.files, error: undefined, filesWritten };
   }
 

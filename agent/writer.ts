@@ -6,6 +6,13 @@ import type { BundlePush, FileDigest } from '../common/contract';
 import type { Logger } from '../common/log';
 import { ApplyError, applyErrorFromFileSystem, errnoCode } from './apply-error';
 import { type CheckedFile, checkBundleFiles } from './bundle-check';
+import {
+  assertReadableByOwner,
+  attributesOf,
+  chownHandle,
+  hasAttributes,
+  setAttributesNoFollow,
+} from './file-owner';
 import { listTempFiles, readFileDigests } from './folder-scan';
 import { findSymlinkedFolder, type TargetPath } from './target-path';
 import { tempFileNameFor } from './temp-file-name';
@@ -14,7 +21,8 @@ import { tempFileNameFor } from './temp-file-name';
 export interface ApplyOutcome {
   readonly files: FileDigest[];
   readonly filesWritten: number;
-  readonly modesFixed: number;
+  /** Files whose bytes were right but whose mode or owner was not. */
+  readonly attributesFixed: number;
 }
 
 export interface BundleWriterOptions {
@@ -25,7 +33,8 @@ export interface BundleWriterOptions {
 
 /** What a file needs; `existing` is the regular file in place, if any. */
 interface PlannedFile extends CheckedFile {
-  readonly action: 'write' | 'chmod' | 'keep';
+  /** `fix`: the bytes are right, the mode or owner is not. */
+  readonly action: 'write' | 'fix' | 'keep';
   readonly existing: Stats | undefined;
 }
 
@@ -104,7 +113,7 @@ export class BundleWriter {
     return {
       files,
       filesWritten: plans.filter((p) => p.action === 'write').length,
-      modesFixed: plans.filter((p) => p.action === 'chmod').length,
+      attributesFixed: plans.filter((p) => p.action === 'fix').length,
     };
   }
 
@@ -139,8 +148,15 @@ export class BundleWriter {
     if (existing.size !== checked.file.size || !(await this.holdsBytes(checked))) {
       return { ...checked, action: 'write', existing };
     }
-    const action = (existing.mode & 0o7777) === checked.mode ? 'keep' : 'chmod';
-    return { ...checked, action, existing };
+    if (!hasAttributes(existing, checked.mode, checked.owner)) {
+      // Refuse a fix that could not work before anything is touched; phase 2 checks the result.
+      const planned = checked.owner && { ...checked.owner, mode: checked.mode };
+      if (planned) assertReadableByOwner(planned, checked.owner, target);
+      return { ...checked, action: 'fix', existing };
+    }
+    // Right bytes, mode and owner can still be unreadable for that owner (a mode set that way).
+    assertReadableByOwner(attributesOf(existing), checked.owner, target);
+    return { ...checked, action: 'keep', existing };
   }
 
   private async holdsBytes({ target, file }: CheckedFile): Promise<boolean> {
@@ -153,9 +169,12 @@ export class BundleWriter {
     }
   }
 
-  /** Phase 1 for one file: a durable, verified temp file beside the target, and a backup link. */
+  /**
+   * Phase 1 for one file: a durable, verified temp file beside the target, with its final owner
+   * and mode and readable by that owner, and a backup link of the old file.
+   */
   private async stageFile(plan: PlannedFile, staging: Staging): Promise<void> {
-    const { target, file, mode, existing } = plan;
+    const { target, file, mode, owner, existing } = plan;
     const folder = await this.ensureFolders(target, staging);
     const tempPath = path.join(folder, tempFileNameFor(target.fileName));
     const step = (name: string) => (error: unknown) => {
@@ -166,12 +185,17 @@ export class BundleWriter {
     staging.tempPaths.set(plan, tempPath);
     try {
       await handle.writeFile(file.content).catch(step('writing temp file'));
-      if (existing !== undefined) {
+      if (owner !== undefined) {
+        await chownHandle(handle, owner, target);
+      } else if (existing !== undefined) {
         await this.keepOwner(handle, existing, target);
       }
-      // chmod before fsync, so the mode is as durable as the bytes; it also undoes the umask.
+      // chmod after chown (chown may clear set-id bits) and before fsync, so the mode is as
+      // durable as the bytes; it also undoes the umask.
       await handle.chmod(mode).catch(step('setting mode'));
       await handle.sync().catch(step('syncing temp file'));
+      const staged = await handle.stat().catch(step('inspecting temp file'));
+      assertReadableByOwner(attributesOf(staged), owner, target);
     } finally {
       await handle.close();
     }
@@ -246,7 +270,7 @@ export class BundleWriter {
     return folder;
   }
 
-  /** Phase 2: every rename, then mode fixes, then folder syncs; undone in reverse on failure. */
+  /** Phase 2: every rename, then mode/owner fixes, then folder syncs; undone in reverse on failure. */
   private async commit(plans: readonly PlannedFile[], staging: Staging): Promise<void> {
     const undo: Array<() => Promise<void>> = [];
     try {
@@ -260,10 +284,13 @@ export class BundleWriter {
         staging.tempPaths.delete(plan);
         undo.push(() => this.restoreOldFile(plan, backupPath, staging));
       }
-      for (const plan of plans.filter((p) => p.action === 'chmod')) {
-        await chmodNoFollow(plan.target, plan.mode);
-        const oldMode = (plan.existing?.mode ?? 0) & 0o7777;
-        undo.push(() => chmodNoFollow(plan.target, oldMode));
+      for (const plan of plans.filter((p) => p.action === 'fix')) {
+        const old = plan.existing && attributesOf(plan.existing);
+        undo.push(async () => {
+          if (old) await setAttributesNoFollow(plan.target, old.mode, old);
+        });
+        const fixed = await setAttributesNoFollow(plan.target, plan.mode, plan.owner);
+        assertReadableByOwner(fixed, plan.owner, plan.target);
       }
       for (const folder of staging.folderToSync) {
         await syncFolder(folder, path.relative(this.dir, folder));
@@ -333,16 +360,6 @@ async function lstatIfPresent(absolutePath: string, relativePath: string) {
   } catch (error) {
     if (errnoCode(error) === 'ENOENT') return undefined;
     throw applyErrorFromFileSystem(error, 'inspecting target', relativePath);
-  }
-}
-
-/** chmod through a descriptor opened without following links, so a planted link is not chmodded. */
-async function chmodNoFollow(target: TargetPath, mode: number): Promise<void> {
-  try {
-    const handle = await open(target.absolutePath, READ_NO_FOLLOW);
-    await handle.chmod(mode).finally(() => handle.close());
-  } catch (error) {
-    throw applyErrorFromFileSystem(error, 'setting mode', target.relativePath);
   }
 }
 

@@ -182,6 +182,7 @@ function bundleInfo(version: BundleVersion): BundleInfo {
       mode: file.mode,
       sha256: file.sha256,
       size: file.size,
+      owner: file.owner,
     })),
     leaf: certificateInfo(version.validated.leaf),
     chain: version.validated.chain.map(certificateInfo),

@@ -133,6 +133,7 @@ export class BundleIntake {
           source: file.source,
           target: file.target,
           mode: file.mode,
+          owner: file.owner,
           sha256: sha256Hex(file.content),
           size: file.content.length,
           content: file.content,

@@ -24,6 +24,8 @@ export interface CandidateFile {
   path: string;
   target: string;
   mode: number;
+  /** Numeric owner the agent gives the file; undefined keeps the owner of the file replaced. */
+  owner?: { uid: number; gid: number } | undefined;
   content: Buffer;
 }
 

@@ -57,10 +57,28 @@ const targetSchema = z
     'must be a relative path inside the agent folder (no "..", no leading "/")',
   );
 
+/** Largest uid/gid Linux accepts; (2^32 - 1) itself means "no change" to chown. */
+const MAX_OWNER_ID = 4_294_967_294;
+
+/**
+ * `"uid:gid"`, numeric only: user names differ between the agent's image and the image of the
+ * service that reads the file (Vault's runs as uid 100), so only numbers mean the same on both.
+ */
+const ownerSchema = z
+  .string()
+  .regex(/^\d{1,10}:\d{1,10}$/, 'must be a numeric "uid:gid" such as "100:1000" (names are not accepted)')
+  .transform((text) => {
+    const [uid, gid] = text.split(':').map(Number) as [number, number];
+    return { uid, gid };
+  })
+  .refine(({ uid, gid }) => uid <= MAX_OWNER_ID && gid <= MAX_OWNER_ID, `uid and gid must be at most ${MAX_OWNER_ID}`);
+
 const bundleFileSchema = z.strictObject({
   source: z.string().min(1),
   target: targetSchema,
   mode: modeSchema.default(0o600),
+  /** Optional; without it the agent keeps the owner of the file it replaces. */
+  owner: ownerSchema.optional(),
 });
 
 const serviceNameSchema = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'must be a Docker service name');
@@ -174,6 +192,7 @@ const configSchema = z.strictObject({
 export type ServerConfig = Readonly<z.output<typeof configSchema>>;
 export type BundleConfig = ServerConfig['bundles'][number];
 export type BundleFileConfig = BundleConfig['files'][number];
+export type FileOwnerConfig = NonNullable<BundleFileConfig['owner']>;
 export type ReloadTargetConfig = BundleConfig['reload'][number];
 export type VerifyConfig = NonNullable<ReloadTargetConfig['verify']>;
 export type FleetConfig = ServerConfig['fleet'];

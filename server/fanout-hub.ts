@@ -154,6 +154,7 @@ export class FanoutHub {
       files: version.files.map((file) => ({
         target: file.target,
         mode: file.mode,
+        owner: file.owner,
         sha256: file.sha256,
         size: file.size,
         content: manifestOnly ? Buffer.alloc(0) : file.content,

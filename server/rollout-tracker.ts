@@ -46,6 +46,8 @@ export class RolloutTracker {
   private readonly active = new Map<string, RolloutData>();
   private readonly reloadChains = new Map<string, Promise<void>>();
   private readonly evaluations = new Map<string, Promise<void>>();
+  /** Bundles whose rollout a restart found converged, its reload not yet started. */
+  private readonly resumedConverged = new Set<string>();
   private readonly configs: Map<string, BundleConfig>;
   private readonly now: () => Date;
   private timer: NodeJS.Timeout | undefined;
@@ -57,8 +59,10 @@ export class RolloutTracker {
 
   /**
    * Picks up where the last server left off: a waiting rollout keeps waiting, a finished one stays
-   * finished, one interrupted during its reload is failed (it may have partly happened), and a
-   * current version without a rollout gets one.
+   * finished, a converged one whose reload had not started reloads now, one interrupted during
+   * its reload is done if every target's record was saved (ok), else failed (it may have partly
+   * happened; reloading again could reload twice), and a current version without a rollout gets
+   * one. No reload already started is ever run a second time.
    */
   async resume(): Promise<void> {
     for (const bundle of this.options.bundles) {
@@ -70,7 +74,13 @@ export class RolloutTracker {
         continue;
       }
       this.active.set(bundle.name, latest);
-      if (latest.state === 'reloading') {
+      if (latest.state === 'converged') {
+        // 'reloading' is saved before any reload target runs, so none of them has run yet; the
+        // reload starts once the agents a signal reload needs have reconnected (evaluateNow).
+        this.resumedConverged.add(bundle.name);
+      } else if (latest.state === 'reloading' && reloadsFinished(latest, bundle)) {
+        await this.move(latest, 'done', 'every reload target had finished before the server stopped');
+      } else if (latest.state === 'reloading') {
         await this.move(
           latest,
           'failed',
@@ -168,6 +178,7 @@ export class RolloutTracker {
       );
     }
     const missing = missingNodes(rollout);
+    this.resumedConverged.delete(bundle);
     this.startReload(rollout, force && missing.length > 0 ? `forced with ${missing.length} node(s) missing: ${missing.join(', ')}` : 'requested');
     return rollout;
   }
@@ -189,6 +200,12 @@ export class RolloutTracker {
   private async evaluateNow(bundle: string): Promise<void> {
     const rollout = this.active.get(bundle);
     const version = this.options.store.current(bundle);
+    if (rollout?.state === 'converged' && this.resumedConverged.has(bundle)) {
+      if (this.disconnectedForSignals(bundle, rollout.expectedNodes).length > 0) return;
+      this.resumedConverged.delete(bundle);
+      this.startReload(rollout, 'resumed after a server restart; no reload target had started');
+      return;
+    }
     if (!rollout || !isWaitingForNodes(rollout.state) || version?.version !== rollout.version) return;
 
     const now = this.now();
@@ -205,7 +222,19 @@ export class RolloutTracker {
 
     const confirmed = new Set(Object.keys(rollout.confirmedAt));
     const verdict = assessConvergence(expected, confirmed, rollout.startedAt, now, this.options.convergeTimeoutMs);
-    if (verdict.kind === 'converged') {
+    const disconnected = verdict.kind === 'converged' ? this.disconnectedForSignals(bundle, expected) : [];
+    if (verdict.kind === 'converged' && disconnected.length > 0) {
+      // Every node holds the bytes, but a signal reload needs each agent connected (after a server
+      // restart they reconnect within seconds); wait for them, stalling after convergeTimeoutMs.
+      const waitedMs = now.getTime() - rollout.startedAt.getTime();
+      if (rollout.state === 'distributing' && waitedMs >= this.options.convergeTimeoutMs) {
+        const reason = `every node confirmed, but a signal reload needs these agents connected: ${disconnected.join(', ')}`;
+        await this.move(rollout, 'stalled', `${reason}${this.describeMissing(bundle, disconnected)}`);
+      } else if (changed) {
+        rollout.updatedAt = now;
+        await this.options.history.save(rollout);
+      }
+    } else if (verdict.kind === 'converged') {
       await this.move(rollout, 'converged', `all ${expected.length} expected nodes confirmed`);
       this.startReload(rollout, 'converged');
     } else if (verdict.kind === 'stalled' && rollout.state === 'distributing') {
@@ -214,6 +243,13 @@ export class RolloutTracker {
       rollout.updatedAt = now;
       await this.options.history.save(rollout);
     }
+  }
+
+  /** Expected nodes whose agent is not connected, when a reload target of the bundle is a signal. */
+  private disconnectedForSignals(bundle: string, expected: readonly string[]): string[] {
+    const signals = this.configs.get(bundle)?.reload.some((target) => target.action === 'signal') ?? false;
+    if (!signals) return [];
+    return expected.filter((nodeId) => this.options.fleet.get(nodeId)?.connected !== true);
   }
 
   /** What is known of each missing node: not connected, or the error it reported. */
@@ -320,4 +356,15 @@ export class RolloutTracker {
     else this.options.log.info(fields, 'Rollout state changed');
     await this.options.history.save(rollout);
   }
+}
+
+/** True when the rollout holds a successful record (and proof, where configured) for every target. */
+function reloadsFinished(rollout: RolloutData, bundle: BundleConfig): boolean {
+  return (
+    rollout.reloads.length === bundle.reload.length &&
+    bundle.reload.every((target, index) => {
+      const record = rollout.reloads[index];
+      return record?.ok === true && record.service === target.service && (!target.verify || record.proof !== undefined);
+    })
+  );
 }

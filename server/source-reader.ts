@@ -67,6 +67,7 @@ export async function readSourceFiles(
       path: realPath,
       target: file.target,
       mode: file.mode,
+      owner: file.owner,
       content,
     });
   }

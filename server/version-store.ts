@@ -9,6 +9,8 @@ export interface StoredFile {
   source: string;
   target: string;
   mode: number;
+  /** Numeric owner for the agent to set; absent in versions accepted without one configured. */
+  owner?: { uid: number; gid: number } | undefined;
   sha256: string;
   size: number;
   content: Buffer;

@@ -32,6 +32,20 @@ export interface FleetHarnessOptions {
   extraBundleConfig?: string[];
   /** TLS with tokens by default; `mtls` for client certificates, `insecure` for plaintext. */
   transport?: TransportMode;
+  /** Mode and owner per file, as YAML values (`"0640"`, `"100:1000"`); default modes as above. */
+  fileSettings?: FileSettings;
+}
+
+export type FileSettings = Partial<Record<keyof typeof HARNESS_TARGETS, { mode?: string; owner?: string }>>;
+
+/** The `files:` lines of the harness bundle. */
+function fileLines(settings: FileSettings = {}): string[] {
+  return (Object.keys(HARNESS_TARGETS) as Array<keyof typeof HARNESS_TARGETS>).map((kind) => {
+    const { target, mode } = HARNESS_TARGETS[kind];
+    const chosen = settings[kind] ?? {};
+    const owner = chosen.owner === undefined ? '' : `, owner: "${chosen.owner}"`;
+    return `      - { source: ${kind}.pem, target: ${target}, mode: "${chosen.mode ?? `0${mode.toString(8)}`}"${owner} }`;
+  });
 }
 
 /**
@@ -51,6 +65,7 @@ export class FleetHarness {
     readonly bundleName: string,
     readonly credentials: TransportFixture,
     readonly transport: TransportMode,
+    private readonly options: FleetHarnessOptions,
   ) {
     this.admin = new AdminClient(`127.0.0.1:${port}`, clientTransport(credentials, transport, 'admin'), 2_000);
   }
@@ -62,6 +77,14 @@ export class FleetHarness {
     const configFile = path.join(workDir, 'certsync.yml');
     const transport = options.transport ?? 'tls';
     const credentials = await createTransportFixture(path.join(workDir, 'secrets'));
+    const harness = new FleetHarness(workDir, port, configFile, bundleName, credentials, transport, options);
+    await harness.writeConfig(options.fileSettings);
+    return harness;
+  }
+
+  /** (Re)writes the server's config; a running server reads it only when started again. */
+  async writeConfig(fileSettings?: FileSettings): Promise<void> {
+    const { options, port, bundleName, workDir, credentials, transport } = this;
     const config = [
       `listen: 127.0.0.1:${port}`,
       ...serverTransportConfig(credentials, transport),
@@ -73,14 +96,12 @@ export class FleetHarness {
       `  - name: ${bundleName}`,
       `    source: ${JSON.stringify(options.liveDir)}`,
       '    files:',
-      `      - { source: fullchain.pem, target: ${HARNESS_TARGETS.fullchain.target}, mode: "0644" }`,
-      `      - { source: privkey.pem, target: ${HARNESS_TARGETS.privkey.target}, mode: "0600" }`,
+      ...fileLines(fileSettings),
       '    expectNames: ["*.example.test"]',
       ...(options.extraBundleConfig ?? []),
       '',
     ].join('\n');
-    await fs.writeFile(configFile, config);
-    return new FleetHarness(workDir, port, configFile, bundleName, credentials, transport);
+    await fs.writeFile(this.configFile, config);
   }
 
   nodeDir(nodeId: string): string {

@@ -23,6 +23,9 @@ const DEBIAN_PACKAGES: Readonly<Record<string, string>> = {
   unshare: 'util-linux',
   busybox: 'busybox-static',
   go: 'golang-go',
+  mount: 'mount',
+  umount: 'mount',
+  chattr: 'e2fsprogs',
 };
 
 /** Thrown when a test needs a tool that is not installed and skipping is not allowed. */
@@ -98,4 +101,22 @@ function isExecutableFile(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * For tests that need root (chown to other users, mounts, chattr) and, optionally, some tools.
+ * Skips with the reason when not root, unless CERTSYNC_REQUIRE_TOOLS=1 turns that into a failure.
+ */
+export function checkRootAndTools(purpose: string, names: readonly string[] = []): ToolCheck {
+  const tools = checkTools(names);
+  const notRoot = process.getuid?.() !== 0 ? `needs root (${purpose})` : '';
+  const mustFail = process.env[REQUIRE_TOOLS_ENV] === '1';
+  const skip = notRoot !== '' && !mustFail ? notRoot : tools.skip;
+  return {
+    skip,
+    require() {
+      if (notRoot !== '') throw new Error(`${notRoot} (${REQUIRE_TOOLS_ENV}=1 forbids skipping)`);
+      return tools.require();
+    },
+  };
 }

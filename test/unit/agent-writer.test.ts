@@ -24,7 +24,7 @@ import { BundleWriter } from '../../agent/writer';
 
 function bundleFile(target: string, text: string, mode = 0o600): BundleFile {
   const content = Buffer.from(text);
-  return { target, mode, sha256: sha256Hex(content), size: content.length, content };
+  return { target, mode, sha256: sha256Hex(content), size: content.length, content, owner: undefined };
 }
 
 function push(files: BundleFile[], version = 1): BundlePush {
@@ -99,7 +99,7 @@ describe('BundleWriter', () => {
     const certAfter = await stat(path.join(dir, 'cert.pem'));
     const keyAfter = await stat(path.join(dir, 'key.pem'));
     assert.equal(outcome.filesWritten, 0);
-    assert.equal(outcome.modesFixed, 1);
+    assert.equal(outcome.attributesFixed, 1);
     assert.equal(certAfter.ino, certBefore.ino);
     assert.equal(certAfter.mtimeMs, certBefore.mtimeMs);
     assert.equal(keyAfter.ino, keyBefore.ino);

@@ -68,6 +68,25 @@ test('targets that leave the agent folder and bad modes are named', () => {
   );
 });
 
+test('owner is an optional numeric uid:gid; names and other shapes are named errors', () => {
+  const owned = {
+    ...minimalBundle,
+    files: [minimalBundle.files[0], { ...minimalBundle.files[1], owner: '100:1000' }],
+  };
+  const config = parseServerConfig({ insecure: true, bundles: [owned] });
+  assert.equal(config.bundles[0]?.files[0]?.owner, undefined);
+  assert.deepEqual(config.bundles[0]?.files[1]?.owner, { uid: 100, gid: 1000 });
+
+  for (const owner of ['vault:vault', '100', '100:', ':100', '-1:0', '100:1000:1', '4294967295:0']) {
+    const bad = { ...minimalBundle, files: [{ ...minimalBundle.files[1], owner }] };
+    assert.throws(
+      () => parseServerConfig({ insecure: true, bundles: [bad] }),
+      (error: unknown) => error instanceof ConfigError && error.message.includes('bundles[0].files[0].owner: '),
+      `owner ${owner} is refused`,
+    );
+  }
+});
+
 test('duplicate bundle names and duplicate targets are refused', () => {
   assert.throws(() => parseServerConfig({ insecure: true, bundles: [minimalBundle, minimalBundle] }), /used twice/);
   const twice = { ...minimalBundle, files: [minimalBundle.files[0], minimalBundle.files[0]] };

@@ -56,6 +56,11 @@ describe('RolloutTracker', () => {
   let fleet: Fleet;
   let docker: RecordingDocker;
   let clock: number;
+  let signalled: string[][];
+  const recordSignals = (nodeIds: readonly string[]) => {
+    signalled.push([...nodeIds]);
+    return nodeIds.map((nodeId) => ({ nodeId, ok: true, containers: [`web.${nodeId}`] }));
+  };
 
   const build = async () => {
     const history = await RolloutHistory.open(stateDir, ['web'], createSilentLogger());
@@ -65,7 +70,7 @@ describe('RolloutTracker', () => {
       store,
       fleet,
       expectedNodes: createExpectedNodes(config.fleet, { fleet, docker: () => docker, log: createSilentLogger() }),
-      reloader: new Reloader(() => docker, { signalNodes: async () => [] }, createSilentLogger(), now),
+      reloader: new Reloader(() => docker, { signalNodes: async (nodeIds) => recordSignals(nodeIds) }, createSilentLogger(), now),
       prover: new Prover(() => docker, createSilentLogger(), now),
       history,
       convergeTimeoutMs: config.convergeTimeoutMs,
@@ -113,6 +118,7 @@ describe('RolloutTracker', () => {
     store = await VersionStore.open(stateDir, ['web'], 10, createSilentLogger());
     fleet = new Fleet();
     docker = new RecordingDocker();
+    signalled = [];
   });
 
   afterEach(async () => {
@@ -188,15 +194,78 @@ describe('RolloutTracker', () => {
     assert.equal(docker.updates.length, 1, 'a restarted server reloads nothing it already reloaded');
     second.close();
 
-    // A history whose last rollout was reloading when the server died.
+    // A history whose last rollout was reloading when the server died, its target's record saved.
     const file = path.join(stateDir, 'rollouts', 'web.json');
-    const saved = JSON.parse(await fs.readFile(file, 'utf8')) as Array<{ state: string }>;
+    const saved = JSON.parse(await fs.readFile(file, 'utf8')) as Array<{ state: string; reloads: unknown[] }>;
     saved.at(-1)!.state = 'reloading';
     await fs.writeFile(file, JSON.stringify(saved));
     const third = await build();
-    assert.equal(third.current('web')?.state, 'failed');
-    assert.match(third.current('web')!.reason, /stopped while reloading/);
+    assert.equal(third.current('web')?.state, 'done');
+    assert.match(third.current('web')!.transitions.at(-1)!.detail, /every reload target had finished/);
     assert.equal(docker.updates.length, 1);
+    third.close();
+
+    // The same, cut off before the target's record was saved: it may have partly happened.
+    saved.at(-1)!.reloads = [];
+    await fs.writeFile(file, JSON.stringify(saved));
+    const fourth = await build();
+    assert.equal(fourth.current('web')?.state, 'failed');
+    assert.match(fourth.current('web')!.reason, /stopped while reloading/);
+    assert.equal(docker.updates.length, 1);
+    fourth.close();
+  });
+
+  it('starts a signal reload only when every expected agent is connected', async () => {
+    config = parseServerConfig({
+      insecure: true,
+      stateDir,
+      convergeTimeoutMs: 5000,
+      fleet: { mode: 'static', nodes: ['a', 'b'] },
+      bundles: [{ name: 'web', source: '/live', files: [{ source: 'c.pem', target: 'c.pem' }], reload: [{ service: 'web', action: 'signal' }] }],
+    });
+    const tracker = await build();
+    const version = await accept('v1');
+    await tracker.begin(version, 'accepted');
+    confirm('a', version);
+    confirm('b', version);
+    fleet.disconnect('b', new Date(clock));
+    tracker.evaluateAll();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(tracker.current('web')?.state, 'distributing', 'b confirmed, but its agent is away');
+    assert.deepEqual(signalled, []);
+
+    clock += 6000;
+    tracker.evaluateAll();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(tracker.current('web')?.state, 'stalled');
+    assert.match(tracker.current('web')!.reason, /needs these agents connected: b \(b: agent disconnected\)/);
+
+    confirm('b', version);
+    await settle(tracker, 'done');
+    assert.deepEqual(signalled, [['a', 'b']]);
+    tracker.close();
+  });
+
+  it('reloads once after a restart a rollout that had converged but not started its reload', async () => {
+    const first = await build();
+    const version = await accept('v1');
+    await first.begin(version, 'accepted');
+    first.close();
+    const file = path.join(stateDir, 'rollouts', 'web.json');
+    const saved = JSON.parse(await fs.readFile(file, 'utf8')) as Array<{ state: string; confirmedAt: Record<string, string> }>;
+    saved.at(-1)!.state = 'converged';
+    saved.at(-1)!.confirmedAt = { a: new Date(clock).toISOString(), b: new Date(clock).toISOString() };
+    await fs.writeFile(file, JSON.stringify(saved));
+    assert.equal(docker.updates.length, 0);
+
+    const second = await build();
+    await settle(second, 'done');
+    assert.equal(docker.updates.length, 1);
+    second.close();
+    const third = await build();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(third.current('web')?.state, 'done');
+    assert.equal(docker.updates.length, 1, 'and not again after the next restart');
     third.close();
   });
 
