@@ -8,7 +8,8 @@ import type { CertsyncSwarm } from './certsync-swarm.js';
 /** The files deploy/certsync.yml writes, with the live/ file each comes from and its mode. */
 export const TARGETS = [
   { live: 'fullchain.pem', target: 'STAR.iklim.co.full.crt', mode: 0o644 },
-  { live: 'privkey.pem', target: 'STAR.iklim.co_key.pem', mode: 0o600 },
+  // deploy/certsync.yml gives the key to Vault's uid 100, gid 1000.
+  { live: 'privkey.pem', target: 'STAR.iklim.co_key.pem', mode: 0o600, owner: [100, 1000] },
 ] as const;
 
 /** Every node's host folder (bound at /opt/iklimco/ssl on that node) holds the live/ bytes, with the configured modes. */
@@ -17,7 +18,7 @@ export async function assertEveryNodeHoldsLive(
   nodeIndexes: readonly number[],
 ): Promise<void> {
   for (const index of nodeIndexes) {
-    for (const { live, target, mode } of TARGETS) {
+    for (const { live, target, mode, ...rest } of TARGETS) {
       const expected = sha256Hex(await readFile(path.join(swarm.liveDir, live)));
       const written = path.join(swarm.layout.nodeSslDir(index), target);
       assert.equal(
@@ -25,7 +26,10 @@ export async function assertEveryNodeHoldsLive(
         expected,
         `node${index}/${target} bytes = live/${live}`,
       );
-      assert.equal((await stat(written)).mode & 0o777, mode, `node${index}/${target} mode`);
+      const stats = await stat(written);
+      assert.equal(stats.mode & 0o777, mode, `node${index}/${target} mode`);
+      if ('owner' in rest)
+        assert.deepEqual([stats.uid, stats.gid], rest.owner, `node${index}/${target} owner`);
     }
   }
 }
