@@ -179,7 +179,7 @@ export class BundleIntake {
     }
 
     const previous = store.lastRejected(bundle.name);
-    if (previous && previous.digest === digest && previous.reason === reason) return 'rejected';
+    if (previous && previous.digest === digest && previous.reason === reason && previous.message === message) return 'rejected';
     log.warn(
       { bundle: bundle.name, reason, err: { message: error.message }, keptVersion: store.current(bundle.name)?.version },
       'Candidate bundle rejected; current version stays authoritative',

@@ -13,6 +13,7 @@ export type BundleRejectionReason =
   | 'key-invalid'
   | 'key-unsupported'
   | 'key-mismatch'
+  | 'files-disagree'
   | 'not-yet-valid'
   | 'expired'
   | 'names-missing';

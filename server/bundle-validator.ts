@@ -106,6 +106,7 @@ export function validateBundle(
     privateKey === undefined ? firstFile : findLeafFile(certificateFiles, privateKey);
   const [leaf, ...tail] = leafFile as [LocatedCertificate, ...LocatedCertificate[]];
   const chain = tail.length > 0 ? tail : findChainFile(leaf, certificateFiles);
+  if (privateKey !== undefined) checkFilesAgree(leaf, chain, certificateFiles);
   checkValidityPeriod(leaf, options.now, warnings);
   checkNamesCovered(leaf, options.expectNames);
 
@@ -235,6 +236,42 @@ function checkLeafFirst(
       `after ${describe(first)} at line ${first.line}; servers such as Go's crypto/tls take the ` +
       `first certificate as the leaf. List the leaf first, each certificate followed by its issuer`;
     throw new BundleValidationError('leaf-not-first', message, { path: leaf.path });
+  }
+}
+
+/**
+ * Every certificate file must belong to the same renewal as the key's leaf. certbot swaps its
+ * links one at a time (cert, privkey, chain, fullchain), so with cert.pem and fullchain.pem both
+ * configured a check between two swaps sees a new cert.pem and key next to an old fullchain.pem
+ * (or, with --reuse-key, two leaves that both match the key). A file that starts with another
+ * end-entity certificate, or with a CA certificate outside the leaf's issuer chain, is refused;
+ * the intake checks again once certbot has finished.
+ */
+function checkFilesAgree(
+  leaf: LocatedCertificate,
+  chain: readonly LocatedCertificate[],
+  certificateFiles: readonly LocatedCertificate[][],
+): void {
+  const issuers = [leaf, ...chain];
+  for (const certificates of certificateFiles) {
+    const first = certificates[0];
+    if (first === undefined || first.fingerprintSha256 === leaf.fingerprintSha256) continue;
+    const inIssuerChain = first.certificate.ca
+      ? issuers.some(
+          (known) =>
+            known.fingerprintSha256 === first.fingerprintSha256 ||
+            issuanceProblem(known.certificate, first.certificate) === undefined,
+        )
+      : false;
+    if (inIssuerChain) continue;
+    const what = first.certificate.ca
+      ? `the CA certificate ${describe(first)}, which is not in the leaf's issuer chain`
+      : `the leaf ${describe(first)}`;
+    const message =
+      `${first.path} starts with ${what}, but the key's certificate is ${describe(leaf)} in ` +
+      `${leaf.path}: the files come from different renewals (a renewal caught half-way, or a ` +
+      `file left over from an earlier one); every configured file must be from the same renewal`;
+    throw new BundleValidationError('files-disagree', message, { path: first.path });
   }
 }
 

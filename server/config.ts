@@ -219,6 +219,8 @@ export function parseServerConfig(raw: unknown, origin = 'config'): ServerConfig
   const transportProblem = transportProblemOf(config);
   if (transportProblem) throw new ConfigError(`${origin} is invalid:\n  ${transportProblem}`);
   const names = new Set<string>();
+  /** target → the bundle that writes it: two bundles writing one file would overwrite each other. */
+  const targetOwners = new Map<string, string>();
   for (const [index, bundle] of config.bundles.entries()) {
     if (names.has(bundle.name)) {
       throw new ConfigError(`${origin} is invalid:\n  bundles[${index}].name: "${bundle.name}" is used twice`);
@@ -233,6 +235,15 @@ export function parseServerConfig(raw: unknown, origin = 'config'): ServerConfig
     const targets = new Set(bundle.files.map((file) => file.target));
     if (targets.size !== bundle.files.length) {
       throw new ConfigError(`${origin} is invalid:\n  bundles[${index}].files: two files have the same target`);
+    }
+    for (const [fileIndex, file] of bundle.files.entries()) {
+      const owner = targetOwners.get(file.target);
+      if (owner !== undefined) {
+        throw new ConfigError(
+          `${origin} is invalid:\n  bundles[${index}].files[${fileIndex}].target: "${file.target}" is also written by bundle "${owner}"; each target belongs to one bundle`,
+        );
+      }
+      targetOwners.set(file.target, bundle.name);
     }
   }
   return deepFreeze(config);

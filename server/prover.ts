@@ -17,6 +17,7 @@ interface Replica {
 const FIRST_RETRY_MS = 500;
 const MAX_RETRY_MS = 5_000;
 const ATTEMPT_TIMEOUT_MS = 5_000;
+const MIN_ATTEMPT_TIMEOUT_MS = 500;
 
 /**
  * Proves a reload: every replica of the service serves the version's leaf (SHA-256 of the DER)
@@ -91,7 +92,10 @@ export class Prover {
     let delayMs = FIRST_RETRY_MS;
     while (replica.endpoints.length > 0) {
       proof.attempts += 1;
-      await this.attempt(replica, verify, expectedFingerprint, keys, proof);
+      // Each try gets what is left of the deadline (at most ATTEMPT_TIMEOUT_MS), so a replica
+      // that accepts connections but never answers cannot push the proof past verify.timeoutMs.
+      const attemptTimeoutMs = Math.max(MIN_ATTEMPT_TIMEOUT_MS, Math.min(ATTEMPT_TIMEOUT_MS, deadline - Date.now()));
+      await this.attempt(replica, verify, expectedFingerprint, keys, proof, attemptTimeoutMs);
       if (proof.ok || Date.now() + delayMs > deadline) break;
       await sleep(delayMs);
       delayMs = Math.min(delayMs * 2, MAX_RETRY_MS);
@@ -100,12 +104,19 @@ export class Prover {
   }
 
   /** One try at one replica; fills in `proof`. Errors name the step, never a key. */
-  private async attempt(replica: Replica, verify: VerifyConfig, expectedFingerprint: string, keys: string[] | undefined, proof: ReplicaProofData): Promise<void> {
+  private async attempt(
+    replica: Replica,
+    verify: VerifyConfig,
+    expectedFingerprint: string,
+    keys: string[] | undefined,
+    proof: ReplicaProofData,
+    timeoutMs: number,
+  ): Promise<void> {
     const serverName = verify.tls.serverName;
     let lastError = '';
     for (const endpoint of replica.endpoints) {
       try {
-        const served = await probeServedCertificate(endpoint, serverName, ATTEMPT_TIMEOUT_MS);
+        const served = await probeServedCertificate(endpoint, serverName, timeoutMs);
         Object.assign(proof, { endpoint, fingerprintSha256: served.fingerprintSha256, notAfter: served.notAfter });
         proof.matches = served.fingerprintSha256 === expectedFingerprint;
         if (!proof.matches) {
@@ -113,7 +124,7 @@ export class Prover {
           return;
         }
         if (verify.vault) {
-          proof.sealState = await ensureUnsealed(endpoint, { serverName, expectedFingerprint, keys, timeoutMs: ATTEMPT_TIMEOUT_MS });
+          proof.sealState = await ensureUnsealed(endpoint, { serverName, expectedFingerprint, keys, timeoutMs });
         }
         proof.ok = true;
         proof.error = '';

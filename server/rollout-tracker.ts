@@ -303,7 +303,7 @@ export class RolloutTracker {
         const skipped = targets.slice(index + 1).map((next) => next.service);
         const tail = skipped.length > 0 ? `; not reloaded: ${skipped.join(', ')}` : '';
         const failedProof = record.proof !== undefined && !record.proof.ok;
-        await this.fail(rollout, `${record.error}${tail}`, failedProof ? target.onFailure : 'hold');
+        await this.fail(rollout, `${record.error}${tail}`, failedProof ? target.onFailure : 'reload-failed');
         return;
       }
     }
@@ -315,7 +315,13 @@ export class RolloutTracker {
    * version back (which withdraws the failed one from the watcher) and rolls it out. A rollback
    * that fails in turn is held: certsync never loops between two versions.
    */
-  private async fail(rollout: RolloutData, reason: string, onFailure: 'hold' | 'rollback'): Promise<void> {
+  private async fail(rollout: RolloutData, reason: string, onFailure: 'hold' | 'rollback' | 'reload-failed'): Promise<void> {
+    if (onFailure === 'reload-failed') {
+      // onFailure is about proofs: a reload Docker or an agent refused proves nothing either way.
+      const fix = `fix the service, then run certsyncctl reload ${rollout.bundle}`;
+      await this.move(rollout, 'failed', `${reason} (the reload failed, nothing is rolled back: every node keeps version ${rollout.version}; ${fix})`);
+      return;
+    }
     if (onFailure === 'hold' || rollout.trigger === 'rollback') {
       const why = rollout.trigger === 'rollback' ? 'the rollback itself failed; nothing more is tried' : 'onFailure is hold';
       await this.move(rollout, 'failed', `${reason} (${why}: every node keeps version ${rollout.version})`);

@@ -1,5 +1,6 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { sha256Hex } from '../common/digest';
 import type { Logger } from '../common/log';
 import { ensurePrivateDirectory, fsyncDirectory, writeFileAtomic } from './atomic-file';
 import type { ValidatedBundle } from './bundle-validator';
@@ -171,8 +172,9 @@ export class VersionStore {
       } catch (error) {
         this.log.error({ bundle, version: wanted, err: error }, 'Stored bundle version unreadable');
         throw new Error(
-          `state for bundle "${bundle}" version ${wanted} in ${bundleDir} is unreadable; ` +
-            `restore it or remove current.json to fall back to the newest readable version`,
+          `state for bundle "${bundle}" version ${wanted} in ${bundleDir} is unreadable ` +
+            `(${(error as Error).message}); restore it or remove current.json to fall back to the ` +
+            `newest readable version`,
           { cause: error },
         );
       }
@@ -187,7 +189,16 @@ export class VersionStore {
     const meta = JSON.parse(await fs.readFile(path.join(dir, 'meta.json'), 'utf8')) as StoredMeta;
     const files: StoredFile[] = [];
     for (const [index, file] of meta.files.entries()) {
-      const content = await fs.readFile(path.join(dir, `${index}.bin`));
+      const stored = path.join(dir, `${index}.bin`);
+      const content = await fs.readFile(stored);
+      // A corrupt copy must never reach an agent: it would refuse it (digest mismatch) forever.
+      if (sha256Hex(content) !== file.sha256) {
+        throw new Error(
+          `${stored} (${file.target} of version ${version}) does not match its recorded SHA-256; ` +
+            `the state folder is damaged: restore it from a backup, or move the bundle's folder aside ` +
+            `and let the server take in the source again`,
+        );
+      }
       files.push({ ...file, content });
     }
     return fromMeta(meta, files);
@@ -252,6 +263,11 @@ async function readJson<T>(file: string): Promise<T | undefined> {
     return JSON.parse(await fs.readFile(file, 'utf8')) as T;
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    if (error instanceof SyntaxError) {
+      throw new Error(`${file} is not valid JSON (${error.message}); restore it from a backup or move it aside`, {
+        cause: error,
+      });
+    }
     throw error;
   }
 }

@@ -465,6 +465,54 @@ describe('validateBundle', () => {
       });
     }
 
+    test("certbot's four files caught half-way: new cert.pem and key, old fullchain.pem", async () => {
+      const renewed = await issueLeaf(ec.intermediate, {
+        commonName: '*.example.test',
+        dnsNames: ['*.example.test'],
+      });
+      const files = [
+        candidate('cert.pem', renewed.certPem),
+        candidate('privkey.pem', renewed.keyPem),
+        candidate('chain.pem', ec.pems.chain),
+        candidate('fullchain.pem', ec.pems.fullchain),
+      ];
+      const error = rejection(() => validate(files), 'files-disagree');
+      assert.match(error.message, /fullchain\.pem starts with the leaf .*different renewals/);
+      assert.ok(error.message.includes(ec.leaf.fingerprintSha256), 'names the old leaf');
+      assert.ok(error.message.includes(renewed.fingerprintSha256), 'names the new leaf');
+      // Once certbot has swapped the last link the same files are one renewal again.
+      const finished = [
+        ...files.slice(0, 3),
+        candidate('fullchain.pem', renewed.certPem + ec.pems.chain),
+      ];
+      assert.equal(validate(finished).leaf.fingerprintSha256, renewed.fingerprintSha256);
+    });
+
+    test('a chain.pem from another CA next to cert.pem and fullchain.pem', () => {
+      const files = [
+        candidate('cert.pem', ec.pems.cert),
+        candidate('privkey.pem', ec.pems.privkey),
+        candidate('chain.pem', other.pems.chain),
+        candidate('fullchain.pem', ec.pems.fullchain),
+      ];
+      const error = rejection(() => validate(files), 'files-disagree');
+      assert.match(error.message, /chain\.pem starts with the CA certificate .*not in the leaf's issuer chain/);
+    });
+
+    test('an old cert.pem and key next to a fullchain.pem from the next renewal', async () => {
+      const next = await issueLeaf(ec.intermediate, {
+        commonName: '*.example.test',
+        dnsNames: ['*.example.test'],
+      });
+      const files = [
+        candidate('cert.pem', ec.pems.cert),
+        candidate('privkey.pem', ec.pems.privkey),
+        candidate('fullchain.pem', next.certPem + ec.pems.chain),
+      ];
+      const error = rejection(() => validate(files), 'files-disagree');
+      assert.ok(error.message.includes(next.fingerprintSha256), 'names the stray leaf');
+    });
+
     test('two private keys in one bundle', () => {
       const files = [
         candidate('fullchain.pem', ec.pems.fullchain + ec.pems.privkey),

@@ -91,6 +91,11 @@ test('duplicate bundle names and duplicate targets are refused', () => {
   assert.throws(() => parseServerConfig({ insecure: true, bundles: [minimalBundle, minimalBundle] }), /used twice/);
   const twice = { ...minimalBundle, files: [minimalBundle.files[0], minimalBundle.files[0]] };
   assert.throws(() => parseServerConfig({ insecure: true, bundles: [twice] }), /same target/);
+  const otherBundle = { ...minimalBundle, name: 'other' };
+  assert.throws(
+    () => parseServerConfig({ insecure: true, bundles: [minimalBundle, otherBundle] }),
+    /bundles\[1\]\.files\[0\]\.target: ".*" is also written by bundle "iklim-co"/,
+  );
 });
 
 test('a YAML file is read, overrides win, and YAML errors name the file', async () => {

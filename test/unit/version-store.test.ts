@@ -93,3 +93,25 @@ test('old versions are pruned beyond versionsKept, and rejections persist', asyn
   assert.equal(reopened.lastRejected('example')?.at.toISOString(), '2026-12-03T00:00:00.000Z');
   await fs.rm(stateDir, { recursive: true, force: true });
 });
+
+test('a damaged state folder stops the start with the file named, never serving the bytes', async () => {
+  const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-store-'));
+  const store = await VersionStore.open(stateDir, ['example'], 10, createSilentLogger());
+  await store.accept(candidate('one'), new Date());
+  const bundleDir = path.join(stateDir, 'bundles', 'example');
+  const storedKey = path.join(bundleDir, 'v000001', '1.bin');
+  await fs.writeFile(storedKey, 'kex one');
+  await assert.rejects(VersionStore.open(stateDir, ['example'], 10, createSilentLogger()), (error: Error) => {
+    assert.match(error.message, /version 1 .* is unreadable .*1\.bin \(key\.pem of version 1\) does not match its recorded SHA-256/);
+    assert.ok(!error.message.includes('kex one'), 'no content in the message');
+    return true;
+  });
+
+  await fs.writeFile(storedKey, 'key one');
+  await fs.writeFile(path.join(bundleDir, 'current.json'), '{"version":');
+  await assert.rejects(
+    VersionStore.open(stateDir, ['example'], 10, createSilentLogger()),
+    /current\.json is not valid JSON .*; restore it from a backup or move it aside/,
+  );
+  await fs.rm(stateDir, { recursive: true, force: true });
+});
