@@ -37,9 +37,17 @@ export function createRootLogger(
     base: { pid: process.pid },
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
-    // pino-pretty runs in pino's worker thread; the redaction above happens before it sees a line.
-    ...(format === 'pretty' ? { transport: { target: 'pino-pretty', options: { colorize: true, translateTime: 'SYS:HH:MM:ss.l' } } } : {}),
+    // pino-pretty runs in pino's worker thread, which cannot see whether stdout is a terminal, so
+    // colour is decided here. The redaction above happens before pino-pretty sees a line.
+    ...(format === 'pretty'
+      ? { transport: { target: 'pino-pretty', options: { colorize: wantsColour(), translateTime: 'SYS:HH:MM:ss.l' } } }
+      : {}),
   });
+}
+
+/** Colour on a terminal, unless NO_COLOR is set (https://no-color.org). */
+function wantsColour(): boolean {
+  return process.stdout.isTTY === true && !process.env['NO_COLOR'];
 }
 
 /** A silent logger for tests and library use. */
