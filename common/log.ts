@@ -30,7 +30,10 @@ export function chooseLogFormat(requested: string | undefined, stdoutIsTty: bool
 /** The root logger for one process; components take a child with `component` set. */
 export function createRootLogger(
   level = process.env['CERTSYNC_LOG_LEVEL'] ?? 'info',
-  format: LogFormat = chooseLogFormat(process.env['CERTSYNC_LOG_FORMAT'], process.stdout.isTTY === true),
+  format: LogFormat = chooseLogFormat(
+    process.env['CERTSYNC_LOG_FORMAT'],
+    process.stdout.isTTY === true,
+  ),
 ): Logger {
   return pino({
     level,
@@ -40,7 +43,12 @@ export function createRootLogger(
     // pino-pretty runs in pino's worker thread, which cannot see whether stdout is a terminal, so
     // colour is decided here. The redaction above happens before pino-pretty sees a line.
     ...(format === 'pretty'
-      ? { transport: { target: 'pino-pretty', options: { colorize: wantsColour(), translateTime: 'SYS:HH:MM:ss.l' } } }
+      ? {
+          transport: {
+            target: 'pino-pretty',
+            options: { colorize: wantsColour(), translateTime: 'SYS:HH:MM:ss.l' },
+          },
+        }
       : {}),
   });
 }

@@ -24,7 +24,9 @@ export interface MetricsListenerOptions {
  * (200 when ready, 503 with the reasons otherwise) over plain HTTP without authentication. Only
  * counts, versions, node IDs and dates are exposed; nothing here can reach key material.
  */
-export async function startMetricsListener(options: MetricsListenerOptions): Promise<MetricsListener> {
+export async function startMetricsListener(
+  options: MetricsListenerOptions,
+): Promise<MetricsListener> {
   const { host, port } = splitHostPort(options.listen);
   const server = createServer((request, response) => {
     const path = (request.url ?? '/').split('?')[0];
@@ -34,10 +36,13 @@ export async function startMetricsListener(options: MetricsListenerOptions): Pro
     }
     if (path === '/metrics') {
       options.registry.metrics().then(
-        (text) => response.writeHead(200, { 'content-type': options.registry.contentType }).end(text),
+        (text) =>
+          response.writeHead(200, { 'content-type': options.registry.contentType }).end(text),
         (error: unknown) => {
           options.log.error({ err: error }, 'Metrics not collected');
-          response.writeHead(500, { 'content-type': 'text/plain' }).end('metrics not collected; see the log\n');
+          response
+            .writeHead(500, { 'content-type': 'text/plain' })
+            .end('metrics not collected; see the log\n');
         },
       );
     } else if (path === '/healthz') {
@@ -45,9 +50,13 @@ export async function startMetricsListener(options: MetricsListenerOptions): Pro
     } else if (path === '/readyz') {
       const reasons = options.notReadyReasons();
       const status = reasons.length === 0 ? 200 : 503;
-      response.writeHead(status, { 'content-type': 'text/plain' }).end(reasons.length === 0 ? 'ready\n' : `${reasons.join('\n')}\n`);
+      response
+        .writeHead(status, { 'content-type': 'text/plain' })
+        .end(reasons.length === 0 ? 'ready\n' : `${reasons.join('\n')}\n`);
     } else {
-      response.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz or /readyz\n');
+      response
+        .writeHead(404, { 'content-type': 'text/plain' })
+        .end('not found: try /metrics, /healthz or /readyz\n');
     }
   });
 
@@ -59,7 +68,10 @@ export async function startMetricsListener(options: MetricsListenerOptions): Pro
     });
   });
   const bound = (server.address() as AddressInfo).port;
-  options.log.info({ listen: options.listen, port: bound, paths: ['/metrics', '/healthz', '/readyz'] }, 'Metrics listener started');
+  options.log.info(
+    { listen: options.listen, port: bound, paths: ['/metrics', '/healthz', '/readyz'] },
+    'Metrics listener started',
+  );
   return { port: bound, close: () => closeServer(server) };
 }
 

@@ -33,9 +33,10 @@ export function assessExpiry(facts: ExpiryFacts): ExpiryVerdict {
     kind === 'expired'
       ? `the current leaf EXPIRED at ${facts.notAfter.toISOString()}`
       : `the current leaf expires at ${facts.notAfter.toISOString()} (in ${formatDuration(leftMs)})`;
-  const rejected = facts.lastRejected && facts.lastRejected.at.getTime() > facts.acceptedAt.getTime()
-    ? `; the last candidate (${facts.lastRejected.at.toISOString()}) was rejected: ${facts.lastRejected.reason}`
-    : '';
+  const rejected =
+    facts.lastRejected && facts.lastRejected.at.getTime() > facts.acceptedAt.getTime()
+      ? `; the last candidate (${facts.lastRejected.at.toISOString()}) was rejected: ${facts.lastRejected.reason}`
+      : '';
   const message = `${when} and no renewal has been accepted since ${facts.acceptedAt.toISOString()}${rejected}; check the renewal job (certbot/SWAG) and its source folder`;
   return { kind, secondsLeft, message };
 }

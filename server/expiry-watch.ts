@@ -70,8 +70,16 @@ export class ExpiryWatch {
         secondsLeft: verdict.secondsLeft,
         windowDays: this.options.windowDays,
       };
-      if (verdict.kind !== 'ok') this.options.log.warn({ ...fields, state: verdict.kind, detail: verdict.message }, 'Certificate expiry warning');
-      else if (previous) this.options.log.info({ ...fields, state: verdict.kind }, 'Certificate expiry warning cleared');
+      if (verdict.kind !== 'ok')
+        this.options.log.warn(
+          { ...fields, state: verdict.kind, detail: verdict.message },
+          'Certificate expiry warning',
+        );
+      else if (previous)
+        this.options.log.info(
+          { ...fields, state: verdict.kind },
+          'Certificate expiry warning cleared',
+        );
     }
   }
 }

@@ -193,7 +193,12 @@ export class ServerMetrics implements ServerEvents {
   reloadFinished(bundle: string, record: ReloadRecordData): void {
     const finishedAt = record.finishedAt ?? new Date();
     const seconds = (finishedAt.getTime() - record.startedAt.getTime()) / 1000;
-    const labels = { bundle, service: record.service, action: record.action, outcome: record.ok ? 'ok' : 'failed' };
+    const labels = {
+      bundle,
+      service: record.service,
+      action: record.action,
+      outcome: record.ok ? 'ok' : 'failed',
+    };
     this.reloadDuration.observe(labels, seconds);
   }
 

@@ -22,7 +22,8 @@ export async function scrapeMetrics(url: string): Promise<Scrape> {
   const response = await fetch(url);
   if (response.status !== 200) throw new Error(`GET ${url} answered ${response.status}`);
   const contentType = response.headers.get('content-type') ?? '';
-  if (!contentType.startsWith('text/plain')) throw new Error(`GET ${url} answered content-type ${contentType}`);
+  if (!contentType.startsWith('text/plain'))
+    throw new Error(`GET ${url} answered content-type ${contentType}`);
   return parseScrape(await response.text());
 }
 
@@ -30,19 +31,31 @@ export function parseScrape(text: string): Scrape {
   const families = parsePrometheusTextFormat(text);
   const family = (name: string) => {
     const found = families.find((candidate) => candidate.name === name);
-    if (!found) throw new Error(`metric ${name} is not exported (have: ${families.map((f) => f.name).join(', ')})`);
+    if (!found)
+      throw new Error(
+        `metric ${name} is not exported (have: ${families.map((f) => f.name).join(', ')})`,
+      );
     return found;
   };
   const sample = (name: string, labels: Record<string, string> = {}) =>
     families
       .find((candidate) => candidate.name === name)
-      ?.metrics.find((metric) => Object.entries(labels).every(([key, value]) => metric.labels?.[key] === value));
+      ?.metrics.find((metric) =>
+        Object.entries(labels).every(([key, value]) => metric.labels?.[key] === value),
+      );
   const value = (name: string, labels: Record<string, string> = {}) => {
     const found = sample(name, labels);
     if (found?.value === undefined) throw new Error(`no sample ${name}${JSON.stringify(labels)}`);
     return Number(found.value);
   };
-  return { text, families, family, sample, value, histogramCount: (name, labels = {}) => histogramCount(text, name, labels) };
+  return {
+    text,
+    families,
+    family,
+    sample,
+    value,
+    histogramCount: (name, labels = {}) => histogramCount(text, name, labels),
+  };
 }
 
 /**
@@ -51,12 +64,19 @@ export function parseScrape(text: string): Scrape {
  * unlabelled `_count`/`_sum` lines). The parser still checks the whole text; the `_count` line of
  * one series is read here from that text. If the parser learns labelled histograms, use it instead.
  */
-function histogramCount(text: string, name: string, labels: Record<string, string>): number | undefined {
+function histogramCount(
+  text: string,
+  name: string,
+  labels: Record<string, string>,
+): number | undefined {
   for (const line of text.split('\n')) {
     const match = new RegExp(`^${name}_count\\{(.*)\\} (\\S+)$`).exec(line);
     if (!match) continue;
-    const found = Object.fromEntries([...match[1]!.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((pair) => [pair[1], pair[2]]));
-    if (Object.entries(labels).every(([key, value]) => found[key] === value)) return Number(match[2]);
+    const found = Object.fromEntries(
+      [...match[1]!.matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((pair) => [pair[1], pair[2]]),
+    );
+    if (Object.entries(labels).every(([key, value]) => found[key] === value))
+      return Number(match[2]);
   }
   return undefined;
 }

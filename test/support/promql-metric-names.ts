@@ -34,6 +34,7 @@ export function metricNamesInPromql(expression: string): string[] {
       }
     },
   });
-  if (errorAt !== undefined) throw new PromqlSyntaxError(`not valid PromQL at offset ${errorAt}: ${expression}`);
+  if (errorAt !== undefined)
+    throw new PromqlSyntaxError(`not valid PromQL at offset ${errorAt}: ${expression}`);
   return [...names];
 }

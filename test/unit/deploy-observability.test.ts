@@ -30,9 +30,10 @@ async function exportedSeriesNames(): Promise<Set<string>> {
   const agent = new AgentMetrics(() => false);
   const names = new Set<string>();
   for (const registry of [server.registry, agent.registry]) {
-    for (const metric of (await registry.getMetricsAsJSON())) {
+    for (const metric of await registry.getMetricsAsJSON()) {
       names.add(metric.name);
-      if (String(metric.type) === 'histogram') for (const suffix of ['_bucket', '_sum', '_count']) names.add(metric.name + suffix);
+      if (String(metric.type) === 'histogram')
+        for (const suffix of ['_bucket', '_sum', '_count']) names.add(metric.name + suffix);
     }
   }
   return names;
@@ -52,7 +53,9 @@ describe('deploy/ observability files', () => {
 
   it('every alert expression is valid PromQL over metrics the server or agent exports', async () => {
     const exported = await exportedSeriesNames();
-    const rules = parseYaml(readFileSync(path.join(root, 'deploy', 'prometheus-rules.yml'), 'utf8')) as {
+    const rules = parseYaml(
+      readFileSync(path.join(root, 'deploy', 'prometheus-rules.yml'), 'utf8'),
+    ) as {
       groups: Array<{ name: string; rules: AlertRule[] }>;
     };
     const alerts = rules.groups.flatMap((group) => group.rules);
@@ -61,39 +64,64 @@ describe('deploy/ observability files', () => {
       const names = metricNamesInPromql(alert.expr);
       assert.ok(names.length > 0, `${alert.alert} selects no metric`);
       for (const name of names) {
-        assert.ok(exported.has(name) || PROMETHEUS_SERIES.has(name), `${alert.alert}: ${name} is not exported by certsync`);
+        assert.ok(
+          exported.has(name) || PROMETHEUS_SERIES.has(name),
+          `${alert.alert}: ${name} is not exported by certsync`,
+        );
       }
     }
 
     const byName = new Map(alerts.map((alert) => [alert.alert, alert]));
     const expiresSoon = byName.get('CertsyncCertificateExpiresSoon');
-    assert.deepEqual(metricNamesInPromql(expiresSoon!.expr), ['certsync_certificate_expiration_timestamp_seconds']);
+    assert.deepEqual(metricNamesInPromql(expiresSoon!.expr), [
+      'certsync_certificate_expiration_timestamp_seconds',
+    ]);
     assert.match(expiresSoon!.expr, /< 14 \* 86400$/);
     const outOfSync = byName.get('CertsyncFleetOutOfSync');
-    assert.deepEqual(metricNamesInPromql(outOfSync!.expr).sort(), ['certsync_nodes_expected', 'certsync_nodes_in_sync']);
+    assert.deepEqual(metricNamesInPromql(outOfSync!.expr).sort(), [
+      'certsync_nodes_expected',
+      'certsync_nodes_in_sync',
+    ]);
     assert.equal(outOfSync!.for, '10m');
-    assert.match(byName.get('CertsyncRolloutFailed')!.expr, /certsync_rollouts_total\{outcome="failed"\}/);
+    assert.match(
+      byName.get('CertsyncRolloutFailed')!.expr,
+      /certsync_rollouts_total\{outcome="failed"\}/,
+    );
   });
 
   it('the Grafana dashboard is valid JSON whose every query uses exported metrics', async () => {
     const exported = await exportedSeriesNames();
-    const dashboard = JSON.parse(readFileSync(path.join(root, 'deploy', 'grafana-dashboard.json'), 'utf8')) as {
+    const dashboard = JSON.parse(
+      readFileSync(path.join(root, 'deploy', 'grafana-dashboard.json'), 'utf8'),
+    ) as {
       title: string;
       panels: Array<{ id: number; title: string; targets: Array<{ expr: string }> }>;
     };
     assert.equal(dashboard.title, 'certsync');
-    assert.equal(new Set(dashboard.panels.map((panel) => panel.id)).size, dashboard.panels.length, 'panel ids are unique');
+    assert.equal(
+      new Set(dashboard.panels.map((panel) => panel.id)).size,
+      dashboard.panels.length,
+      'panel ids are unique',
+    );
     const used = new Set<string>();
     for (const panel of dashboard.panels) {
       assert.ok(panel.targets.length > 0, `panel ${panel.title} has no query`);
       for (const target of panel.targets) {
         for (const name of metricNamesInPromql(target.expr)) {
-          assert.ok(exported.has(name), `panel ${panel.title}: ${name} is not exported by certsync`);
+          assert.ok(
+            exported.has(name),
+            `panel ${panel.title}: ${name} is not exported by certsync`,
+          );
           used.add(name.replace(/_(bucket|sum|count)$/, ''));
         }
       }
     }
-    for (const name of ['certsync_certificate_expiration_timestamp_seconds', 'certsync_nodes_in_sync', 'certsync_rollouts_total', 'certsync_rejected_candidates_total']) {
+    for (const name of [
+      'certsync_certificate_expiration_timestamp_seconds',
+      'certsync_nodes_in_sync',
+      'certsync_rollouts_total',
+      'certsync_rejected_candidates_total',
+    ]) {
       assert.ok(used.has(name), `the dashboard shows ${name}`);
     }
   });
@@ -101,7 +129,12 @@ describe('deploy/ observability files', () => {
   it('an expression naming a metric that does not exist is caught', async () => {
     const exported = await exportedSeriesNames();
     const names = metricNamesInPromql('certsync_certificate_not_after_seconds - time() < 86400');
-    assert.deepEqual(names.filter((name) => !exported.has(name)), ['certsync_certificate_not_after_seconds']);
-    assert.throws(() => metricNamesInPromql('sum(rate(certsync_rollouts_total[5m]'), { name: 'PromqlSyntaxError' });
+    assert.deepEqual(
+      names.filter((name) => !exported.has(name)),
+      ['certsync_certificate_not_after_seconds'],
+    );
+    assert.throws(() => metricNamesInPromql('sum(rate(certsync_rollouts_total[5m]'), {
+      name: 'PromqlSyntaxError',
+    });
   });
 });

@@ -16,7 +16,12 @@ const ACCEPTED = new Date('2026-09-05T06:00:00Z');
 
 describe('assessExpiry', () => {
   it('is ok while the leaf lives longer than the window', () => {
-    const verdict = assessExpiry({ now: NOW, notAfter: new Date(NOW.getTime() + 15 * DAY_MS), acceptedAt: ACCEPTED, windowMs: WINDOW_MS });
+    const verdict = assessExpiry({
+      now: NOW,
+      notAfter: new Date(NOW.getTime() + 15 * DAY_MS),
+      acceptedAt: ACCEPTED,
+      windowMs: WINDOW_MS,
+    });
     assert.deepEqual(verdict, { kind: 'ok', secondsLeft: 15 * 86_400 });
   });
 
@@ -25,27 +30,58 @@ describe('assessExpiry', () => {
     const verdict = assessExpiry({ now: NOW, notAfter, acceptedAt: ACCEPTED, windowMs: WINDOW_MS });
     assert.equal(verdict.secondsLeft, 5 * 86_400);
     assert.ok(verdict.kind === 'expiring');
-    assert.match(verdict.message, /expires at 2026-12-09T06:00:00\.000Z \(in 5 days\) and no renewal has been accepted since 2026-09-05T06:00:00\.000Z/);
+    assert.match(
+      verdict.message,
+      /expires at 2026-12-09T06:00:00\.000Z \(in 5 days\) and no renewal has been accepted since 2026-09-05T06:00:00\.000Z/,
+    );
   });
 
   it('the window edge itself warns; one millisecond outside does not', () => {
-    const at = (ms: number) => assessExpiry({ now: NOW, notAfter: new Date(NOW.getTime() + ms), acceptedAt: ACCEPTED, windowMs: WINDOW_MS }).kind;
+    const at = (ms: number) =>
+      assessExpiry({
+        now: NOW,
+        notAfter: new Date(NOW.getTime() + ms),
+        acceptedAt: ACCEPTED,
+        windowMs: WINDOW_MS,
+      }).kind;
     assert.equal(at(WINDOW_MS), 'expiring');
     assert.equal(at(WINDOW_MS + 1), 'ok');
   });
 
   it('a leaf already past notAfter is expired; hours are shown under two days', () => {
-    const expired = assessExpiry({ now: NOW, notAfter: new Date(NOW.getTime() - 1000), acceptedAt: ACCEPTED, windowMs: WINDOW_MS });
+    const expired = assessExpiry({
+      now: NOW,
+      notAfter: new Date(NOW.getTime() - 1000),
+      acceptedAt: ACCEPTED,
+      windowMs: WINDOW_MS,
+    });
     assert.ok(expired.kind === 'expired' && /EXPIRED at/.test(expired.message));
-    const soon = assessExpiry({ now: NOW, notAfter: new Date(NOW.getTime() + 30 * 3_600_000), acceptedAt: ACCEPTED, windowMs: WINDOW_MS });
+    const soon = assessExpiry({
+      now: NOW,
+      notAfter: new Date(NOW.getTime() + 30 * 3_600_000),
+      acceptedAt: ACCEPTED,
+      windowMs: WINDOW_MS,
+    });
     assert.ok(soon.kind === 'expiring' && /\(in 30 h\)/.test(soon.message));
   });
 
   it('names a rejected candidate that came after the current version, and ignores an older one', () => {
     const notAfter = new Date(NOW.getTime() + 3 * DAY_MS);
-    const newer = assessExpiry({ now: NOW, notAfter, acceptedAt: ACCEPTED, windowMs: WINDOW_MS, lastRejected: { at: new Date('2026-12-01T00:00:00Z'), reason: 'key-mismatch' } });
+    const newer = assessExpiry({
+      now: NOW,
+      notAfter,
+      acceptedAt: ACCEPTED,
+      windowMs: WINDOW_MS,
+      lastRejected: { at: new Date('2026-12-01T00:00:00Z'), reason: 'key-mismatch' },
+    });
     assert.ok(newer.kind === 'expiring' && /was rejected: key-mismatch/.test(newer.message));
-    const older = assessExpiry({ now: NOW, notAfter, acceptedAt: ACCEPTED, windowMs: WINDOW_MS, lastRejected: { at: new Date('2026-09-01T00:00:00Z'), reason: 'expired' } });
+    const older = assessExpiry({
+      now: NOW,
+      notAfter,
+      acceptedAt: ACCEPTED,
+      windowMs: WINDOW_MS,
+      lastRejected: { at: new Date('2026-09-01T00:00:00Z'), reason: 'expired' },
+    });
     assert.ok(older.kind === 'expiring' && !/rejected/.test(older.message));
   });
 });
@@ -59,7 +95,15 @@ function versionWith(version: number, notAfter: Date, acceptedAt: Date): BundleV
     digest: String(version),
     files: [],
     validated: {
-      leaf: { subject: 'CN=x', issuer: 'CN=ca', dnsNames: ['x'], serial: '01', notBefore: acceptedAt, notAfter, fingerprintSha256: 'ab'.repeat(32) },
+      leaf: {
+        subject: 'CN=x',
+        issuer: 'CN=ca',
+        dnsNames: ['x'],
+        serial: '01',
+        notBefore: acceptedAt,
+        notAfter,
+        fingerprintSha256: 'ab'.repeat(32),
+      },
       chain: [],
       keyType: 'ec P-256',
       warnings: [],
@@ -81,7 +125,10 @@ describe('ExpiryWatch', () => {
     const rejected: RejectedCandidateRecord | undefined = undefined;
     const watch = new ExpiryWatch({
       bundleNames: ['example', 'empty'],
-      store: { current: (bundle) => (bundle === 'example' ? current : undefined), lastRejected: () => rejected },
+      store: {
+        current: (bundle) => (bundle === 'example' ? current : undefined),
+        lastRejected: () => rejected,
+      },
       windowDays: 14,
       log: pino({ level: 'info' }, sink),
       now: () => now,
@@ -95,11 +142,18 @@ describe('ExpiryWatch', () => {
     watch.evaluate();
     now = new Date(now.getTime() + DAY_MS);
     watch.evaluate();
-    assert.match(watch.warning('example'), /in 12 days/, 'the text follows time even without a new log line');
+    assert.match(
+      watch.warning('example'),
+      /in 12 days/,
+      'the text follows time even without a new log line',
+    );
     const warnings = lines.filter((line) => line['msg'] === 'Certificate expiry warning');
     assert.equal(warnings.length, 1);
     assert.equal(warnings[0]!['level'], 40);
-    assert.deepEqual([warnings[0]!['bundle'], warnings[0]!['version'], warnings[0]!['state']], ['example', 1, 'expiring']);
+    assert.deepEqual(
+      [warnings[0]!['bundle'], warnings[0]!['version'], warnings[0]!['state']],
+      ['example', 1, 'expiring'],
+    );
 
     current = versionWith(2, new Date(now.getTime() + 90 * DAY_MS), now);
     watch.evaluate();

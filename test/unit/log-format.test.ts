@@ -19,11 +19,18 @@ describe('log format', () => {
   it('pretty output is text through pino-pretty, JSON output one object a line; key fields stay redacted', () => {
     const logModule = path.resolve(__dirname, '../../common/log.js');
     const script = `require(${JSON.stringify(logModule)}).createRootLogger('info', process.argv[1]).info({ bundle: 'b', version: 2, key: 'SECRET' }, 'Bundle applied')`;
-    const run = (format: string) => spawnSync(process.execPath, ['-e', script, format], { encoding: 'utf8', env: { ...process.env, NO_COLOR: '1' } });
+    const run = (format: string) =>
+      spawnSync(process.execPath, ['-e', script, format], {
+        encoding: 'utf8',
+        env: { ...process.env, NO_COLOR: '1' },
+      });
 
     const json = run('json');
     const line = JSON.parse(json.stdout.trim()) as Record<string, unknown>;
-    assert.deepEqual([line['msg'], line['bundle'], line['version'], line['key']], ['Bundle applied', 'b', 2, '[redacted]']);
+    assert.deepEqual(
+      [line['msg'], line['bundle'], line['version'], line['key']],
+      ['Bundle applied', 'b', 2, '[redacted]'],
+    );
 
     const pretty = run('pretty');
     assert.equal(pretty.status, 0, pretty.stderr);

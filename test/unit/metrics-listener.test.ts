@@ -13,7 +13,12 @@ describe('startMetricsListener', () => {
     const registry = new Registry();
     new Counter({ name: 'certsync_test_total', help: 'test', registers: [registry] }).inc(3);
     let reasons = ['gRPC server not serving yet'];
-    const listener = await startMetricsListener({ listen: '127.0.0.1:0', registry, notReadyReasons: () => reasons, log: createSilentLogger() });
+    const listener = await startMetricsListener({
+      listen: '127.0.0.1:0',
+      registry,
+      notReadyReasons: () => reasons,
+      log: createSilentLogger(),
+    });
     try {
       const base = `http://127.0.0.1:${listener.port}`;
       const metrics = await fetch(`${base}/metrics`);
@@ -40,7 +45,12 @@ describe('startMetricsListener', () => {
     const port = (blocker.address() as { port: number }).port;
     try {
       await assert.rejects(
-        startMetricsListener({ listen: `127.0.0.1:${port}`, registry: new Registry(), notReadyReasons: () => [], log: createSilentLogger() }),
+        startMetricsListener({
+          listen: `127.0.0.1:${port}`,
+          registry: new Registry(),
+          notReadyReasons: () => [],
+          log: createSilentLogger(),
+        }),
         { code: 'EADDRINUSE' },
       );
     } finally {
