@@ -3,6 +3,8 @@ import { hostname } from 'node:os';
 import type { AgentHello, BundlePush, SignalRequest } from '../common/contract';
 import { createClientTransport, CredentialFileError } from '../common/client-transport';
 import type { Logger } from '../common/log';
+import { startMetricsListener, type MetricsListener } from '../common/metrics-listener';
+import { AgentMetrics } from './agent-metrics';
 import type { AgentConfig } from './config';
 import { AgentConnection, type ConnectionState } from './connection';
 import { DriftWatcher } from './drift-watcher';
@@ -44,6 +46,8 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     log.warn({ insecure: true }, 'INSECURE: plaintext gRPC to the server (--insecure); bundles and tokens cross the network unencrypted');
   }
   const queue = new SerialQueue();
+  const metrics = config.metricsListen ? new AgentMetrics(() => connection.connectionState === 'connected') : undefined;
+  let metricsListener: MetricsListener | undefined;
   const writer = new BundleWriter({ dir: config.dir, logger });
   const watcher: DriftWatcher = new DriftWatcher({
     dir: config.dir,
@@ -98,6 +102,7 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
 
   async function answerPush(push: BundlePush, session: SyncSession): Promise<void> {
     const report = await pushHandler.handle(push);
+    metrics?.applyReported(report);
     if (!session.send({ message: { $case: 'applyReport', value: report } })) {
       // The next hello describes the folder as this push left it, so nothing is lost.
       log.warn({ bundle: push.bundle, version: push.version }, 'Apply report not sent');
@@ -121,6 +126,7 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     }
     for (const report of await watcher.findDrift()) {
       session.send({ message: { $case: 'driftReport', value: report } });
+      metrics?.driftReported(report.bundle);
       log.info({ bundle: report.bundle, version: report.version }, 'Drift reported');
     }
   }
@@ -144,6 +150,14 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
         'Agent starting',
       );
       await writer.removeStaleTempFiles();
+      if (config.metricsListen && metrics) {
+        metricsListener = await startMetricsListener({
+          listen: config.metricsListen,
+          registry: metrics.registry,
+          notReadyReasons: () => (connection.connectionState === 'connected' ? [] : [`not connected to the server (${connection.connectionState})`]),
+          log: log.child({ component: 'metrics' }),
+        });
+      }
       await watcher.start();
       connection.start();
     },
@@ -151,6 +165,7 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
       await connection.stop();
       await watcher.stop();
       await queue.idle();
+      await metricsListener?.close();
       log.info({ nodeId: config.nodeId }, 'Agent stopped');
     },
     get connectionState() {

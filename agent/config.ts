@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { hostname } from 'node:os';
 import * as path from 'node:path';
 import type { ClientTransportSettings } from '../common/client-transport';
+import { isLogFormat, type LogFormat } from '../common/log';
 import { readAgentVersion } from './agent-version';
 import { type BackoffPolicy, DEFAULT_BACKOFF_POLICY } from './backoff';
 
@@ -44,6 +45,10 @@ export interface AgentConfig {
   readonly transport: ClientTransportSettings;
   /** Largest message accepted from the server (a bundle push is one); match limits.maxMessageBytes. */
   readonly maxMessageBytes: number;
+  /** `HOST:PORT` of the plain-HTTP /metrics, /healthz, /readyz listener; none when absent. */
+  readonly metricsListen?: string | undefined;
+  /** json or pretty; absent: pretty on a terminal, else json. */
+  readonly logFormat?: LogFormat | undefined;
 }
 
 /** Default of --max-message-bytes, the same as the server's limits.maxMessageBytes default. */
@@ -107,6 +112,8 @@ export function parseAgentConfig(
     .option('--server-name <name>', 'name the server certificate must carry (env CERTSYNC_SERVER_NAME)')
     .option('--insecure', 'plaintext, for a server with insecure: true (env CERTSYNC_INSECURE=1)')
     .option('--max-message-bytes <n>', 'largest push accepted, default 4 MiB (env CERTSYNC_MAX_MESSAGE_BYTES)')
+    .option('--metrics-listen <host:port>', 'serve /metrics, /healthz, /readyz over plain HTTP (env CERTSYNC_METRICS_LISTEN)')
+    .option('--log-format <format>', 'json or pretty; default pretty on a terminal (env CERTSYNC_LOG_FORMAT)')
     .allowExcessArguments(false)
     .exitOverride();
   program.parse([...args], { from: 'user' });
@@ -122,7 +129,9 @@ export function parseAgentConfig(
       | 'certFile'
       | 'keyFile'
       | 'serverName'
-      | 'maxMessageBytes',
+      | 'maxMessageBytes'
+      | 'metricsListen'
+      | 'logFormat',
       string | undefined
     > & { insecure?: boolean }
   >();
@@ -149,6 +158,16 @@ export function parseAgentConfig(
   }
   const dockerSocketPath =
     nonEmpty(flags.dockerSocket ?? env['CERTSYNC_DOCKER_SOCKET']) ?? DEFAULT_DOCKER_SOCKET;
+  const metricsListen = nonEmpty(flags.metricsListen ?? env['CERTSYNC_METRICS_LISTEN']);
+  if (metricsListen !== undefined && !isHostPort(metricsListen)) {
+    const shown = JSON.stringify(metricsListen);
+    throw new ConfigError(`--metrics-listen ${shown} is not HOST:PORT (from --metrics-listen or CERTSYNC_METRICS_LISTEN)`);
+  }
+  const logFormat = nonEmpty(flags.logFormat ?? env['CERTSYNC_LOG_FORMAT']);
+  if (logFormat !== undefined && !isLogFormat(logFormat)) {
+    const shown = JSON.stringify(logFormat);
+    throw new ConfigError(`--log-format ${shown} is not json or pretty (from --log-format or CERTSYNC_LOG_FORMAT)`);
+  }
   return createAgentConfig({
     serverAddress,
     dir,
@@ -158,6 +177,8 @@ export function parseAgentConfig(
     dockerSocketPath,
     transport: parseTransport(flags, env),
     maxMessageBytes: parseMaxMessageBytes(flags.maxMessageBytes ?? env['CERTSYNC_MAX_MESSAGE_BYTES']),
+    metricsListen,
+    logFormat,
   });
 }
 

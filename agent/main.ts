@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { CommanderError } from 'commander';
-import { createRootLogger } from '../common/log';
+import { chooseLogFormat, createRootLogger } from '../common/log';
 import { AgentStartError, createAgent } from './agent';
 import { type AgentConfig, ConfigError, parseAgentConfig } from './config';
 
@@ -24,7 +24,7 @@ async function main(): Promise<number> {
     throw error;
   }
 
-  const logger = createRootLogger(config.logLevel);
+  const logger = createRootLogger(config.logLevel, chooseLogFormat(config.logFormat, process.stdout.isTTY === true));
   let agent;
   try {
     agent = createAgent(config, logger);

@@ -34,24 +34,25 @@ export class PushHandler {
 
   /** Never throws: every failure becomes an ApplyReport with ok false. */
   async handle(push: BundlePush): Promise<ApplyReport> {
+    const startedMs = performance.now();
     try {
-      return push.manifestOnly ? await this.verifyInPlace(push) : await this.apply(push);
+      return push.manifestOnly ? await this.verifyInPlace(push, startedMs) : await this.apply(push, startedMs);
     } catch (error) {
-      return this.failureReport(push, error);
+      return this.failureReport(push, error, startedMs);
     }
   }
 
-  private async apply(push: BundlePush): Promise<ApplyReport> {
+  private async apply(push: BundlePush, startedMs: number): Promise<ApplyReport> {
     const { bundle, version } = push;
     const outcome = await this.options.writer.applyBundle(push);
     this.rememberManifest(push);
     const { filesWritten, attributesFixed } = outcome;
-    this.log.info({ bundle, version, filesWritten, attributesFixed }, 'Bundle applied');
+    this.log.info({ bundle, version, filesWritten, attributesFixed, durationMs: elapsedMs(startedMs) }, 'Bundle applied');
     return { bundle, version, ok: true, files: outcome.files, error: undefined, filesWritten };
   }
 
   /** The server saw these bytes in our hello; confirm they are still there before watching them. */
-  private async verifyInPlace(push: BundlePush): Promise<ApplyReport> {
+  private async verifyInPlace(push: BundlePush, startedMs: number): Promise<ApplyReport> {
     const { bundle, version } = push;
     const paths = push.files.map(
       (file) => resolveTargetPath(this.options.dir, file.target).relativePath,
@@ -63,13 +64,13 @@ export class PushHandler {
 
     if (differing.length > 0) {
       const differingPaths = differing.map((file) => file.path);
-      this.log.info({ bundle, version, paths: differingPaths }, 'Bundle differs from manifest');
+      this.log.info({ bundle, version, paths: differingPaths, durationMs: elapsedMs(startedMs) }, 'Bundle differs from manifest');
       const message = `files differ from the pushed manifest: ${differingPaths.join(', ')}; send content`;
       const error = new ApplyError('DIGEST_MISMATCH', message, differingPaths[0] ?? '');
       return { bundle, version, ok: false, files, error: error.toAgentError(), filesWritten: 0 };
     }
     this.rememberManifest(push);
-    this.log.info({ bundle, version }, 'Bundle verified in place');
+    this.log.info({ bundle, version, durationMs: elapsedMs(startedMs) }, 'Bundle verified in place');
     return { bundle, version, ok: true, files, error: undefined, filesWritten: 0 };
   }
 
@@ -81,7 +82,7 @@ export class PushHandler {
     this.options.manifests.setManifest(push.bundle, push.version, files);
   }
 
-  private async failureReport(push: BundlePush, caught: unknown): Promise<ApplyReport> {
+  private async failureReport(push: BundlePush, caught: unknown, startedMs: number): Promise<ApplyReport> {
     const { bundle, version } = push;
     const error =
       caught instanceof ApplyError
@@ -90,7 +91,7 @@ export class PushHandler {
             cause: caught,
           });
     const { code, relativePath: path } = error;
-    this.log.error({ bundle, version, code, path, err: caught }, 'Bundle not applied');
+    this.log.error({ bundle, version, code, path, err: caught, durationMs: elapsedMs(startedMs) }, 'Bundle not applied');
     const files = await this.readTargetsAsFound(push);
     return { bundle, version, ok: false, files, error: error.toAgentError(), filesWritten: 0 };
   }
@@ -112,4 +113,9 @@ export class PushHandler {
       return [];
     }
   }
+}
+
+/** Whole milliseconds since `startedMs` (a performance.now() reading). */
+function elapsedMs(startedMs: number): number {
+  return Math.round(performance.now() - startedMs);
 }

@@ -20,6 +20,7 @@ export function formatStatusTable(status: GetStatusResponse, now: Date = new Dat
       .join('  ·  ');
     const lines = [header];
     if (bundle.leafFingerprintSha256) lines.push(`leaf sha256 ${bundle.leafFingerprintSha256}`);
+    if (bundle.expiryWarning) lines.push(`WARNING expiry: ${bundle.expiryWarning}`);
     if (bundle.rollout) lines.push(formatRollout(bundle.rollout));
     if (bundle.lastRejected) {
       lines.push(`last rejected candidate (${bundle.lastRejected.at?.toISOString() ?? '?'}): ${bundle.lastRejected.reason}`);

@@ -11,6 +11,7 @@ import type { Logger } from '../common/log';
 import type { CertificateSummary } from './bundle-validator';
 import type { BundleConfig } from './config';
 import type { ExpectedNodes } from './expected-nodes';
+import type { ExpiryWatch } from './expiry-watch';
 import { isNodeInSync, type Fleet, type NodeRecord } from './fleet';
 import { missingNodes, type RolloutData } from './rollout';
 import type { RolloutTracker } from './rollout-tracker';
@@ -23,6 +24,8 @@ export interface AdminServiceDeps {
   fleet: Fleet;
   expectedNodes: ExpectedNodes;
   tracker: RolloutTracker;
+  /** The expiry warning per bundle; none when absent. */
+  expiry?: Pick<ExpiryWatch, 'warning'>;
   serverVersion: string;
   log: Logger;
 }
@@ -133,6 +136,7 @@ function bundleStatus(bundle: BundleConfig, deps: AdminServiceDeps): BundleStatu
     nodesExpected: expected.length,
     nodesInSync: nodes.filter((node) => node.inSync && expected.includes(node.nodeId)).length,
     rollout: rollout ? rolloutInfo(rollout) : undefined,
+    expiryWarning: deps.expiry?.warning(bundle.name) ?? '',
   };
 }
 

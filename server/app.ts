@@ -1,4 +1,5 @@
 import type { Logger } from '../common/log';
+import { startMetricsListener, type MetricsListener } from '../common/metrics-listener';
 import { CERTSYNC_VERSION } from '../common/version';
 import { createAdminService } from './admin-service';
 import { createAgentService } from './agent-service';
@@ -7,6 +8,7 @@ import { ConfigError, type ServerConfig } from './config';
 import { FanoutHub } from './fanout-hub';
 import { createDockerClient, type DockerClient } from './docker-client';
 import { createExpectedNodes } from './expected-nodes';
+import { ExpiryWatch } from './expiry-watch';
 import { Fleet } from './fleet';
 import { startGrpcServer, type RunningGrpcServer } from './grpc-server';
 import { Prover } from './prover';
@@ -14,12 +16,15 @@ import { Reloader } from './reloader';
 import { loadServerTransport } from './server-transport';
 import { RolloutHistory } from './rollout-history';
 import { RolloutTracker } from './rollout-tracker';
+import { ServerMetrics } from './server-metrics';
 import { SignalDispatcher } from './signal-dispatcher';
 import { VersionStore } from './version-store';
 
 export interface ServerApp {
   /** The bound port (useful when listening on port 0). */
   port: number;
+  /** The metrics listener's bound port; undefined without `metrics` in the config. */
+  metricsPort: number | undefined;
   stop(): Promise<void>;
 }
 
@@ -40,6 +45,11 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
   const dockerClient = () => (docker ??= createDockerClient());
   const expectedNodes = createExpectedNodes(config.fleet, { fleet, docker: dockerClient, log: log.child({ component: 'fleet' }) });
   const signals = new SignalDispatcher(hub, log.child({ component: 'signals' }));
+  const expiry = new ExpiryWatch({ bundleNames, store, windowDays: config.expiryWarningDays, log: log.child({ component: 'expiry' }) });
+  const metrics = config.metrics
+    ? new ServerMetrics({ bundleNames, store, fleet, expectedNodes, expiry, serverVersion: CERTSYNC_VERSION })
+    : undefined;
+  if (metrics) hub.onAgentConnected((nodeId) => metrics.agentConnected(nodeId));
   const tracker = new RolloutTracker({
     bundles: config.bundles,
     store,
@@ -51,10 +61,13 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
     convergeTimeoutMs: config.convergeTimeoutMs,
     distribute: (version) => hub.distribute(version),
     log: log.child({ component: 'rollout' }),
+    events: metrics,
   });
   hub.onFleetChange(() => tracker.evaluateAll());
 
   let grpcServer: RunningGrpcServer | undefined;
+  let metricsListener: MetricsListener | undefined;
+  let serving = false;
   const intakes = config.bundles.map(
     (bundle) =>
       new BundleIntake({
@@ -66,13 +79,27 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
         limits: config.limits,
         onAccepted: async (version) => {
           hub.distribute(version);
+          expiry.evaluate();
           await tracker.begin(version, 'accepted');
+        },
+        onRejected: (reason) => {
+          metrics?.candidateRejected(bundle.name, reason);
+          expiry.evaluate();
         },
         log: log.child({ component: 'intake' }),
       }),
   );
 
   try {
+    if (config.metrics && metrics) {
+      metricsListener = await startMetricsListener({
+        listen: config.metrics.listen,
+        registry: metrics.registry,
+        // The version store is loaded before this point; gRPC and the first source check are not.
+        notReadyReasons: () => (serving ? [] : ['gRPC server not serving yet (starting or stopping)']),
+        log: log.child({ component: 'metrics' }),
+      });
+    }
     await expectedNodes.start(() => tracker.evaluateAll());
     await tracker.resume();
     grpcServer = await startGrpcServer(config.listen, {
@@ -86,6 +113,7 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
         fleet,
         expectedNodes,
         tracker,
+        expiry,
         serverVersion: CERTSYNC_VERSION,
         log: log.child({ component: 'admin-service' }),
       }),
@@ -94,14 +122,17 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
   } catch (error) {
     await Promise.all(intakes.map((intake) => intake.close()));
     await grpcServer?.close();
+    await metricsListener?.close();
     tracker.close();
     expectedNodes.close();
     throw error;
   }
+  expiry.start();
 
   for (const service of ['', 'certsync.v1.AgentService', 'certsync.v1.AdminService']) {
     grpcServer.health.setStatus(service, 'SERVING');
   }
+  serving = true;
   for (const bundle of config.bundles) {
     const current = store.current(bundle.name);
     appLog.info(
@@ -117,21 +148,28 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
       tls: config.tls !== undefined,
       clientCertificates: config.tls?.clientCaFile !== undefined,
       tokens: Object.keys(transport.policy.tokens),
+      metricsListen: config.metrics?.listen,
+      metricsPort: metricsListener?.port,
     },
     'certsync-server started',
   );
 
   const running = grpcServer;
+  const runningMetrics = metricsListener;
   return {
     port: running.port,
+    metricsPort: runningMetrics?.port,
     async stop() {
+      serving = false;
       for (const service of ['', 'certsync.v1.AgentService', 'certsync.v1.AdminService']) {
         running.health.setStatus(service, 'NOT_SERVING');
       }
       await Promise.all(intakes.map((intake) => intake.close()));
       tracker.close();
+      expiry.close();
       expectedNodes.close();
       await running.close();
+      await runningMetrics?.close();
       appLog.info('certsync-server stopped');
     },
   };

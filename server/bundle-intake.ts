@@ -17,6 +17,8 @@ export interface BundleIntakeOptions {
   /** How many extra settle windows a failing candidate gets before it is recorded as rejected. */
   retriesBeforeReject?: number;
   onAccepted: (version: BundleVersion) => void | Promise<void>;
+  /** Called once per recorded rejection (not per retry window). */
+  onRejected?: (reason: string) => void;
   log: Logger;
   now?: () => Date;
 }
@@ -191,6 +193,7 @@ export class BundleIntake {
       digest,
       files: files.map((file) => ({ source: file.source, sha256: sha256Hex(file.content), size: file.content.length })),
     });
+    this.options.onRejected?.(reason);
     return 'rejected';
   }
 }

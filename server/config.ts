@@ -20,6 +20,7 @@ const DEFAULT_SETTLE_MS = 500;
 const DEFAULT_RESCAN_INTERVAL_MS = 60_000;
 const DEFAULT_VERSIONS_KEPT = 10;
 const DEFAULT_CONVERGE_TIMEOUT_MS = 300_000;
+const DEFAULT_EXPIRY_WARNING_DAYS = 14;
 const DEFAULT_RELOAD_TIMEOUT_MS = 300_000;
 const DEFAULT_SWARM_REFRESH_INTERVAL_MS = 10_000;
 const DEFAULT_VERIFY_TIMEOUT_MS = 120_000;
@@ -133,6 +134,8 @@ const bundleSchema = z.strictObject({
   reload: z.array(reloadTargetSchema).default([]),
 });
 
+const hostPortSchema = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be HOST:PORT');
+
 const nodeIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be a node ID');
 
 const fleetSchema = z.discriminatedUnion('mode', [
@@ -167,8 +170,13 @@ const limitsSchema = z.strictObject({
   maxFileBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(DEFAULT_MAX_FILE_BYTES),
 });
 
+/** The plain-HTTP listener for /metrics, /healthz and /readyz; none when the key is absent. */
+const metricsSchema = z.strictObject({
+  listen: hostPortSchema,
+});
+
 const configSchema = z.strictObject({
-  listen: z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be HOST:PORT').default(DEFAULT_LISTEN),
+  listen: hostPortSchema.default(DEFAULT_LISTEN),
   stateDir: z.string().min(1).default(DEFAULT_STATE_DIR),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   settleMs: z.number().int().min(0).max(600_000).default(DEFAULT_SETTLE_MS),
@@ -176,6 +184,9 @@ const configSchema = z.strictObject({
   usePolling: z.boolean().default(false),
   versionsKept: z.number().int().min(2).max(1000).default(DEFAULT_VERSIONS_KEPT),
   convergeTimeoutMs: z.number().int().min(1000).max(86_400_000).default(DEFAULT_CONVERGE_TIMEOUT_MS),
+  /** Warn (log, status, metric) when the current leaf expires within this many days. */
+  expiryWarningDays: z.number().min(0).max(3650).default(DEFAULT_EXPIRY_WARNING_DAYS),
+  metrics: metricsSchema.optional(),
   bundles: z.array(bundleSchema).min(1, 'at least one bundle must be configured'),
   fleet: fleetSchema.default({ mode: 'connected' }),
   tls: tlsSchema.optional(),
@@ -199,6 +210,7 @@ export type FleetConfig = ServerConfig['fleet'];
 export type TlsConfig = NonNullable<ServerConfig['tls']>;
 export type AuthConfig = ServerConfig['auth'];
 export type LimitsConfig = ServerConfig['limits'];
+export type MetricsConfig = NonNullable<ServerConfig['metrics']>;
 
 /** Overrides from flags or environment; they win over the file. */
 export interface ConfigOverrides {

@@ -33,6 +33,7 @@ export class DuplicateNodeError extends Error {
 export class FanoutHub {
   private readonly sessions = new Map<string, AgentSession>();
   private readonly fleetListeners: Array<() => void> = [];
+  private readonly connectListeners: Array<(nodeId: string) => void> = [];
 
   constructor(
     private readonly store: VersionStore,
@@ -45,6 +46,11 @@ export class FanoutHub {
   /** Runs `listener` after every change of what a node holds or whether it is connected. */
   onFleetChange(listener: () => void): void {
     this.fleetListeners.push(listener);
+  }
+
+  /** Runs `listener` after each agent stream is attached (for the connects counter). */
+  onAgentConnected(listener: (nodeId: string) => void): void {
+    this.connectListeners.push(listener);
   }
 
   /** Registers a session after its hello and sends it what it must hold. */
@@ -62,10 +68,12 @@ export class FanoutHub {
     this.sessions.set(session.nodeId, session);
     const versions = this.currentVersions();
     const record = this.fleet.connect(hello, session.peer, versions, this.now());
+    const applied = Object.fromEntries(versions.map((version) => [version.bundle, record.bundles.get(version.bundle)?.appliedVersion ?? 0]));
     this.log.info(
-      { node: session.nodeId, peer: session.peer, hostname: hello.hostname, agentVersion: hello.agentVersion },
+      { node: session.nodeId, peer: session.peer, hostname: hello.hostname, agentVersion: hello.agentVersion, applied },
       'Agent connected',
     );
+    for (const listener of this.connectListeners) listener(session.nodeId);
     for (const version of versions) {
       const holds = record.bundles.get(version.bundle)?.appliedVersion === version.version;
       this.push(session, version, holds);
@@ -77,8 +85,11 @@ export class FanoutHub {
   detach(session: AgentSession, reason: string): boolean {
     if (this.sessions.get(session.nodeId) !== session) return false;
     this.sessions.delete(session.nodeId);
-    this.fleet.disconnect(session.nodeId, this.now());
-    this.log.info({ node: session.nodeId, peer: session.peer, reason }, 'Agent disconnected');
+    const connectedSince = this.fleet.get(session.nodeId)?.connectedSince;
+    const now = this.now();
+    this.fleet.disconnect(session.nodeId, now);
+    const durationMs = connectedSince ? now.getTime() - connectedSince.getTime() : undefined;
+    this.log.info({ node: session.nodeId, peer: session.peer, reason, durationMs }, 'Agent disconnected');
     this.notifyFleetChange();
     return true;
   }
@@ -115,7 +126,13 @@ export class FanoutHub {
     const record = this.fleet.recordDrift(session.nodeId, report, this.now());
     const current = this.store.current(report.bundle);
     this.log.warn(
-      { node: session.nodeId, bundle: report.bundle, files: report.files.map((file) => file.path), repairs: record.driftRepairs },
+      {
+        node: session.nodeId,
+        bundle: report.bundle,
+        version: current?.version,
+        files: report.files.map((file) => file.path),
+        repairs: record.driftRepairs,
+      },
       'Managed file changed on node; restoring',
     );
     if (current) this.push(session, current, false);

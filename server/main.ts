@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { createRootLogger } from '../common/log';
+import { chooseLogFormat, createRootLogger, isLogFormat } from '../common/log';
 import { CERTSYNC_VERSION } from '../common/version';
 import { startServerApp } from './app';
 import { ConfigError, loadServerConfig } from './config';
@@ -13,11 +13,16 @@ async function main(): Promise<void> {
     .option('--listen <host:port>', 'override the listen address (env CERTSYNC_LISTEN)', process.env['CERTSYNC_LISTEN'])
     .option('--state-dir <dir>', 'override stateDir (env CERTSYNC_STATE_DIR)', process.env['CERTSYNC_STATE_DIR'])
     .option('--log-level <level>', 'override logLevel (env CERTSYNC_LOG_LEVEL)', process.env['CERTSYNC_LOG_LEVEL'])
+    .option('--log-format <format>', 'json or pretty; default pretty on a terminal, else json (env CERTSYNC_LOG_FORMAT)', process.env['CERTSYNC_LOG_FORMAT'])
     // A usage error (missing --config, unknown flag) exits 2 like a config error; help and
     // --version exit 0.
     .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2))
     .parse();
-  const flags = program.opts<{ config: string; listen?: string; stateDir?: string; logLevel?: string }>();
+  const flags = program.opts<{ config: string; listen?: string; stateDir?: string; logLevel?: string; logFormat?: string }>();
+  if (flags.logFormat !== undefined && !isLogFormat(flags.logFormat)) {
+    process.stderr.write(`certsync-server: --log-format ${JSON.stringify(flags.logFormat)} is not json or pretty\n`);
+    process.exit(2);
+  }
 
   let config;
   try {
@@ -30,7 +35,7 @@ async function main(): Promise<void> {
     throw error;
   }
 
-  const log = createRootLogger(config.logLevel);
+  const log = createRootLogger(config.logLevel, chooseLogFormat(flags.logFormat, process.stdout.isTTY === true));
   let app;
   try {
     app = await startServerApp(config, log);

@@ -16,6 +16,7 @@ import {
   type RolloutTrigger,
 } from './rollout';
 import type { RolloutHistory } from './rollout-history';
+import { IGNORED_SERVER_EVENTS, type ServerEvents } from './server-events';
 import { FailedPreconditionError } from './status-mapping';
 import type { BundleVersion, VersionStore } from './version-store';
 
@@ -31,6 +32,8 @@ export interface RolloutTrackerOptions {
   /** Sends a version to every connected agent (the fan-out hub). */
   distribute: (version: BundleVersion) => void;
   log: Logger;
+  /** Told of every transition and finished reload (the metrics module). */
+  events?: ServerEvents;
   now?: () => Date;
 }
 
@@ -50,11 +53,13 @@ export class RolloutTracker {
   private readonly resumedConverged = new Set<string>();
   private readonly configs: Map<string, BundleConfig>;
   private readonly now: () => Date;
+  private readonly events: ServerEvents;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: RolloutTrackerOptions) {
     this.configs = new Map(options.bundles.map((bundle) => [bundle.name, bundle]));
     this.now = options.now ?? (() => new Date());
+    this.events = options.events ?? IGNORED_SERVER_EVENTS;
   }
 
   /**
@@ -217,7 +222,8 @@ export class RolloutTracker {
       if (rollout.confirmedAt[node.nodeId] || record?.appliedVersion !== rollout.version || !isNodeInSync(record, version)) continue;
       rollout.confirmedAt[node.nodeId] = now;
       changed = true;
-      this.options.log.info({ bundle, version: rollout.version, node: node.nodeId }, 'Node confirmed rollout');
+      const durationMs = now.getTime() - rollout.startedAt.getTime();
+      this.options.log.info({ bundle, version: rollout.version, node: node.nodeId, durationMs }, 'Node confirmed rollout');
     }
 
     const confirmed = new Set(Object.keys(rollout.confirmedAt));
@@ -299,6 +305,7 @@ export class RolloutTracker {
         record.error = record.proof.error;
         await this.options.history.save(rollout);
       }
+      this.events.reloadFinished(rollout.bundle, record);
       if (!record.ok) {
         const skipped = targets.slice(index + 1).map((next) => next.service);
         const tail = skipped.length > 0 ? `; not reloaded: ${skipped.join(', ')}` : '';
@@ -360,6 +367,7 @@ export class RolloutTracker {
     };
     if (to === 'stalled' || to === 'failed') this.options.log.error(fields, 'Rollout state changed');
     else this.options.log.info(fields, 'Rollout state changed');
+    this.events.rolloutChanged(rollout, transition);
     await this.options.history.save(rollout);
   }
 }

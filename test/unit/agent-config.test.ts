@@ -36,3 +36,20 @@ describe('agent transport flags', () => {
     assert.throws(() => parseAgentConfig([...BASE, '--insecure', '--max-message-bytes', '12'], {}), /--max-message-bytes "12"/);
   });
 });
+
+describe('agent --metrics-listen and --log-format', () => {
+  it('has no metrics listener by default, takes the env, and lets the flag win', () => {
+    assert.equal(parseAgentConfig(REQUIRED, {}).metricsListen, undefined);
+    assert.equal(parseAgentConfig(REQUIRED, { CERTSYNC_METRICS_LISTEN: '0.0.0.0:9465' }).metricsListen, '0.0.0.0:9465');
+    const flagged = parseAgentConfig([...REQUIRED, '--metrics-listen', '127.0.0.1:9466'], { CERTSYNC_METRICS_LISTEN: '0.0.0.0:9465' });
+    assert.equal(flagged.metricsListen, '127.0.0.1:9466');
+    assert.throws(() => parseAgentConfig([...REQUIRED, '--metrics-listen', '9466'], {}), /--metrics-listen "9466" is not HOST:PORT/);
+  });
+
+  it('takes json or pretty from the flag or CERTSYNC_LOG_FORMAT and refuses anything else', () => {
+    assert.equal(parseAgentConfig(REQUIRED, {}).logFormat, undefined);
+    assert.equal(parseAgentConfig(REQUIRED, { CERTSYNC_LOG_FORMAT: 'pretty' }).logFormat, 'pretty');
+    assert.equal(parseAgentConfig([...REQUIRED, '--log-format', 'json'], { CERTSYNC_LOG_FORMAT: 'pretty' }).logFormat, 'json');
+    assert.throws(() => parseAgentConfig([...REQUIRED, '--log-format', 'xml'], {}), /--log-format "xml" is not json or pretty/);
+  });
+});

@@ -208,3 +208,15 @@ test('limits take defaults, and a bundle with more files than allowed names the 
     /limits\.maxFileBytes \(1048576\) is larger than limits\.maxMessageBytes \(65536\)/,
   );
 });
+
+test('metrics: no listener unless metrics.listen is set; expiryWarningDays defaults to 14', () => {
+  const plain = parseServerConfig({ insecure: true, bundles: [minimalBundle] });
+  assert.equal(plain.metrics, undefined);
+  assert.equal(plain.expiryWarningDays, 14);
+  const withMetrics = parseServerConfig({ insecure: true, bundles: [minimalBundle], metrics: { listen: '127.0.0.1:9464' }, expiryWarningDays: 30 });
+  assert.deepEqual(withMetrics.metrics, { listen: '127.0.0.1:9464' });
+  assert.equal(withMetrics.expiryWarningDays, 30);
+  assert.throws(() => parseServerConfig({ insecure: true, bundles: [minimalBundle], metrics: { listen: '9464' } }), /metrics\.listen: must be HOST:PORT/);
+  assert.throws(() => parseServerConfig({ insecure: true, bundles: [minimalBundle], metrics: { listen: '[::]:9464', path: '/m' } }), /metrics: Unrecognized key/);
+  assert.throws(() => parseServerConfig({ insecure: true, bundles: [minimalBundle], expiryWarningDays: -1 }), /expiryWarningDays:/);
+});
