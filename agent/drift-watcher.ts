@@ -66,7 +66,7 @@ export class DriftWatcher {
   private debounceTimer: NodeJS.Timeout | undefined;
   private recheckTimer: NodeJS.Timeout | undefined;
   private folderCheckTimer: NodeJS.Timeout | undefined;
-  /** dev:ino of the folder the current watcher was set up on; undefined while it is missing. */
+  /** Identity of the folder the current watcher was set up on; undefined while it is missing. */
   private watchedFolderId: string | undefined;
   private rewatching = false;
   private stopped = false;
@@ -95,7 +95,13 @@ export class DriftWatcher {
       ignored: (watchedPath) => isTempFileName(path.basename(watchedPath)),
     });
     this.watcher = watcher;
-    watcher.on('all', (_event, changedPath) => this.onFileEvent(changedPath));
+    watcher.on('all', (event, changedPath) => {
+      // The folder itself went away: whatever is at its path next must be watched afresh.
+      if (event === 'unlinkDir' && path.resolve(changedPath) === path.resolve(this.dir)) {
+        this.watchedFolderId = 'removed';
+      }
+      this.onFileEvent(changedPath);
+    });
     // chokidar reports a changed file only when its mtime moved; chmod and chown do not move it,
     // so the raw inotify events (attribute changes among them) are looked at too.
     watcher.on('raw', (_event, eventPath, details) =>
@@ -245,8 +251,11 @@ function ownerKey(owner: FileOwner | undefined): string | undefined {
   return owner === undefined ? undefined : `${owner.uid}:${owner.gid}`;
 }
 
-/** dev:ino of a folder, so a deleted and re-created folder is told apart; undefined if missing. */
+/**
+ * dev:ino:birth time of a folder, so a deleted and re-created folder is told apart even when the
+ * file system hands the new one the old inode number (tmpfs and ext4 do); undefined if missing.
+ */
 async function folderIdentity(dir: string): Promise<string | undefined> {
   const stats = await stat(dir).catch(() => undefined);
-  return stats?.isDirectory() ? `${stats.dev}:${stats.ino}` : undefined;
+  return stats?.isDirectory() ? `${stats.dev}:${stats.ino}:${stats.birthtimeMs}` : undefined;
 }
