@@ -12,6 +12,7 @@ const PERMANENT_CODES: ReadonlySet<string> = new Set([
   'DUPLICATE_TARGET',
   'INVALID_MODE',
   'NOT_READABLE',
+  'MODE_NOT_KEPT',
 ]);
 
 /** True when the same push may succeed later: a disk error, a folder or link in the way. */

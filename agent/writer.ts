@@ -7,6 +7,7 @@ import type { Logger } from '../common/log';
 import { ApplyError, applyErrorFromFileSystem, errnoCode } from './apply-error';
 import { type CheckedFile, checkBundleFiles } from './bundle-check';
 import {
+  assertModeKept,
   assertReadableByOwner,
   attributesOf,
   chownHandle,
@@ -227,6 +228,7 @@ export class BundleWriter {
       await handle.chmod(mode).catch(step('setting mode'));
       await handle.sync().catch(step('syncing temp file'));
       const staged = await handle.stat().catch(step('inspecting temp file'));
+      assertModeKept(attributesOf(staged), mode, target);
       assertReadableByOwner(attributesOf(staged), owner, target);
     } finally {
       await handle.close();
@@ -322,6 +324,7 @@ export class BundleWriter {
           if (old) await setAttributesNoFollow(plan.target, old.mode, old);
         });
         const fixed = await setAttributesNoFollow(plan.target, plan.mode, plan.owner);
+        assertModeKept(fixed, plan.mode, plan.target);
         assertReadableByOwner(fixed, plan.owner, plan.target);
       }
       for (const folder of staging.folderToSync) {
