@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -189,6 +189,62 @@ describe('drift of mode and owner', () => {
     const refused = await handler.handle(pushOf(1, true));
     assert.equal(refused.ok, false);
     assert.equal(refused.error?.code, 'DIGEST_MISMATCH');
+  });
+
+  it('a configured owner changed by chown is drift, and put back', { skip: process.getuid?.() !== 0 && 'needs root (chown)' }, async () => {
+    const writer = new BundleWriter({ dir, logger: createSilentLogger() });
+    watcher = new DriftWatcher({ dir, logger: createSilentLogger(), debounceMs: 20, recheckIntervalMs: 60_000, onSettled: () => undefined });
+    await watcher.start();
+    const handler = new PushHandler({ dir, writer, manifests: watcher, logger: createSilentLogger() });
+    const push = pushOf(1);
+    push.files[1] = { ...push.files[1]!, owner: { uid: 100, gid: 1000 } };
+    assert.equal((await handler.handle(push)).ok, true);
+    const key = path.join(dir, 'test_key.pem');
+
+    await chown(key, 0, 0);
+    const [finding] = await watcher.findDrift();
+    assert.equal(finding?.attributesOnly, true);
+    assert.equal((await handler.restoreAttributes('example'))?.ok, true);
+    const after = await stat(key);
+    assert.deepEqual([after.uid, after.gid, after.mode & 0o7777], [100, 1000, 0o600]);
+    assert.deepEqual(await watcher.findDrift(), []);
+  });
+
+  it('a write refused by a symlinked folder is retried and lands once a real folder is there', async () => {
+    const writer = new BundleWriter({ dir, logger: createSilentLogger() });
+    const handler = new PushHandler({ dir, writer, manifests: { setManifest: () => undefined }, logger: createSilentLogger() });
+    const elsewhere = await mkdtemp(path.join(tmpdir(), 'certsync-elsewhere-'));
+    await symlink(elsewhere, path.join(dir, 'sub'));
+    const push: BundlePush = { ...pushOf(1), files: [{ ...pushOf(1).files[0]!, target: 'sub/test.crt' }] };
+    const reports: ApplyReport[] = [];
+    const retry = new ApplyRetry({
+      policy: { initialDelayMs: 40, maxDelayMs: 80 },
+      logger: createSilentLogger(),
+      retry: async (retried) => {
+        const report = await handler.handle(retried);
+        reports.push(report);
+        return report;
+      },
+    });
+    try {
+      const first = await handler.handle(push);
+      assert.equal(first.error?.code, 'SYMLINK_TARGET');
+      retry.settle(push, first);
+      await sleep(200);
+      assert.ok(reports.length >= 1 && reports.every((report) => report.error?.code === 'SYMLINK_TARGET'));
+      assert.deepEqual(await readdir(elsewhere), [], 'nothing written through the link');
+
+      await rm(path.join(dir, 'sub'));
+      await mkdir(path.join(dir, 'sub'));
+      await sleep(300);
+      assert.equal(reports.at(-1)?.ok, true);
+      assert.deepEqual(retry.pendingBundles, []);
+      assert.equal(sha256Hex(await readFile(path.join(dir, 'sub', 'test.crt'))), sha256Hex(CERT));
+      assert.ok((await lstat(path.join(dir, 'sub'))).isDirectory());
+    } finally {
+      retry.stop();
+      await rm(elsewhere, { recursive: true, force: true });
+    }
   });
 
   it('a deleted and re-created folder is watched again', async () => {
