@@ -1,10 +1,11 @@
 import { stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import type { AgentHello, BundlePush, SignalRequest } from '../common/contract';
+import type { AgentHello, ApplyReport, BundlePush, SignalRequest } from '../common/contract';
 import { createClientTransport, CredentialFileError } from '../common/client-transport';
 import type { Logger } from '../common/log';
 import { startMetricsListener, type MetricsListener } from '../common/metrics-listener';
 import { AgentMetrics } from './agent-metrics';
+import { ApplyRetry } from './apply-retry';
 import type { AgentConfig } from './config';
 import { AgentConnection, type ConnectionState } from './connection';
 import { DriftWatcher } from './drift-watcher';
@@ -57,6 +58,12 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     onSettled: () => void queue.run(reportDrift).catch(logUnexpected),
   });
   const pushHandler = new PushHandler({ dir: config.dir, writer, manifests: watcher, logger });
+  const retries = new ApplyRetry({
+    policy: config.applyRetry,
+    logger,
+    retry: (push, stillPending) =>
+      queue.run(async () => (stillPending() ? await applyAndReport(push) : undefined)),
+  });
   const signaller = new LocalSignaller({
     docker: createLocalDocker(config.dockerSocketPath),
     socketPath: config.dockerSocketPath,
@@ -103,10 +110,19 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
   async function answerPush(push: BundlePush, session: SyncSession): Promise<void> {
     const report = await pushHandler.handle(push);
     metrics?.applyReported(report);
+    // A push the node could not write is written again by itself, with backoff, until it is.
+    retries.settle(push, report);
     if (!session.send({ message: { $case: 'applyReport', value: report } })) {
       // The next hello describes the folder as this push left it, so nothing is lost.
       log.warn({ bundle: push.bundle, version: push.version }, 'Apply report not sent');
     }
+  }
+
+  /** A retry or a local repair: the outcome goes on whichever session is open now, if any. */
+  async function applyAndReport(push: BundlePush): Promise<ApplyReport> {
+    const report = await pushHandler.handle(push);
+    connection.session?.send({ message: { $case: 'applyReport', value: report } });
+    return report;
   }
 
   async function answerSignal(request: SignalRequest, session: SyncSession): Promise<void> {
@@ -118,16 +134,23 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     }
   }
 
+  /**
+   * Looks for drift even while the server is away: a changed mode or owner is put back here and
+   * now, from the last confirmed manifest. Each drift is reported (the server logs it and, for
+   * changed bytes, sends the content back); without a session the next hello tells instead.
+   */
   async function reportDrift(): Promise<void> {
-    const session = connection.session;
-    if (session === undefined) {
-      // Nobody to tell; the hello after reconnecting carries the folder as it is then.
-      return;
-    }
-    for (const report of await watcher.findDrift()) {
-      session.send({ message: { $case: 'driftReport', value: report } });
-      metrics?.driftReported(report.bundle);
-      log.info({ bundle: report.bundle, version: report.version }, 'Drift reported');
+    for (const { report, attributesOnly } of await watcher.findDrift()) {
+      const session = connection.session;
+      if (session?.send({ message: { $case: 'driftReport', value: report } })) {
+        metrics?.driftReported(report.bundle);
+        log.info({ bundle: report.bundle, version: report.version }, 'Drift reported');
+      }
+      if (!attributesOnly) continue;
+      const restored = await pushHandler.restoreAttributes(report.bundle);
+      if (restored === undefined) continue;
+      log.info({ bundle: report.bundle, version: restored.version, ok: restored.ok }, 'Attributes restored');
+      connection.session?.send({ message: { $case: 'applyReport', value: restored } });
     }
   }
 
@@ -162,6 +185,7 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
       connection.start();
     },
     async stop() {
+      retries.stop();
       await connection.stop();
       await watcher.stop();
       await queue.idle();

@@ -8,7 +8,8 @@ export type CertsyncErrorCode =
   | 'DUPLICATE_TARGET'
   | 'INVALID_MODE'
   | 'NOT_A_FILE'
-  | 'NOT_READABLE';
+  | 'NOT_READABLE'
+  | 'MODE_NOT_KEPT';
 
 /**
  * Thrown when a bundle cannot be applied (or verified) on this node. It carries exactly what the

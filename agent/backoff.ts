@@ -43,3 +43,31 @@ export function attemptAfterDisconnect(
 ): number {
   return connectedForMs !== undefined && connectedForMs >= policy.healthyAfterMs ? 0 : attempt;
 }
+
+/** How the agent spaces its own retries of a bundle it could not write. */
+export interface RetryPolicy {
+  readonly initialDelayMs: number;
+  readonly maxDelayMs: number;
+}
+
+export const DEFAULT_APPLY_RETRY_POLICY: RetryPolicy = Object.freeze({
+  initialDelayMs: 1_000,
+  maxDelayMs: 30_000,
+});
+
+/**
+ * The delay before retry number `attempt` (0 for the first), with equal jitter: half the
+ * exponential ceiling fixed, half random. Unlike full jitter it never comes out near zero, so a
+ * write that keeps failing is retried at a bounded rate however the dice fall.
+ */
+export function retryDelayMs(
+  attempt: number,
+  policy: RetryPolicy,
+  random: () => number = Math.random,
+): number {
+  const ceilingMs = Math.min(
+    policy.maxDelayMs,
+    policy.initialDelayMs * 2 ** Math.min(Math.max(attempt, 0), MAX_DOUBLINGS),
+  );
+  return Math.floor(ceilingMs / 2 + (random() * ceilingMs) / 2);
+}

@@ -14,10 +14,15 @@ export interface CheckedFile {
 }
 
 /**
- * Checks a full push before anything touches disk: every target resolves inside `dir` and appears
- * once, carries a mode, and its content has the pushed size and sha256. Throws ApplyError.
+ * Checks a push before anything touches disk: every target resolves inside `dir` and appears
+ * once, carries a mode, and (for a full push) its content has the pushed size and sha256. A
+ * manifest-only push is checked with `withContent` false. Throws ApplyError.
  */
-export function checkBundleFiles(dir: string, files: readonly BundleFile[]): CheckedFile[] {
+export function checkBundleFiles(
+  dir: string,
+  files: readonly BundleFile[],
+  { withContent }: { withContent: boolean } = { withContent: true },
+): CheckedFile[] {
   const seen = new Set<string>();
   return files.map((file) => {
     const target = resolveTargetPath(dir, file.target);
@@ -31,6 +36,9 @@ export function checkBundleFiles(dir: string, files: readonly BundleFile[]): Che
     if (mode === 0) {
       const message = `${target.relativePath} was pushed with mode 0; the server must set a mode`;
       throw new ApplyError('INVALID_MODE', message, target.relativePath);
+    }
+    if (!withContent) {
+      return { target, file, mode, owner: file.owner };
     }
     const actualSha256 = sha256Hex(file.content);
     if (file.content.length !== file.size || actualSha256 !== file.sha256.toLowerCase()) {

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import type { ClientTransportSettings } from '../common/client-transport';
 import { isLogFormat, type LogFormat } from '../common/log';
 import { readAgentVersion } from './agent-version';
-import { type BackoffPolicy, DEFAULT_BACKOFF_POLICY } from './backoff';
+import { type BackoffPolicy, DEFAULT_APPLY_RETRY_POLICY, DEFAULT_BACKOFF_POLICY, type RetryPolicy } from './backoff';
 
 /**
  * The node IDs certsync-server accepts in a hello. Checked here too so a bad ID fails at start with
@@ -39,6 +39,8 @@ export interface AgentConfig {
   readonly driftDebounceMs: number;
   /** Managed files are also re-read this often, in case the OS dropped a file event. */
   readonly driftRecheckIntervalMs: number;
+  /** How a bundle the node could not write (a disk error, a link in the way) is retried. */
+  readonly applyRetry: RetryPolicy;
   /** The node's Docker socket, used only to signal a service's containers for a reload. */
   readonly dockerSocketPath: string;
   /** TLS trust, client certificate, token file, or plaintext; files are read at start. */
@@ -76,6 +78,7 @@ export function createAgentConfig(
     keepaliveTimeoutMs: 10_000,
     driftDebounceMs: 200,
     driftRecheckIntervalMs: 5 * 60_000,
+    applyRetry: DEFAULT_APPLY_RETRY_POLICY,
     ...settings,
     dir: path.resolve(settings.dir),
     dockerSocketPath: path.resolve(settings.dockerSocketPath ?? DEFAULT_DOCKER_SOCKET),
@@ -83,6 +86,7 @@ export function createAgentConfig(
   return Object.freeze({
     ...config,
     reconnect: Object.freeze({ ...config.reconnect }),
+    applyRetry: Object.freeze({ ...config.applyRetry }),
     transport: Object.freeze({ ...config.transport }),
   });
 }

@@ -61,6 +61,20 @@ export function assertReadableByOwner(
   throw new ApplyError('NOT_READABLE', message, target.relativePath);
 }
 
+/**
+ * Throws MODE_NOT_KEPT when the file system did not keep the mode just set (vfat, some CIFS and
+ * FUSE mounts): reporting success would have the server count the node out of sync and send the
+ * bundle again, forever. Only another mount (or a mode the file system keeps) can fix it.
+ */
+export function assertModeKept(attributes: FileAttributes, mode: number, target: TargetPath): void {
+  if (attributes.mode === mode) return;
+  const octal = (bits: number) => bits.toString(8).padStart(4, '0');
+  const message =
+    `${target.relativePath} keeps mode ${octal(attributes.mode)} after chmod ${octal(mode)}; ` +
+    'the file system ignores modes: mount the folder from one that keeps them';
+  throw new ApplyError('MODE_NOT_KEPT', message, target.relativePath);
+}
+
 /** chown through an open descriptor, so a link planted meanwhile is never followed. */
 export async function chownHandle(
   handle: FileHandle,

@@ -26,6 +26,8 @@ export interface PushHandlerOptions {
 export class PushHandler {
   private readonly options: PushHandlerOptions;
   private readonly log: Logger;
+  /** Per bundle, the last push whose bytes this node confirmed, without its content. */
+  private readonly confirmed = new Map<string, BundlePush>();
 
   constructor(options: PushHandlerOptions) {
     this.options = options;
@@ -51,15 +53,29 @@ export class PushHandler {
     return { bundle, version, ok: true, files: outcome.files, error: undefined, filesWritten };
   }
 
-  /** The server saw these bytes in our hello; confirm they are still there before watching them. */
+  /**
+   * Puts back the mode and owner of `bundle`'s files from the last manifest this node confirmed,
+   * without the server: a chmod or chown on a managed file needs no content to undo. Undefined
+   * when no manifest is known; a report with DIGEST_MISMATCH when the bytes changed too (only the
+   * server can repair those).
+   */
+  async restoreAttributes(bundle: string): Promise<ApplyReport | undefined> {
+    const manifest = this.confirmed.get(bundle);
+    return manifest === undefined ? undefined : this.handle(manifest);
+  }
+
+  /**
+   * The server saw these bytes in our hello; confirm they are still there before watching them,
+   * and put back a mode or owner that changed (in place, nothing rewritten).
+   */
   private async verifyInPlace(push: BundlePush, startedMs: number): Promise<ApplyReport> {
     const { bundle, version } = push;
     const paths = push.files.map(
       (file) => resolveTargetPath(this.options.dir, file.target).relativePath,
     );
-    const files = await readFileDigests(this.options.dir, paths);
-    const differing = files.filter(
-      (found, index) => found.sha256 !== push.files[index]?.sha256.toLowerCase(),
+    const found = await readFileDigests(this.options.dir, paths);
+    const differing = found.filter(
+      (file, index) => file.sha256 !== push.files[index]?.sha256.toLowerCase(),
     );
 
     if (differing.length > 0) {
@@ -67,10 +83,11 @@ export class PushHandler {
       this.log.info({ bundle, version, paths: differingPaths, durationMs: elapsedMs(startedMs) }, 'Bundle differs from manifest');
       const message = `files differ from the pushed manifest: ${differingPaths.join(', ')}; send content`;
       const error = new ApplyError('DIGEST_MISMATCH', message, differingPaths[0] ?? '');
-      return { bundle, version, ok: false, files, error: error.toAgentError(), filesWritten: 0 };
+      return { bundle, version, ok: false, files: found, error: error.toAgentError(), filesWritten: 0 };
     }
+    const { files, attributesFixed } = await this.options.writer.fixAttributesInPlace(push);
     this.rememberManifest(push);
-    this.log.info({ bundle, version, durationMs: elapsedMs(startedMs) }, 'Bundle verified in place');
+    this.log.info({ bundle, version, attributesFixed, durationMs: elapsedMs(startedMs) }, 'Bundle verified in place');
     return { bundle, version, ok: true, files, error: undefined, filesWritten: 0 };
   }
 
@@ -78,8 +95,13 @@ export class PushHandler {
     const files = push.files.map((file) => ({
       path: resolveTargetPath(this.options.dir, file.target).relativePath,
       sha256: file.sha256.toLowerCase(),
+      mode: file.mode & 0o7777,
+      owner: file.owner,
     }));
     this.options.manifests.setManifest(push.bundle, push.version, files);
+    // Only what a later attribute repair needs: no key bytes are kept once they are on disk.
+    const manifestFiles = push.files.map((file) => ({ ...file, content: Buffer.alloc(0) }));
+    this.confirmed.set(push.bundle, { ...push, manifestOnly: true, files: manifestFiles });
   }
 
   private async failureReport(push: BundlePush, caught: unknown, startedMs: number): Promise<ApplyReport> {

@@ -7,6 +7,7 @@ import type { Logger } from '../common/log';
 import { ApplyError, applyErrorFromFileSystem, errnoCode } from './apply-error';
 import { type CheckedFile, checkBundleFiles } from './bundle-check';
 import {
+  assertModeKept,
   assertReadableByOwner,
   attributesOf,
   chownHandle,
@@ -117,6 +118,38 @@ export class BundleWriter {
     };
   }
 
+  /**
+   * For a manifest-only push whose bytes are already on disk: puts back the mode and owner of
+   * any file that lost them (in place, nothing rewritten). Throws DIGEST_MISMATCH naming the files
+   * whose bytes differ (the server must send content), or any ApplyError of the fix itself.
+   */
+  async fixAttributesInPlace(push: BundlePush): Promise<ApplyOutcome> {
+    const checked = checkBundleFiles(this.dir, push.files, { withContent: false });
+    const plans: PlannedFile[] = [];
+    for (const file of checked) {
+      plans.push(await this.planFile(file));
+    }
+    const differing = plans.filter((p) => p.action === 'write').map((p) => p.target.relativePath);
+    if (differing.length > 0) {
+      const message = `files differ from the pushed manifest: ${differing.join(', ')}; send content`;
+      throw new ApplyError('DIGEST_MISMATCH', message, differing[0] ?? '');
+    }
+    const staging: Staging = {
+      tempPaths: new Map(),
+      backupPaths: new Map(),
+      createdFolders: [],
+      folderToSync: new Set(),
+    };
+    await this.commit(plans, staging);
+
+    const files = await readFileDigests(
+      this.dir,
+      checked.map((file) => file.target.relativePath),
+    );
+    const attributesFixed = plans.filter((p) => p.action === 'fix').length;
+    return { files, filesWritten: 0, attributesFixed };
+  }
+
   /** Decides per file, reading what is in place: rewrite it, only fix its mode, or keep it. */
   private async planFile(checked: CheckedFile): Promise<PlannedFile> {
     const { target } = checked;
@@ -195,6 +228,7 @@ export class BundleWriter {
       await handle.chmod(mode).catch(step('setting mode'));
       await handle.sync().catch(step('syncing temp file'));
       const staged = await handle.stat().catch(step('inspecting temp file'));
+      assertModeKept(attributesOf(staged), mode, target);
       assertReadableByOwner(attributesOf(staged), owner, target);
     } finally {
       await handle.close();
@@ -290,6 +324,7 @@ export class BundleWriter {
           if (old) await setAttributesNoFollow(plan.target, old.mode, old);
         });
         const fixed = await setAttributesNoFollow(plan.target, plan.mode, plan.owner);
+        assertModeKept(fixed, plan.mode, plan.target);
         assertReadableByOwner(fixed, plan.owner, plan.target);
       }
       for (const folder of staging.folderToSync) {

@@ -40,6 +40,11 @@ export function formatStatusTable(status: GetStatusResponse, now: Date = new Dat
       ]);
     }
     lines.push(bundle.nodes.length > 0 ? table.toString() : '(no agent has connected yet)');
+    if (bundle.nodes.some((node) => node.lastError)) {
+      lines.push(
+        `a node that failed to write retries by itself with backoff; \`certsyncctl rollout ${bundle.name}\` re-sends now`,
+      );
+    }
     sections.push(lines.join('\n'));
   }
   const duplicates = status.nodes.filter((node) => node.duplicateRefusals > 0);

@@ -117,8 +117,8 @@ export class FanoutHub {
       return;
     }
     this.log.warn({ ...fields, error: report.error, appliedVersion: record.appliedVersion }, 'Node failed to apply bundle');
-    // A manifest the node does not match is answered with the bytes; a failed write is not
-    // retried in a loop: the node retries on its next hello, or on the next version.
+    // A manifest the node does not match is answered with the bytes. A failed write is not
+    // re-sent from here: the agent keeps the push and retries it itself, with backoff.
     if (report.error?.code === 'DIGEST_MISMATCH' && current) this.push(session, current, false);
   }
 

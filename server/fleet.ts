@@ -38,10 +38,17 @@ export function isNodeInSync(record: NodeBundleRecord | undefined, version: Bund
   return filesMatchVersion(record.files, version);
 }
 
-/** True when `files` (as read on a node) hold exactly the bytes of every file of `version`. */
+/**
+ * True when `files` (as read on a node) hold exactly the bytes of every file of `version`, with its
+ * mode: a key chmodded to 0666 is not in sync. (The owner is not in the report; the agent checks
+ * and restores that itself.)
+ */
 export function filesMatchVersion(files: readonly FileDigest[], version: BundleVersion): boolean {
-  const byPath = new Map(files.map((file) => [file.path, file.sha256]));
-  return version.files.every((file) => byPath.get(file.target) === file.sha256);
+  const byPath = new Map(files.map((file) => [file.path, file]));
+  return version.files.every((file) => {
+    const found = byPath.get(file.target);
+    return found?.sha256 === file.sha256 && found.mode === (file.mode & 0o7777);
+  });
 }
 
 /** The nodes certsync expects to hold every bundle, and what each one last reported. */

@@ -258,7 +258,7 @@ export class RolloutTracker {
     return expected.filter((nodeId) => this.options.fleet.get(nodeId)?.connected !== true);
   }
 
-  /** What is known of each missing node: not connected, or the error it reported. */
+  /** What is known of each missing node: not connected, or the error it reported (and what happens next). */
   private describeMissing(bundle: string, missing: readonly string[]): string {
     const notes = missing.map((nodeId) => {
       const node = this.options.fleet.get(nodeId);
@@ -267,7 +267,12 @@ export class RolloutTracker {
       if (error) return `${nodeId}: ${error.code} ${error.path}`.trim();
       return node.connected ? `${nodeId}: connected, no confirmation` : `${nodeId}: agent disconnected`;
     });
-    return notes.length > 0 ? ` (${notes.join('; ')})` : '';
+    if (notes.length === 0) return '';
+    const failed = missing.some((nodeId) => this.options.fleet.get(nodeId)?.bundles.get(bundle)?.lastError);
+    const hint = failed
+      ? `; a node that failed to write retries by itself with backoff, \`certsyncctl rollout ${bundle}\` re-sends now`
+      : '';
+    return ` (${notes.join('; ')})${hint}`;
   }
 
   /** Queues the reload of `rollout` behind any reload of the same bundle still running. */

@@ -61,10 +61,35 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
       return rollout?.version === wanted && rollout.state === state ? rollout : undefined;
     });
 
-  /** Breaks node-b, renews, checks the stall; fixes node-b, re-sends, checks one reload. */
-  const stallThenRecover = async (code: string, breakNode: () => Promise<void>, fixNode: () => Promise<void>) => {
+  const retriesScheduled = async (nodeId: string): Promise<number> => {
+    const log = await fs.readFile(harness.agents.get(nodeId)!.logFile, 'utf8');
+    return log.split('\n').filter((line) => line.includes('"msg":"Apply retry scheduled"')).length;
+  };
+
+  /**
+   * The most attempts the agent's retry policy (1 s doubling to 30 s, equal jitter: each delay at
+   * least half its ceiling) can make within `windowMs`, plus the first write.
+   */
+  const maxAttemptsWithin = (windowMs: number): number => {
+    let attempts = 1;
+    for (let elapsedMs = 500; elapsedMs <= windowMs; elapsedMs += Math.min(30_000, 1_000 * 2 ** (attempts - 1)) / 2) attempts += 1;
+    return attempts;
+  };
+
+  /**
+   * Breaks node-b, renews, checks the stall; fixes node-b and checks one reload. node-b retries
+   * the write by itself with backoff (a bounded number of times while broken); with
+   * `recover: 'rollout-command'` the operator's `certsyncctl rollout` re-sends at once instead.
+   */
+  const stallThenRecover = async (
+    code: string,
+    breakNode: () => Promise<void>,
+    fixNode: () => Promise<void>,
+    recover: 'by-itself' | 'rollout-command' = 'by-itself',
+  ) => {
     await breakNode();
     const sinceMs = Date.now();
+    const retriesBefore = await retriesScheduled('node-b');
     const pems = await renew();
     version += 1;
     // Under load node-a may confirm only after the stall; wait until it has.
@@ -74,6 +99,7 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
     });
 
     assert.match(stalled.reason, new RegExp(`node-b: ${code} STAR\\.example\\.test`));
+    assert.match(stalled.reason, /retries by itself with backoff, `certsyncctl rollout example` re-sends now/);
     const nodeB = (await harness.admin.getStatus()).bundles[0]!.nodes.find((node) => node.nodeId === 'node-b')!;
     assert.equal(nodeB.lastError?.code, code);
     assert.match(nodeB.lastError?.path ?? '', /^STAR\.example\.test/);
@@ -82,13 +108,27 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
     const ctl = await harness.runCtl(['status']);
     assert.equal(ctl.code, 1);
     assert.match(ctl.stdout, new RegExp(`node-b.*${code}`, 's'));
-    await sleep(500);
+    assert.match(ctl.stdout, /retries by itself with backoff; `certsyncctl rollout example` re-sends now/);
+    await sleep(3_000);
     assert.deepEqual(await signalsDelivered(engine, container, sinceMs), [], 'nothing reloaded');
+    assert.ok(await holds('node-b', current), 'retries leave the old bytes while the disk is broken');
+    const brokenForMs = Date.now() - sinceMs;
+    const attempts = (await retriesScheduled('node-b')) - retriesBefore;
+    assert.ok(attempts >= 2, `node-b retried by itself (${attempts} in ${brokenForMs} ms)`);
+    assert.ok(attempts <= maxAttemptsWithin(brokenForMs), `no hot loop (${attempts} in ${brokenForMs} ms)`);
 
     await fixNode();
-    const resent = await harness.runCtl(['rollout', 'example']);
-    assert.equal(resent.code, 0, resent.stderr);
-    await rolloutOf(version, 'done');
+    if (recover === 'rollout-command') {
+      const resent = await harness.runCtl(['rollout', 'example']);
+      assert.equal(resent.code, 0, resent.stderr);
+    }
+    // No re-send by hand: the agent's next retry writes it, the stalled rollout converges.
+    await waitFor(`rollout of version ${version} to be done`, async () => {
+      const rollout = (await harness.admin.getStatus()).bundles[0]?.rollout;
+      return rollout?.version === version && rollout.state === 'done' ? rollout : undefined;
+    }, 60_000);
+    const healed = (await harness.admin.getStatus()).bundles[0]!.nodes.find((node) => node.nodeId === 'node-b')!;
+    assert.equal(healed.lastError, undefined, 'the error is cleared once written');
     assert.ok(await holds('node-b', pems));
     assert.equal((await signalsDelivered(engine, container, sinceMs)).length, NODES.length, 'reloaded once');
     current = pems;
@@ -143,7 +183,7 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
     assert.equal((await signalsDelivered(engine, container, 0)).length, NODES.length);
   });
 
-  test('disk full on node-b: ENOSPC stalls the rollout, no reload; freed and re-sent, one reload', async () => {
+  test('disk full on node-b: ENOSPC stalls the rollout, no reload; freed, node-b retries by itself, one reload', async () => {
     const filler = path.join(nodeBDir, 'filler');
     await stallThenRecover(
       'ENOSPC',
@@ -155,7 +195,7 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
     );
   });
 
-  test('read-only file system on node-b: EROFS stalls the rollout, no reload; remounted, one reload', async () => {
+  test('read-only file system on node-b: EROFS stalls the rollout, no reload; remounted, node-b retries by itself, one reload', async () => {
     await stallThenRecover(
       'EROFS',
       async () => void execFileSync('mount', ['-o', 'remount,ro', nodeBDir]),
@@ -163,11 +203,12 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
     );
   });
 
-  test('immutable folder on node-b: EPERM stalls the rollout, no reload; cleared, one reload', async () => {
+  test('immutable folder on node-b: EPERM stalls the rollout, no reload; cleared and re-sent with certsyncctl rollout, one reload', async () => {
     await stallThenRecover(
       'EPERM',
       async () => void execFileSync('chattr', ['+i', nodeBDir]),
       async () => void execFileSync('chattr', ['-i', nodeBDir]),
+      'rollout-command',
     );
   });
 
@@ -177,6 +218,7 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
     await harness.server!.stop();
     await harness.startServer();
     const sinceMs = Date.now();
+    const retriesBefore = await Promise.all(NODES.map(retriesScheduled));
     await renew();
     version += 1;
 
@@ -193,5 +235,7 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
     }
     await sleep(500);
     assert.deepEqual(await signalsDelivered(engine, container, sinceMs), []);
+    // Only a new version can change the configured mode: the agents do not retry this one.
+    assert.deepEqual(await Promise.all(NODES.map(retriesScheduled)), retriesBefore);
   });
 });

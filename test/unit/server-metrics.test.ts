@@ -35,7 +35,7 @@ function node(nodeId: string, connected: boolean, sha256: string): NodeRecord {
       'example',
       {
         appliedVersion: 3,
-        files: [{ path: 'full.crt', sha256 }],
+        files: [{ path: 'full.crt', sha256, mode: 0o644 }],
         lastError: undefined,
         updatedAt: ACCEPTED,
         driftRepairs: 0,
