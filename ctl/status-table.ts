@@ -12,6 +12,7 @@ export function formatStatusTable(status: GetStatusResponse, now: Date = new Dat
       : undefined;
     const header = [
       `bundle ${bundle.name}`,
+      bundle.paused ? 'PAUSED (nothing is read, distributed or reloaded; `certsyncctl resume` ends it)' : undefined,
       `version ${bundle.currentVersion || 'none'}`,
       bundle.notAfter ? `expires ${bundle.notAfter.toISOString()} (${expiresInDays} days)` : undefined,
       `${bundle.nodesInSync}/${bundle.nodesExpected} nodes in sync`,

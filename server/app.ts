@@ -11,6 +11,7 @@ import { Fleet } from './fleet';
 import { startGrpcServer, type RunningGrpcServer } from './grpc-server';
 import { Prover } from './prover';
 import { Reloader } from './reloader';
+import { PauseRegistry } from './pause-registry';
 import { loadServerTransport } from './server-transport';
 import { RolloutHistory } from './rollout-history';
 import { RolloutTracker } from './rollout-tracker';
@@ -34,8 +35,10 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
   const bundleNames = config.bundles.map((bundle) => bundle.name);
   const store = await VersionStore.open(config.stateDir, bundleNames, config.versionsKept, log.child({ component: 'store' }));
   const history = await RolloutHistory.open(config.stateDir, bundleNames, log.child({ component: 'history' }));
+  const pauses = await PauseRegistry.open(config.stateDir, log.child({ component: 'pause' }));
+  const isPaused = (bundle: string) => pauses.isPaused(bundle);
   const fleet = new Fleet();
-  const hub = new FanoutHub(store, fleet, bundleNames, log.child({ component: 'hub' }));
+  const hub = new FanoutHub(store, fleet, bundleNames, log.child({ component: 'hub' }), undefined, isPaused);
   // Docker is only reached when the fleet or a reload target needs it.
   let docker: DockerClient | undefined;
   const dockerClient = () => (docker ??= createDockerClient());
@@ -52,6 +55,7 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
     convergeTimeoutMs: config.convergeTimeoutMs,
     distribute: (version) => hub.distribute(version),
     log: log.child({ component: 'rollout' }),
+    isPaused,
   });
   hub.onFleetChange(() => tracker.evaluateAll());
 
@@ -69,6 +73,7 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
           hub.distribute(version);
           await tracker.begin(version, 'accepted');
         },
+        isPaused: () => pauses.isPaused(bundle.name),
         log: log.child({ component: 'intake' }),
       }),
   );
@@ -87,6 +92,8 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
         fleet,
         expectedNodes,
         tracker,
+        pauses,
+        intakes: new Map(config.bundles.map((bundle, index) => [bundle.name, intakes[index]!])),
         serverVersion: CERTSYNC_VERSION,
         log: log.child({ component: 'admin-service' }),
       }),

@@ -40,6 +40,8 @@ export class FanoutHub {
     private readonly bundleNames: readonly string[],
     private readonly log: Logger,
     private readonly now: () => Date = () => new Date(),
+    /** A paused bundle is pushed to no node (see PauseRegistry). */
+    private readonly isPaused: (bundle: string) => boolean = () => false,
   ) {}
 
   /** Runs `listener` after every change of what a node holds or whether it is connected. */
@@ -67,6 +69,7 @@ export class FanoutHub {
       'Agent connected',
     );
     for (const version of versions) {
+      if (this.isPaused(version.bundle)) continue;
       const holds = record.bundles.get(version.bundle)?.appliedVersion === version.version;
       this.push(session, version, holds);
     }
@@ -85,6 +88,10 @@ export class FanoutHub {
 
   /** Called by the intake when a new version becomes current. */
   distribute(version: BundleVersion): void {
+    if (this.isPaused(version.bundle)) {
+      this.log.info({ bundle: version.bundle, version: version.version }, 'Bundle paused; not distributed');
+      return;
+    }
     this.log.info({ bundle: version.bundle, version: version.version, nodes: this.sessions.size }, 'Distributing bundle');
     for (const session of this.sessions.values()) this.push(session, version, false);
   }
@@ -118,7 +125,7 @@ export class FanoutHub {
       { node: session.nodeId, bundle: report.bundle, files: report.files.map((file) => file.path), repairs: record.driftRepairs },
       'Managed file changed on node; restoring',
     );
-    if (current) this.push(session, current, false);
+    if (current && !this.isPaused(current.bundle)) this.push(session, current, false);
   }
 
   /**
