@@ -91,9 +91,10 @@ export class AdminClient {
    * Streams the bundle's current rollout to `onEvent` until the server ends it (the rollout is
    * final) or `timeoutMs` passes; resolves true when the server ended it, false on the timeout.
    */
-  watchRollout(bundle: string, onEvent: (event: WatchRolloutResponse) => void, timeoutMs = 0): Promise<boolean> {
+  watchRollout(bundle: string, onEvent: (event: WatchRolloutResponse) => void, options: { next?: boolean; timeoutMs?: number } = {}): Promise<boolean> {
+    const timeoutMs = options.timeoutMs ?? 0;
     return new Promise((resolve, reject) => {
-      const call = this.client.watchRollout({ bundle }, this.transport.metadata());
+      const call = this.client.watchRollout({ bundle, next: options.next ?? false }, this.transport.metadata());
       let timer: NodeJS.Timeout | undefined;
       let timedOut = false;
       if (timeoutMs > 0) {

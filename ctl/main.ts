@@ -141,8 +141,9 @@ rolloutCommand
   .description("the bundle's current rollout; with --watch, its progress live until it ends (exit 0 done, 1 failed, 5 unfinished)")
   .argument('<name>', 'bundle name')
   .option('-w, --watch', 'follow the rollout until it is done, failed or superseded', false)
+  .option('--next', 'with --watch: wait for the next rollout to start (a renewal, import, rollback) and follow it', false)
   .option('--timeout <seconds>', 'with --watch: stop after this long (exit 5); 0 waits forever', count, 0)
-  .action(async (name: string, options: { watch: boolean; timeout: number }) => {
+  .action(async (name: string, options: { watch: boolean; next: boolean; timeout: number }) => {
     const admin = client();
     const json = program.opts<{ json: boolean }>().json;
     if (!options.watch) {
@@ -161,7 +162,7 @@ rolloutCommand
         if (json) process.stdout.write(`${JSON.stringify(event)}\n`);
         else printer.handle(event);
       },
-      options.timeout * 1000,
+      { next: options.next, timeoutMs: options.timeout * 1000 },
     );
     printer.finish();
     const state = last?.state;

@@ -88,13 +88,25 @@ export function createAdminService(deps: AdminServiceDeps): AdminServiceServer {
     }),
     watchRollout: (call: ServerWritableStream<WatchRolloutRequest, WatchRolloutResponse>) => {
       try {
-        requireBundle(call.request.bundle);
-        const watched = tracker.current(call.request.bundle);
-        if (!watched) throw new FailedPreconditionError(`bundle "${call.request.bundle}" has no rollout yet (no accepted version)`);
-        call.write({ kind: 'snapshot', rollout: rolloutInfo(watched), nodeId: '', transition: undefined, reload: undefined });
-        if (FINAL_ROLLOUT_STATES.has(watched.state)) return call.end();
-        const unsubscribe = tracker.subscribe(call.request.bundle, (event: RolloutEvent) => {
-          if (event.rollout !== watched) return;
+        const { bundle, next } = call.request;
+        requireBundle(bundle);
+        const atCall = tracker.current(bundle);
+        let watched = next ? undefined : atCall;
+        log.info({ bundle, next, version: atCall?.version }, 'Rollout watch started');
+        const snapshot = (rollout: RolloutData) =>
+          call.write({ kind: 'snapshot', rollout: rolloutInfo(rollout), nodeId: '', transition: undefined, reload: undefined });
+        if (!next) {
+          if (!atCall) throw new FailedPreconditionError(`bundle "${bundle}" has no rollout yet (no accepted version); use --next to wait for one`);
+          snapshot(atCall);
+          if (FINAL_ROLLOUT_STATES.has(atCall.state)) return call.end();
+        }
+        const unsubscribe = tracker.subscribe(bundle, (event: RolloutEvent) => {
+          if (!watched && event.kind === 'started' && event.rollout !== atCall) {
+            watched = event.rollout;
+            snapshot(watched);
+            return;
+          }
+          if (event.rollout !== watched || event.kind === 'started') return;
           call.write(watchEvent(event));
           if (event.kind === 'transition' && FINAL_ROLLOUT_STATES.has(event.transition.to)) {
             unsubscribe();
@@ -164,6 +176,8 @@ function watchEvent(event: RolloutEvent): WatchRolloutResponse {
       return { kind: event.kind, rollout, nodeId: event.nodeId, transition: undefined, reload: undefined };
     case 'transition':
       return { kind: event.kind, rollout, nodeId: '', transition: { ...event.transition }, reload: undefined };
+    case 'started':
+      return { kind: 'snapshot', rollout, nodeId: '', transition: undefined, reload: undefined };
     case 'reload':
     case 'proof':
       return { kind: event.kind, rollout, nodeId: '', transition: undefined, reload: { ...event.reload } };

@@ -41,6 +41,7 @@ export interface RolloutTrackerOptions {
 
 /** One step of a rollout as it happens, for WatchRollout. `rollout` is the live object. */
 export type RolloutEvent =
+  | { kind: 'started'; rollout: RolloutData }
   | { kind: 'node-confirmed'; rollout: RolloutData; nodeId: string }
   | { kind: 'transition'; rollout: RolloutData; transition: RolloutTransitionData }
   | { kind: 'reload'; rollout: RolloutData; reload: ReloadRecordData }
@@ -154,6 +155,7 @@ export class RolloutTracker {
     this.active.set(version.bundle, rollout);
     this.options.log.info({ bundle: rollout.bundle, version: rollout.version, trigger }, 'Rollout started');
     await this.options.history.save(rollout);
+    this.emit({ kind: 'started', rollout });
     await this.evaluate(version.bundle);
     return rollout;
   }
