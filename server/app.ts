@@ -69,9 +69,9 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
         rescanIntervalMs: config.rescanIntervalMs,
         usePolling: config.usePolling,
         limits: config.limits,
-        onAccepted: async (version) => {
+        onAccepted: async (version, trigger) => {
           hub.distribute(version);
-          await tracker.begin(version, 'accepted');
+          await tracker.begin(version, trigger);
         },
         isPaused: () => pauses.isPaused(bundle.name),
         log: log.child({ component: 'intake' }),

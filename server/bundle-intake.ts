@@ -17,7 +17,7 @@ export interface BundleIntakeOptions {
   limits: Pick<LimitsConfig, 'maxFileBytes' | 'maxMessageBytes'>;
   /** How many extra settle windows a failing candidate gets before it is recorded as rejected. */
   retriesBeforeReject?: number;
-  onAccepted: (version: BundleVersion) => void | Promise<void>;
+  onAccepted: (version: BundleVersion, trigger: 'accepted' | 'import') => void | Promise<void>;
   /** A paused bundle's source is not read (see PauseRegistry). */
   isPaused?: () => boolean;
   log: Logger;
@@ -25,6 +25,9 @@ export interface BundleIntakeOptions {
 }
 
 type CheckOutcome = 'accepted' | 'unchanged' | 'rejected' | 'retrying' | 'paused';
+
+/** The `source` recorded for a version that came through the Import RPC. */
+const IMPORT_SOURCE = 'import';
 
 /** The PEM parts of a bundle pushed through the Import RPC. */
 export interface ImportedPem {
@@ -146,7 +149,7 @@ export class BundleIntake {
     if (store.current(bundle.name)?.digest === digest) return undefined;
     const validated = validateBundle(files, { expectNames: bundle.expectNames, requireChain: bundle.requireChain, now: this.now() });
     const sourceDigest = await this.sourceDigest();
-    const accepted = await this.acceptValidated(files, digest, validated, 'import');
+    const accepted = await this.acceptValidated(files, digest, validated, IMPORT_SOURCE);
     if (sourceDigest) await store.withdraw(bundle.name, sourceDigest);
     log.info({ bundle: bundle.name, version: accepted.version }, 'Imported bundle accepted');
     return accepted;
@@ -248,7 +251,7 @@ export class BundleIntake {
       },
       'Bundle version accepted',
     );
-    await this.options.onAccepted(accepted);
+    await this.options.onAccepted(accepted, sourceDir === IMPORT_SOURCE ? 'import' : 'accepted');
     return accepted;
   }
 

@@ -152,6 +152,8 @@ export class RolloutTracker {
       await this.move(previous, 'superseded', `version ${version.version} (${trigger}) replaced it`);
     }
     const rollout = newRollout(version.bundle, version.version, trigger, this.now());
+    // Known from the start, so a watcher's first snapshot counts against the right total.
+    rollout.expectedNodes = [...this.options.expectedNodes.current()];
     this.active.set(version.bundle, rollout);
     this.options.log.info({ bundle: rollout.bundle, version: rollout.version, trigger }, 'Rollout started');
     await this.options.history.save(rollout);

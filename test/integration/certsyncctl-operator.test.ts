@@ -194,7 +194,8 @@ describe('certsyncctl: every operator command against a real fleet', () => {
   });
 
   test('rollout status --watch --next follows a real renewal from its start to DONE', async () => {
-    const watching = ctl(['rollout', 'status', '--watch', '--next', BUNDLE, '--timeout', '60']);
+    // No --timeout, as the README shows it: the renewal below must end the watch.
+    const watching = ctl(['rollout', 'status', '--watch', '--next', BUNDLE]);
     await watchStarted(2);
     const pems = await newPems();
     pemsByVersion.set(3, pems);
@@ -208,6 +209,9 @@ describe('certsyncctl: every operator command against a real fleet', () => {
     await rolloutDone(3);
     await assertNodesHold(pems);
 
+    const plain = await ctl(['rollout', 'status', '--watch', BUNDLE]);
+    assert.equal(plain.code, 0, plain.stderr);
+    assert.match(plain.stdout, /rollout of version 3 ended: DONE/, 'a finished rollout ends the watch at once');
     const json = await ctl(['--json', 'rollout', 'status', '--watch', BUNDLE]);
     assert.equal(json.code, 0, json.stderr);
     assert.equal(JSON.parse(json.stdout.trim().split('\n')[0]!).kind, 'snapshot');
@@ -284,7 +288,11 @@ describe('certsyncctl: every operator command against a real fleet', () => {
     await fs.writeFile(files.key, leaf.keyPem, { mode: 0o600 });
     await fs.writeFile(files.chain, intermediate.certPem);
 
-    const imported = await ctl(['import', BUNDLE, '--cert', files.cert, '--key', files.key, '--chain', files.chain]);
+    // As a deploy hook on another host calls it (the README's example): every transport flag given.
+    const hook = ['--server', `localhost:${harness.port}`, '--ca-file', harness.credentials.caFile, '--token-file', harness.credentials.adminTokenFile];
+    const hookArgs = [...hook, 'import', BUNDLE, '--cert', files.cert, '--key', files.key, '--chain', files.chain];
+    ran.add(shapeOf(hookArgs));
+    const imported = await runToCompletion('ctl', hookArgs);
     assert.equal(imported.code, 0, imported.stderr);
     assert.match(imported.stdout, /version 5 imported/);
     await rolloutDone(5);
