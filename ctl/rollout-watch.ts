@@ -28,21 +28,25 @@ export class RolloutWatchPrinter {
     switch (event.kind) {
       case 'snapshot':
         this.line(formatRollout(rollout));
-        if (rollout.state === 'distributing' || rollout.state === 'stalled') this.startBar(confirmed, expected);
+        if (rollout.state === 'distributing' || rollout.state === 'stalled')
+          this.startBar(confirmed, expected);
         return;
       case 'node-confirmed':
         if (this.bar) {
           this.bar.setTotal(expected);
           this.bar.update(confirmed, { node: event.nodeId });
         } else {
-          this.line(`node ${event.nodeId} confirmed version ${rollout.version} (${confirmed}/${expected} confirmed)`);
+          this.line(
+            `node ${event.nodeId} confirmed version ${rollout.version} (${confirmed}/${expected} confirmed)`,
+          );
         }
         return;
       case 'transition': {
         const step = event.transition;
         if (!step) return;
         this.line(`${step.from} → ${step.to}${step.detail ? `: ${step.detail}` : ''}`);
-        if (step.to === 'stalled' && rollout.missingNodes.length > 0) this.line(`  waiting for: ${rollout.missingNodes.join(', ')}`);
+        if (step.to === 'stalled' && rollout.missingNodes.length > 0)
+          this.line(`  waiting for: ${rollout.missingNodes.join(', ')}`);
         return;
       }
       case 'reload':
@@ -63,7 +67,12 @@ export class RolloutWatchPrinter {
 
   private startBar(confirmed: number, expected: number): void {
     if (!this.tty) return;
-    this.bar = new SingleBar({ format: 'nodes confirmed [{bar}] {value}/{total} {node}', hideCursor: true, clearOnComplete: false });
+    this.bar = new SingleBar({
+      stream: process.stdout,
+      format: 'nodes confirmed [{bar}] {value}/{total} {node}',
+      hideCursor: true,
+      clearOnComplete: false,
+    });
     this.bar.start(expected, confirmed, { node: '' });
   }
 
@@ -83,7 +92,10 @@ function confirmedCount(rollout: RolloutInfo): number {
 }
 
 function describeReload(reload: ReloadRecord): string {
-  const what = reload.action === 'signal' ? `${reload.signal} to ${reload.service}` : `force-update of ${reload.service}`;
+  const what =
+    reload.action === 'signal'
+      ? `${reload.signal} to ${reload.service}`
+      : `force-update of ${reload.service}`;
   if (!reload.ok) return `${what}: FAILED — ${reload.error}`;
   const detail =
     reload.action === 'signal'

@@ -7,7 +7,12 @@ import type { GetStatusResponse } from '../../common/contract';
 import { sha256Hex } from '../../common/digest';
 import { createCertbotTree, renewCertbotTree } from '../support/certbot-tree';
 import { FleetHarness, HARNESS_TARGETS } from '../support/fleet-harness';
-import { createWildcardSet, issueLeaf, type CertbotPemSet, type IssuedCertificate } from '../support/pki';
+import {
+  createWildcardSet,
+  issueLeaf,
+  type CertbotPemSet,
+  type IssuedCertificate,
+} from '../support/pki';
 import { PROJECT_ROOT, runToCompletion, waitFor } from '../support/processes';
 import { adminTransportArgs } from '../support/transport-fixture';
 
@@ -21,14 +26,30 @@ const NODES = ['node-a', 'node-b'];
 const BUNDLE = 'example';
 
 /** The words of certsyncctl's command tree; anything else that is not a flag is a value. */
-const COMMAND_WORDS = new Set(['status', 'nodes', 'bundle', 'show', 'history', 'rollout', 'restart', 'reload', 'rollback', 'pause', 'resume', 'import', 'verify']);
+const COMMAND_WORDS = new Set([
+  'status',
+  'nodes',
+  'bundle',
+  'show',
+  'history',
+  'rollout',
+  'restart',
+  'reload',
+  'rollback',
+  'pause',
+  'resume',
+  'import',
+  'verify',
+]);
 
 /** `rollout status --watch example --timeout 60` → `rollout status --watch _ --timeout _`. */
 function shapeOf(args: readonly string[]): string {
   return args
     .map((token) => token.replace(/[[\]]/g, ''))
     .filter((token) => token.length > 0 && token !== '...')
-    .map((token) => (token.startsWith('-') ? token.split('=')[0]! : COMMAND_WORDS.has(token) ? token : '_'))
+    .map((token) =>
+      token.startsWith('-') ? token.split('=')[0]! : COMMAND_WORDS.has(token) ? token : '_',
+    )
     .join(' ');
 }
 
@@ -62,31 +83,52 @@ describe('certsyncctl: every operator command against a real fleet', () => {
     return harness.runCtl(args);
   };
 
-  const bundleStatus = async () => (await harness.admin.getStatus()).bundles.find((bundle) => bundle.name === BUNDLE)!;
+  const bundleStatus = async () =>
+    (await harness.admin.getStatus()).bundles.find((bundle) => bundle.name === BUNDLE)!;
 
   const newPems = async (): Promise<CertbotPemSet> => {
-    const leaf = await issueLeaf(intermediate, { commonName: '*.example.test', dnsNames: ['*.example.test'] });
-    return { cert: leaf.certPem, chain: intermediate.certPem, fullchain: leaf.certPem + intermediate.certPem, privkey: leaf.keyPem };
+    const leaf = await issueLeaf(intermediate, {
+      commonName: '*.example.test',
+      dnsNames: ['*.example.test'],
+    });
+    return {
+      cert: leaf.certPem,
+      chain: intermediate.certPem,
+      fullchain: leaf.certPem + intermediate.certPem,
+      privkey: leaf.keyPem,
+    };
   };
 
-  const renew = async (pems: CertbotPemSet) => renewCertbotTree(path.join(workDir, 'le'), 'example.test', pems);
+  const renew = async (pems: CertbotPemSet) =>
+    renewCertbotTree(path.join(workDir, 'le'), 'example.test', pems);
 
   /** The bytes each node holds, by node, as digests of the two managed files. */
   const nodeDigests = async (nodeId: string) => ({
-    fullchain: sha256Hex(await fs.readFile(path.join(harness.nodeDir(nodeId), HARNESS_TARGETS.fullchain.target))),
-    privkey: sha256Hex(await fs.readFile(path.join(harness.nodeDir(nodeId), HARNESS_TARGETS.privkey.target))),
+    fullchain: sha256Hex(
+      await fs.readFile(path.join(harness.nodeDir(nodeId), HARNESS_TARGETS.fullchain.target)),
+    ),
+    privkey: sha256Hex(
+      await fs.readFile(path.join(harness.nodeDir(nodeId), HARNESS_TARGETS.privkey.target)),
+    ),
   });
 
   const assertNodesHold = async (pems: CertbotPemSet, nodes = NODES) => {
     for (const nodeId of nodes) {
-      assert.deepEqual(await nodeDigests(nodeId), { fullchain: sha256Hex(pems.fullchain), privkey: sha256Hex(pems.privkey) }, nodeId);
+      assert.deepEqual(
+        await nodeDigests(nodeId),
+        { fullchain: sha256Hex(pems.fullchain), privkey: sha256Hex(pems.privkey) },
+        nodeId,
+      );
     }
   };
 
   const rolloutDone = (version: number) =>
     waitFor(`rollout of version ${version} to be done on both nodes`, async () => {
       const bundle = await bundleStatus();
-      const done = bundle.currentVersion === version && bundle.rollout?.version === version && bundle.rollout.state === 'done';
+      const done =
+        bundle.currentVersion === version &&
+        bundle.rollout?.version === version &&
+        bundle.rollout.state === 'done';
       return done && bundle.nodesInSync === NODES.length ? bundle : undefined;
     });
 
@@ -107,7 +149,10 @@ describe('certsyncctl: every operator command against a real fleet', () => {
       workDir,
       liveDir,
       bundleName: BUNDLE,
-      extraConfig: ['convergeTimeoutMs: 1000', `fleet: { mode: static, nodes: [${NODES.join(', ')}] }`],
+      extraConfig: [
+        'convergeTimeoutMs: 1000',
+        `fleet: { mode: static, nodes: [${NODES.join(', ')}] }`,
+      ],
     });
     await harness.startServer();
     for (const nodeId of NODES) await harness.startAgent(nodeId);
@@ -116,7 +161,8 @@ describe('certsyncctl: every operator command against a real fleet', () => {
 
   after(async () => {
     await harness.stop();
-    if (!process.env['CERTSYNC_KEEP_TEST_DIRS']) await fs.rm(workDir, { recursive: true, force: true });
+    if (!process.env['CERTSYNC_KEEP_TEST_DIRS'])
+      await fs.rm(workDir, { recursive: true, force: true });
   });
 
   test('status, nodes, bundle show, history and rollout status read the fleet', async () => {
@@ -135,7 +181,14 @@ describe('certsyncctl: every operator command against a real fleet', () => {
 
     const nodes = await ctl(['nodes']);
     assert.equal(nodes.code, 0, nodes.stderr);
-    assert.deepEqual(nodes.stdout.trim().split('\n').map((line) => line.split('\t')[0]).sort(), NODES);
+    assert.deepEqual(
+      nodes.stdout
+        .trim()
+        .split('\n')
+        .map((line) => line.split('\t')[0])
+        .sort(),
+      NODES,
+    );
 
     const show = await ctl(['bundle', 'show', BUNDLE]);
     assert.equal(show.code, 0, show.stderr);
@@ -165,14 +218,18 @@ describe('certsyncctl: every operator command against a real fleet', () => {
     await renew(pems);
     await waitFor('node-a to hold version 2', async () => {
       const bundle = await bundleStatus();
-      return bundle.nodes.find((node) => node.nodeId === 'node-a')?.appliedVersion === 2 ? true : undefined;
+      return bundle.nodes.find((node) => node.nodeId === 'node-a')?.appliedVersion === 2
+        ? true
+        : undefined;
     });
 
     const away = await ctl(['status']);
     assert.equal(away.code, 1, 'not in sync while node-b is away');
     assert.match(away.stdout, /1\/2 nodes in sync/);
 
-    await waitFor('the rollout to stall', async () => ((await bundleStatus()).rollout?.state === 'stalled' ? true : undefined));
+    await waitFor('the rollout to stall', async () =>
+      (await bundleStatus()).rollout?.state === 'stalled' ? true : undefined,
+    );
     const stalled = await ctl(['rollout', 'status', BUNDLE]);
     assert.equal(stalled.code, 5, 'a stalled rollout is unfinished');
     assert.match(stalled.stdout, /STALLED/);
@@ -203,7 +260,8 @@ describe('certsyncctl: every operator command against a real fleet', () => {
     const watched = await watching;
     assert.equal(watched.code, 0, watched.stdout + watched.stderr);
     assert.match(watched.stdout, /rollout of version 3: DISTRIBUTING/);
-    for (const nodeId of NODES) assert.match(watched.stdout, new RegExp(`node ${nodeId} confirmed version 3`));
+    for (const nodeId of NODES)
+      assert.match(watched.stdout, new RegExp(`node ${nodeId} confirmed version 3`));
     assert.match(watched.stdout, /distributing → converged/);
     assert.match(watched.stdout, /rollout of version 3 ended: DONE/);
     await rolloutDone(3);
@@ -211,7 +269,11 @@ describe('certsyncctl: every operator command against a real fleet', () => {
 
     const plain = await ctl(['rollout', 'status', '--watch', BUNDLE]);
     assert.equal(plain.code, 0, plain.stderr);
-    assert.match(plain.stdout, /rollout of version 3 ended: DONE/, 'a finished rollout ends the watch at once');
+    assert.match(
+      plain.stdout,
+      /rollout of version 3 ended: DONE/,
+      'a finished rollout ends the watch at once',
+    );
     const json = await ctl(['--json', 'rollout', 'status', '--watch', BUNDLE]);
     assert.equal(json.code, 0, json.stderr);
     assert.equal(JSON.parse(json.stdout.trim().split('\n')[0]!).kind, 'snapshot');
@@ -222,7 +284,10 @@ describe('certsyncctl: every operator command against a real fleet', () => {
     assert.equal(restart.code, 0, restart.stderr);
     assert.match(restart.stdout, /rollout started/);
     await rolloutDone(3);
-    for (const args of [['reload', BUNDLE], ['reload', BUNDLE, '--force']]) {
+    for (const args of [
+      ['reload', BUNDLE],
+      ['reload', BUNDLE, '--force'],
+    ]) {
       const reload = await ctl(args);
       assert.equal(reload.code, 0, reload.stderr);
       assert.match(reload.stdout, /reload requested/);
@@ -261,7 +326,11 @@ describe('certsyncctl: every operator command against a real fleet', () => {
     await renew(pems);
     // Long enough for several settle windows (200 ms) and the retries before a rejection.
     await new Promise((resolve) => setTimeout(resolve, 1_500));
-    assert.deepEqual(await Promise.all(NODES.map(nodeDigests)), before, 'nothing reached the nodes while paused');
+    assert.deepEqual(
+      await Promise.all(NODES.map(nodeDigests)),
+      before,
+      'nothing reached the nodes while paused',
+    );
     assert.equal((await bundleStatus()).currentVersion, 3);
 
     await harness.server!.stop();
@@ -282,33 +351,81 @@ describe('certsyncctl: every operator command against a real fleet', () => {
   });
 
   test('import: a valid bundle becomes a version on every node; an invalid one is refused with the reason', async () => {
-    const leaf = await issueLeaf(intermediate, { commonName: '*.example.test', dnsNames: ['*.example.test'] });
-    const files = { cert: path.join(workDir, 'import-cert.pem'), key: path.join(workDir, 'import-key.pem'), chain: path.join(workDir, 'import-chain.pem') };
+    const leaf = await issueLeaf(intermediate, {
+      commonName: '*.example.test',
+      dnsNames: ['*.example.test'],
+    });
+    const files = {
+      cert: path.join(workDir, 'import-cert.pem'),
+      key: path.join(workDir, 'import-key.pem'),
+      chain: path.join(workDir, 'import-chain.pem'),
+    };
     await fs.writeFile(files.cert, leaf.certPem);
     await fs.writeFile(files.key, leaf.keyPem, { mode: 0o600 });
     await fs.writeFile(files.chain, intermediate.certPem);
 
     // As a deploy hook on another host calls it (the README's example): every transport flag given.
-    const hook = ['--server', `localhost:${harness.port}`, '--ca-file', harness.credentials.caFile, '--token-file', harness.credentials.adminTokenFile];
-    const hookArgs = [...hook, 'import', BUNDLE, '--cert', files.cert, '--key', files.key, '--chain', files.chain];
+    const hook = [
+      '--server',
+      `localhost:${harness.port}`,
+      '--ca-file',
+      harness.credentials.caFile,
+      '--token-file',
+      harness.credentials.adminTokenFile,
+    ];
+    const hookArgs = [
+      ...hook,
+      'import',
+      BUNDLE,
+      '--cert',
+      files.cert,
+      '--key',
+      files.key,
+      '--chain',
+      files.chain,
+    ];
     ran.add(shapeOf(hookArgs));
     const imported = await runToCompletion('ctl', hookArgs);
     assert.equal(imported.code, 0, imported.stderr);
     assert.match(imported.stdout, /version 5 imported/);
     await rolloutDone(5);
-    await assertNodesHold({ cert: leaf.certPem, chain: intermediate.certPem, fullchain: leaf.certPem + intermediate.certPem, privkey: leaf.keyPem });
+    await assertNodesHold({
+      cert: leaf.certPem,
+      chain: intermediate.certPem,
+      fullchain: leaf.certPem + intermediate.certPem,
+      privkey: leaf.keyPem,
+    });
 
-    const other = await issueLeaf(intermediate, { commonName: '*.example.test', dnsNames: ['*.example.test'] });
+    const other = await issueLeaf(intermediate, {
+      commonName: '*.example.test',
+      dnsNames: ['*.example.test'],
+    });
     const wrongKey = path.join(workDir, 'wrong-key.pem');
     await fs.writeFile(wrongKey, other.keyPem, { mode: 0o600 });
     const before = await Promise.all(NODES.map(nodeDigests));
-    const rejected = await ctl(['import', BUNDLE, '--cert', files.cert, '--key', wrongKey, '--chain', files.chain]);
+    const rejected = await ctl([
+      'import',
+      BUNDLE,
+      '--cert',
+      files.cert,
+      '--key',
+      wrongKey,
+      '--chain',
+      files.chain,
+    ]);
     assert.equal(rejected.code, 4, 'an invalid import is refused');
     assert.match(rejected.stderr, /import rejected \(key-mismatch\)/);
     assert.equal((await bundleStatus()).currentVersion, 5);
     assert.deepEqual(await Promise.all(NODES.map(nodeDigests)), before);
 
-    const missingFile = await ctl(['import', BUNDLE, '--cert', path.join(workDir, 'nope.pem'), '--key', wrongKey]);
+    const missingFile = await ctl([
+      'import',
+      BUNDLE,
+      '--cert',
+      path.join(workDir, 'nope.pem'),
+      '--key',
+      wrongKey,
+    ]);
     assert.equal(missingFile.code, 2, 'an unreadable file is a usage error');
 
     // The source still holds version 4's content: a rescan must not take it back over the import.
@@ -335,11 +452,24 @@ describe('certsyncctl: every operator command against a real fleet', () => {
     assert.match(version.stdout, /\d+\.\d+\.\d+/);
 
     // The README's first example passes every transport flag itself.
-    const explicit = ['--server', `localhost:${harness.port}`, '--ca-file', harness.credentials.caFile, '--token-file', harness.credentials.adminTokenFile, 'status'];
+    const explicit = [
+      '--server',
+      `localhost:${harness.port}`,
+      '--ca-file',
+      harness.credentials.caFile,
+      '--token-file',
+      harness.credentials.adminTokenFile,
+      'status',
+    ];
     ran.add(shapeOf(explicit));
     assert.equal((await runToCompletion('ctl', explicit)).code, 0);
 
-    const unreachable = await runToCompletion('ctl', ['--server', '127.0.0.1:1', ...adminTransportArgs(harness.credentials, 'tls'), 'status']);
+    const unreachable = await runToCompletion('ctl', [
+      '--server',
+      '127.0.0.1:1',
+      ...adminTransportArgs(harness.credentials, 'tls'),
+      'status',
+    ]);
     assert.equal(unreachable.code, 3, unreachable.stderr);
   });
 
