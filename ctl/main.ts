@@ -98,14 +98,15 @@ program
 
 program
   .command('nodes')
-  .description('nodes the server has heard from')
+  .description('nodes the server has heard from: connected since, or offline and last seen; host, address, folder')
   .action(async () => {
     const { nodes } = await client().listNodes();
     print(nodes, () =>
       nodes
         .map((node) => {
           const refused = node.duplicateRefusals > 0 ? `\trefused ${node.duplicateRefusals} duplicate(s), last from ${node.lastDuplicatePeer}` : '';
-          return `${node.nodeId}\t${node.connected ? 'connected' : 'offline'}\t${node.hostname}\t${node.peer}\t${node.dir}${refused}`;
+          const seen = node.connected ? `since ${node.connectedSince?.toISOString() ?? '?'}` : `last seen ${node.lastSeen?.toISOString() ?? 'never'}`;
+          return `${node.nodeId}\t${node.connected ? 'connected' : 'offline'}\t${seen}\t${node.hostname}\t${node.peer}\t${node.dir}${refused}`;
         })
         .join('\n') || '(no nodes)',
     );

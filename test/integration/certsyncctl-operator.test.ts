@@ -227,6 +227,10 @@ describe('certsyncctl: every operator command against a real fleet', () => {
     assert.equal(away.code, 1, 'not in sync while node-b is away');
     assert.match(away.stdout, /1\/2 nodes in sync/);
 
+    const nodes = await ctl(['nodes']);
+    assert.match(nodes.stdout, /node-b\toffline\tlast seen \d{4}-/);
+    assert.match(nodes.stdout, /node-a\tconnected\tsince \d{4}-/);
+
     await waitFor('the rollout to stall', async () =>
       (await bundleStatus()).rollout?.state === 'stalled' ? true : undefined,
     );
