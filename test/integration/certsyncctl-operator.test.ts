@@ -468,6 +468,20 @@ describe('certsyncctl: every operator command against a real fleet', () => {
     ran.add(shapeOf(explicit));
     assert.equal((await runToCompletion('ctl', explicit)).code, 0);
 
+    // The streaming RPC goes through the same access check as the others.
+    const noToken = await runToCompletion('ctl', [
+      '--server',
+      `localhost:${harness.port}`,
+      '--ca-file',
+      harness.credentials.caFile,
+      'rollout',
+      'status',
+      '--watch',
+      BUNDLE,
+    ]);
+    assert.equal(noToken.code, 4, noToken.stderr);
+    assert.match(noToken.stderr, /needs the admin credential/);
+
     const unreachable = await runToCompletion('ctl', [
       '--server',
       '127.0.0.1:1',
