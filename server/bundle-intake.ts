@@ -132,8 +132,27 @@ export class BundleIntake {
    * (nothing changes) and returns undefined when the bundle equals the current version.
    */
   async importCandidate(pem: ImportedPem): Promise<BundleVersion | undefined> {
+    // An import takes the place of a check: a watcher event meanwhile queues one check after it,
+    // so two versions are never accepted at once.
+    while (this.running) await this.running;
+    const work = this.importNow(pem);
+    this.running = work
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .finally(() => {
+        this.running = undefined;
+        if (this.checkQueued) {
+          this.checkQueued = false;
+          void this.requestCheck();
+        }
+      });
+    return work;
+  }
+
+  private async importNow(pem: ImportedPem): Promise<BundleVersion | undefined> {
     const { bundle, store, log } = this.options;
-    await this.running;
     const files: CandidateFile[] = bundle.files.map((file) => {
       const content = importedContent(file.source, pem);
       if (content === undefined) {
