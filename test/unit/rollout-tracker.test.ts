@@ -137,6 +137,10 @@ describe('RolloutTracker', () => {
     confirm('a', version);
     confirm('b', version);
     await settle(tracker, 'done');
+    // The state changes first; its event follows once the history is saved.
+    for (let attempt = 0; attempt < 100 && !seen.includes('reloading->done'); attempt += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     unsubscribe();
     assert.deepEqual(seen.slice(0, 1), ['started 1 expecting a,b']);
     assert.deepEqual(seen.filter((line) => line.startsWith('confirmed')).sort(), ['confirmed a', 'confirmed b']);
