@@ -47,4 +47,11 @@ export {
   ReplicaProof,
   VerifyRequest,
   VerifyResponse,
+  WatchRolloutRequest,
+  WatchRolloutResponse,
+  PauseResponse,
+  ResumeResponse,
+  RollbackResponse,
+  ImportRequest,
+  ImportResponse,
 } from './gen/certsync/v1/admin';

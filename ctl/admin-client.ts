@@ -8,6 +8,11 @@ import {
   type ReloadResponse,
   type RolloutResponse,
   type VerifyResponse,
+  type ImportResponse,
+  type PauseResponse,
+  type ResumeResponse,
+  type RollbackResponse,
+  type WatchRolloutResponse,
 } from '../common/contract';
 import type { ClientTransport } from '../common/client-transport';
 
@@ -65,6 +70,52 @@ export class AdminClient {
     return this.call((_deadline, done) => this.client.verify({ bundle }, this.transport.metadata(), { deadline }, done));
   }
 
+  pause(bundle: string): Promise<PauseResponse> {
+    return this.call((deadline, done) => this.client.pause({ bundle }, this.transport.metadata(), { deadline }, done));
+  }
+
+  resume(bundle: string): Promise<ResumeResponse> {
+    return this.call((deadline, done) => this.client.resume({ bundle }, this.transport.metadata(), { deadline }, done));
+  }
+
+  rollback(bundle: string, toVersion = 0): Promise<RollbackResponse> {
+    return this.call((deadline, done) => this.client.rollback({ bundle, toVersion }, this.transport.metadata(), { deadline }, done));
+  }
+
+  /** The key travels only inside this call's (TLS) channel. */
+  import(bundle: string, pem: { cert: Buffer; key: Buffer; chain: Buffer }): Promise<ImportResponse> {
+    return this.call((deadline, done) => this.client.import({ bundle, ...pem }, this.transport.metadata(), { deadline }, done));
+  }
+
+  /**
+   * Streams the bundle's current rollout to `onEvent` until the server ends it (the rollout is
+   * final) or `timeoutMs` passes; resolves true when the server ended it, false on the timeout.
+   */
+  watchRollout(bundle: string, onEvent: (event: WatchRolloutResponse) => void, options: { next?: boolean; timeoutMs?: number } = {}): Promise<boolean> {
+    const timeoutMs = options.timeoutMs ?? 0;
+    return new Promise((resolve, reject) => {
+      const call = this.client.watchRollout({ bundle, next: options.next ?? false }, this.transport.metadata());
+      let timer: NodeJS.Timeout | undefined;
+      let timedOut = false;
+      if (timeoutMs > 0) {
+        timer = setTimeout(() => {
+          timedOut = true;
+          call.cancel();
+        }, timeoutMs);
+      }
+      call.on('data', onEvent);
+      call.on('end', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+      call.on('error', (error: grpc.ServiceError) => {
+        clearTimeout(timer);
+        if (timedOut && error.code === grpc.status.CANCELLED) return resolve(false);
+        reject(this.callError(error));
+      });
+    });
+  }
+
   close(): void {
     this.client.close();
   }
@@ -73,14 +124,18 @@ export class AdminClient {
     return new Promise((resolve, reject) => {
       start(new Date(Date.now() + this.timeoutMs), (error, response) => {
         if (!error) return resolve(response);
+        reject(this.callError(error));
+      });
+    });
+  }
+
+  private callError(error: grpc.ServiceError): AdminCallError {
         const hint =
           error.code === grpc.status.UNAVAILABLE || error.code === grpc.status.DEADLINE_EXCEEDED
             ? ` (is certsync-server running and listening on ${this.address}, with TLS unless started with insecure: true?)`
             : error.code === grpc.status.UNAUTHENTICATED
               ? ' (pass the admin token with --token-file or CERTSYNC_ADMIN_TOKEN_FILE, or an admin client certificate)'
               : '';
-        reject(new AdminCallError(`${this.address}: ${error.details || error.message}${hint}`, error.code, { cause: error }));
-      });
-    });
+        return new AdminCallError(`${this.address}: ${error.details || error.message}${hint}`, error.code, { cause: error });
   }
 }

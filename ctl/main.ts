@@ -1,9 +1,12 @@
 #!/usr/bin/env node
 import * as grpc from '@grpc/grpc-js';
-import { Command } from 'commander';
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { createClientTransport, CredentialFileError } from '../common/client-transport';
+import type { RolloutInfo } from '../common/contract';
 import { CERTSYNC_VERSION } from '../common/version';
+import { readFileSync } from 'node:fs';
 import { AdminCallError, AdminClient } from './admin-client';
+import { RolloutWatchPrinter } from './rollout-watch';
 import { formatProof, formatRollout, formatStatusTable, isFleetInSync } from './status-table';
 
 /** Exit codes scripts can rely on. */
@@ -11,8 +14,33 @@ const EXIT_OK = 0;
 const EXIT_NOT_IN_SYNC = 1;
 const EXIT_USAGE = 2;
 const EXIT_UNREACHABLE = 3;
-/** The server answered but refused the request (unknown bundle, nothing to reload, …). */
+/** The server answered but refused the request (unknown bundle, invalid import, paused, …). */
 const EXIT_REFUSED = 4;
+/** A rollout that has not finished: stalled, or still running when --timeout ran out. */
+const EXIT_ROLLOUT_UNFINISHED = 5;
+
+/** Exit code for a rollout's state: done 0; failed or superseded 1; anything else unfinished. */
+function rolloutExitCode(state: string | undefined): number {
+  if (state === 'done') return EXIT_OK;
+  if (state === 'failed' || state === 'superseded') return EXIT_NOT_IN_SYNC;
+  return EXIT_ROLLOUT_UNFINISHED;
+}
+
+/** A command-line value that must be a whole number ≥ 0 (commander calls it per option). */
+function count(value: string): number {
+  const parsed = Number(value);
+  if (!Number.isInteger(parsed) || parsed < 0) throw new InvalidArgumentError(`expected a whole number ≥ 0, got "${value}"`);
+  return parsed;
+}
+
+/** Reads a PEM file named on the command line; a missing file is a usage error. */
+function readPemArgument(file: string, what: string): Buffer {
+  try {
+    return readFileSync(file);
+  } catch (error) {
+    throw new CredentialFileError(`cannot read ${what} ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, file);
+  }
+}
 
 const program = new Command('certsyncctl')
   .description('Inspect a running certsync-server through its admin API.')
@@ -27,7 +55,9 @@ const program = new Command('certsyncctl')
   .option('--key-file <file>', 'key of --cert-file (env CERTSYNC_KEY_FILE)', process.env['CERTSYNC_KEY_FILE'])
   .option('--server-name <name>', 'name to check the server certificate against (env CERTSYNC_SERVER_NAME)', process.env['CERTSYNC_SERVER_NAME'])
   .option('--insecure', 'plaintext, for a server with insecure: true (env CERTSYNC_INSECURE=1)', process.env['CERTSYNC_INSECURE'] === '1')
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // Usage errors become exit code 2 (commander's own default is 1, which means "not in sync").
+  .exitOverride();
 
 interface TransportFlags {
   server: string;
@@ -59,7 +89,7 @@ function print(value: unknown, human: () => string): void {
 
 program
   .command('status')
-  .description('bundles, versions and the per-node sync table; exits 1 when the fleet is not in sync')
+  .description('bundles, versions, the per-node sync table, the current rollout and days to expiry; exits 1 when not in sync')
   .action(async () => {
     const status = await client().getStatus();
     print(status, () => formatStatusTable(status));
@@ -68,27 +98,92 @@ program
 
 program
   .command('nodes')
-  .description('nodes the server has heard from')
+  .description('nodes the server has heard from: connected since, or offline and last seen; host, address, folder')
   .action(async () => {
     const { nodes } = await client().listNodes();
     print(nodes, () =>
       nodes
         .map((node) => {
           const refused = node.duplicateRefusals > 0 ? `\trefused ${node.duplicateRefusals} duplicate(s), last from ${node.lastDuplicatePeer}` : '';
-          return `${node.nodeId}\t${node.connected ? 'connected' : 'offline'}\t${node.hostname}\t${node.peer}\t${node.dir}${refused}`;
+          const seen = node.connected ? `since ${node.connectedSince?.toISOString() ?? '?'}` : `last seen ${node.lastSeen?.toISOString() ?? 'never'}`;
+          return `${node.nodeId}\t${node.connected ? 'connected' : 'offline'}\t${seen}\t${node.hostname}\t${node.peer}\t${node.dir}${refused}`;
         })
         .join('\n') || '(no nodes)',
     );
   });
 
-program
-  .command('bundle')
-  .description('metadata of one bundle version (never key bytes)')
+const bundleCommand = program.command('bundle').description('bundle metadata');
+bundleCommand
+  .command('show')
+  .description('metadata of one bundle version: files, digests, certificates (never key bytes)')
   .argument('<name>', 'bundle name')
-  .option('--version <n>', 'version (default: current)', (value) => parseInt(value, 10), 0)
+  .option('--version <n>', 'version (default: current)', count, 0)
   .action(async (name: string, options: { version: number }) => {
     const { bundle } = await client().getBundle(name, options.version);
     print(bundle, () => JSON.stringify(bundle, null, 2));
+  });
+
+program
+  .command('history')
+  .description('recent rollouts with their timelines, newest first: of one bundle, or of every bundle')
+  .argument('[name]', 'bundle name (default: every bundle)')
+  .option('-n, --limit <n>', 'at most this many per bundle', count, 10)
+  .action(async (name: string | undefined, options: { limit: number }) => {
+    const admin = client();
+    const names = name ? [name] : (await admin.getStatus()).bundles.map((bundle) => bundle.name);
+    const rollouts: RolloutInfo[] = [];
+    for (const bundle of names) rollouts.push(...(await admin.listRollouts(bundle, options.limit)).rollouts);
+    print(rollouts, () => rollouts.map((rollout) => `${rollout.bundle}: ${formatRollout(rollout, { timeline: true })}`).join('\n\n') || '(no rollouts yet)');
+  });
+
+const rolloutCommand = program.command('rollout').description('follow or restart rollouts');
+rolloutCommand
+  .command('status')
+  .description("the bundle's current rollout; with --watch, its progress live until it ends (exit 0 done, 1 failed, 5 unfinished)")
+  .argument('<name>', 'bundle name')
+  .option('-w, --watch', 'follow the rollout until it is done, failed or superseded', false)
+  .option('--next', 'with --watch: wait for the next rollout to start (a renewal, import, rollback) and follow it', false)
+  .option('--timeout <seconds>', 'with --watch: stop after this long (exit 5); 0 waits forever', count, 0)
+  .action(async (name: string, options: { watch: boolean; next: boolean; timeout: number }) => {
+    const admin = client();
+    const json = program.opts<{ json: boolean }>().json;
+    if (!options.watch) {
+      const bundle = (await admin.getStatus()).bundles.find((candidate) => candidate.name === name);
+      if (!bundle) throw new AdminCallError(`no bundle named "${name}" is configured`, grpc.status.NOT_FOUND);
+      print(bundle.rollout ?? null, () => (bundle.rollout ? formatRollout(bundle.rollout, { timeline: true }) : '(no rollout yet)'));
+      process.exitCode = rolloutExitCode(bundle.rollout?.state);
+      return;
+    }
+    const printer = new RolloutWatchPrinter((line) => process.stdout.write(`${line}\n`), process.stdout.isTTY === true && !json);
+    let last: RolloutInfo | undefined;
+    const ended = await admin.watchRollout(
+      name,
+      (event) => {
+        last = event.rollout ?? last;
+        if (json) process.stdout.write(`${JSON.stringify(event)}\n`);
+        else printer.handle(event);
+      },
+      { next: options.next, timeoutMs: options.timeout * 1000 },
+    );
+    printer.finish();
+    const state = last?.state;
+    if (!json) {
+      process.stdout.write(
+        ended
+          ? `rollout of version ${last?.version ?? '?'} ended: ${state?.toUpperCase() ?? '?'}${last?.reason ? ` — ${last.reason}` : ''}\n`
+          : `gave up watching after ${options.timeout}s: rollout is ${state?.toUpperCase() ?? '?'}\n`,
+      );
+    }
+    process.exitCode = rolloutExitCode(ended ? state : undefined);
+  });
+rolloutCommand
+  .command('restart')
+  .description('send the current (or an earlier kept) version to every node again, then reload once all confirm')
+  .argument('<name>', 'bundle name')
+  .option('--version <n>', 'an earlier kept version to reinstate (default: current)', count, 0)
+  .action(async (name: string, options: { version: number }) => {
+    const { rollout } = await client().rollout(name, options.version);
+    print(rollout, () => (rollout ? `rollout started\n${formatRollout(rollout)}` : 'rollout started'));
   });
 
 program
@@ -102,23 +197,48 @@ program
   });
 
 program
-  .command('rollout')
-  .description('send the current (or an earlier kept) version to every node again, then reload once all confirm')
+  .command('rollback')
+  .description('reinstate the previous version whose rollout finished done (or --to N) and roll it out')
   .argument('<name>', 'bundle name')
-  .option('--version <n>', 'an earlier version to reinstate (default: current)', (value) => parseInt(value, 10), 0)
-  .action(async (name: string, options: { version: number }) => {
-    const { rollout } = await client().rollout(name, options.version);
-    print(rollout, () => (rollout ? `rollout started\n${formatRollout(rollout)}` : 'rollout started'));
+  .option('--to <n>', 'the kept version to go back to', count, 0)
+  .action(async (name: string, options: { to: number }) => {
+    const { rollout } = await client().rollback(name, options.to);
+    print(rollout, () => (rollout ? `rollback started\n${formatRollout(rollout)}` : 'rollback started'));
   });
 
 program
-  .command('history')
-  .description("a bundle's recent rollouts, newest first, with their timelines")
+  .command('pause')
+  .description('stop a bundle: its source is not read, nothing is distributed or reloaded until resume')
   .argument('<name>', 'bundle name')
-  .option('-n, --limit <n>', 'at most this many', (value) => parseInt(value, 10), 10)
-  .action(async (name: string, options: { limit: number }) => {
-    const { rollouts } = await client().listRollouts(name, options.limit);
-    print(rollouts, () => rollouts.map((rollout) => formatRollout(rollout, { timeline: true })).join('\n\n') || '(no rollouts yet)');
+  .action(async (name: string) => {
+    const response = await client().pause(name);
+    print(response, () => `bundle ${name} paused`);
+  });
+
+program
+  .command('resume')
+  .description('resume a paused bundle: read its source again and roll out the newest version')
+  .argument('<name>', 'bundle name')
+  .action(async (name: string) => {
+    const { rollout } = await client().resume(name);
+    print(rollout ?? null, () => `bundle ${name} resumed${rollout ? `\n${formatRollout(rollout)}` : ''}`);
+  });
+
+program
+  .command('import')
+  .description('push a certificate and key through the admin API; validated like a watched source')
+  .argument('<name>', 'bundle name')
+  .requiredOption('--cert <file>', 'PEM certificate (leaf first; may carry its issuers)')
+  .requiredOption('--key <file>', 'PEM private key (sent only over the TLS channel)')
+  .option('--chain <file>', 'PEM issuers')
+  .action(async (name: string, options: { cert: string; key: string; chain?: string }) => {
+    const pem = {
+      cert: readPemArgument(options.cert, '--cert'),
+      key: readPemArgument(options.key, '--key'),
+      chain: options.chain ? readPemArgument(options.chain, '--chain') : Buffer.alloc(0),
+    };
+    const response = await client().import(name, pem);
+    print(response, () => `bundle ${name} version ${response.bundle?.version ?? '?'} imported${response.rollout ? `\n${formatRollout(response.rollout)}` : ''}`);
   });
 
 program
@@ -136,7 +256,9 @@ const UNREACHABLE_CODES = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE
 program.parseAsync().then(
   () => process.exit(process.exitCode ?? EXIT_OK),
   (error: unknown) => {
-    process.stderr.write(`certsyncctl: ${error instanceof Error ? error.message : String(error)}\n`);
+    // commander printed its own message already.
+    if (!(error instanceof CommanderError)) process.stderr.write(`certsyncctl: ${error instanceof Error ? error.message : String(error)}\n`);
+    if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? EXIT_OK : EXIT_USAGE);
     if (error instanceof CredentialFileError) process.exit(EXIT_USAGE);
     if (!(error instanceof AdminCallError)) process.exit(EXIT_USAGE);
     process.exit(UNREACHABLE_CODES.has(error.code) ? EXIT_UNREACHABLE : EXIT_REFUSED);

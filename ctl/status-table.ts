@@ -12,6 +12,7 @@ export function formatStatusTable(status: GetStatusResponse, now: Date = new Dat
       : undefined;
     const header = [
       `bundle ${bundle.name}`,
+      bundle.paused ? 'PAUSED (nothing is read, distributed or reloaded; `certsyncctl resume` ends it)' : undefined,
       `version ${bundle.currentVersion || 'none'}`,
       bundle.notAfter ? `expires ${bundle.notAfter.toISOString()} (${expiresInDays} days)` : undefined,
       `${bundle.nodesInSync}/${bundle.nodesExpected} nodes in sync`,
@@ -42,7 +43,7 @@ export function formatStatusTable(status: GetStatusResponse, now: Date = new Dat
     lines.push(bundle.nodes.length > 0 ? table.toString() : '(no agent has connected yet)');
     if (bundle.nodes.some((node) => node.lastError)) {
       lines.push(
-        `a node that failed to write retries by itself with backoff; \`certsyncctl rollout ${bundle.name}\` re-sends now`,
+        `a node that failed to write retries by itself with backoff; \`certsyncctl rollout restart ${bundle.name}\` re-sends now`,
       );
     }
     sections.push(lines.join('\n'));

@@ -6,7 +6,7 @@ import { sha256Hex } from '../common/digest';
 import { AdminClient } from '../ctl/admin-client';
 import { formatStatusTable } from '../ctl/status-table';
 import { createCertbotTree, renewCertbotTree } from '../test/support/certbot-tree';
-import { createWildcardSet, issueLeaf, type CertbotPemSet } from '../test/support/pki';
+import { createWildcardSet, issueLeaf, type CertbotPemSet, type IssuedCertificate } from '../test/support/pki';
 import { freePort, startProcess, waitFor, type ManagedProcess } from '../test/support/processes';
 import {
   agentTransportArgs,
@@ -20,14 +20,17 @@ import {
  * The first thing a newcomer runs: a certbot-shaped tree, a real server and three real agents on
  * loopback, a certbot-style renewal, and the fleet table showing every node on the new version.
  * Everything runs over TLS with an agent and an admin token, made in the temp folder. Needs
- * nothing but Node (no Docker, no openssl). `--keep` leaves the temp folder for a look.
+ * nothing but Node (no Docker, no openssl). `--keep` leaves the temp folder for a look; `--stay`
+ * also leaves the fleet running for certsyncctl (see the README's "Operator tasks").
  */
 const DOMAIN = 'example.test';
 const NODE_COUNT = 3;
+const BUNDLE_NAME = DOMAIN.replace(/\./g, '-');
 const TARGETS = { fullchain: `STAR.${DOMAIN}.full.crt`, privkey: `STAR.${DOMAIN}_key.pem` };
 
 async function main(): Promise<void> {
-  const keep = process.argv.includes('--keep');
+  const stay = process.argv.includes('--stay');
+  const keep = stay || process.argv.includes('--keep');
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-demo-'));
   const processes: ManagedProcess[] = [];
   const say = (line: string) => process.stdout.write(`${line}\n`);
@@ -81,11 +84,55 @@ async function main(): Promise<void> {
     say(`6. every node holds version 2 (${elapsedMs} ms after the last link swap); bytes and modes checked on disk\n`);
     say(formatStatusTable(status));
     admin.close();
+    if (stay) await stayForOperator(workDir, port, secrets, first.intermediate, say);
   } finally {
     await Promise.all(processes.map((child) => child.stop()));
     if (keep) say(`\nkept ${workDir}`);
     else await fs.rm(workDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * `--stay`: leaves the fleet running for the README's operator walk-through. Writes the
+ * certsyncctl environment and a next certificate to import, then waits for Ctrl-C.
+ */
+async function stayForOperator(
+  workDir: string,
+  port: number,
+  secrets: TransportFixture,
+  intermediate: IssuedCertificate,
+  say: (line: string) => void,
+): Promise<void> {
+  const next = await issueLeaf(intermediate, { commonName: `*.${DOMAIN}`, dnsNames: [`*.${DOMAIN}`, DOMAIN] });
+  const nextDir = path.join(workDir, 'next');
+  await fs.mkdir(nextDir, { mode: 0o700 });
+  await fs.writeFile(path.join(nextDir, 'cert.pem'), next.certPem);
+  await fs.writeFile(path.join(nextDir, 'privkey.pem'), next.keyPem, { mode: 0o600 });
+  await fs.writeFile(path.join(nextDir, 'chain.pem'), intermediate.certPem);
+  // certsyncctl on PATH for this shell, without a global install.
+  const binDir = path.join(workDir, 'bin');
+  await fs.mkdir(binDir);
+  const ctlEntry = path.resolve(__dirname, '../ctl/main.js');
+  await fs.writeFile(path.join(binDir, 'certsyncctl'), `#!/bin/sh\nexec node ${JSON.stringify(ctlEntry)} "$@"\n`, { mode: 0o755 });
+  const envFile = path.join(workDir, 'certsyncctl.env');
+  const env = [
+    `export DEMO=${workDir}`,
+    `export PATH="${binDir}:$PATH"`,
+    `export CERTSYNC_SERVER=127.0.0.1:${port}`,
+    `export CERTSYNC_CA_FILE=${secrets.caFile}`,
+    'export CERTSYNC_SERVER_NAME=localhost',
+    `export CERTSYNC_ADMIN_TOKEN_FILE=${secrets.adminTokenFile}`,
+    '',
+  ].join('\n');
+  await fs.writeFile(envFile, env, { mode: 0o600 });
+  say(`\nThe fleet keeps running (bundle ${BUNDLE_NAME}). In another terminal:`);
+  say(`  source ${envFile}`);
+  say('  certsyncctl status');
+  say(`A next certificate to import is in ${nextDir}. Ctrl-C stops the fleet.`);
+  await new Promise<void>((resolve) => {
+    process.once('SIGINT', resolve);
+    process.once('SIGTERM', resolve);
+  });
 }
 
 function serverConfig(port: number, stateDir: string, liveDir: string, secrets: TransportFixture): string {
@@ -95,7 +142,7 @@ function serverConfig(port: number, stateDir: string, liveDir: string, secrets: 
     `stateDir: ${JSON.stringify(stateDir)}`,
     'settleMs: 300',
     'bundles:',
-    `  - name: ${DOMAIN.replace(/\./g, '-')}`,
+    `  - name: ${BUNDLE_NAME}`,
     `    source: ${JSON.stringify(liveDir)}`,
     '    files:',
     `      - { source: fullchain.pem, target: ${TARGETS.fullchain}, mode: "0644" }`,

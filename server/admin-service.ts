@@ -1,4 +1,4 @@
-import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
 import type {
   AdminServiceServer,
   BundleInfo,
@@ -6,7 +6,12 @@ import type {
   CertificateInfo,
   NodeInfo,
   RolloutInfo,
+  WatchRolloutRequest,
+  WatchRolloutResponse,
 } from '../common/contract';
+import { ImportMappingError, type BundleIntake } from './bundle-intake';
+import { BundleValidationError } from './bundle-validation-error';
+import type { PauseRegistry } from './pause-registry';
 import type { Logger } from '../common/log';
 import type { CertificateSummary } from './bundle-validator';
 import type { BundleConfig } from './config';
@@ -14,8 +19,8 @@ import type { ExpectedNodes } from './expected-nodes';
 import type { ExpiryWatch } from './expiry-watch';
 import { isNodeInSync, type Fleet, type NodeRecord } from './fleet';
 import { missingNodes, type RolloutData } from './rollout';
-import type { RolloutTracker } from './rollout-tracker';
-import { InvalidRequestError, NotFoundError, toGrpcStatus } from './status-mapping';
+import { FINAL_ROLLOUT_STATES, type RolloutEvent, type RolloutTracker } from './rollout-tracker';
+import { FailedPreconditionError, InvalidRequestError, NotFoundError, toGrpcStatus } from './status-mapping';
 import type { BundleVersion, VersionStore } from './version-store';
 
 export interface AdminServiceDeps {
@@ -26,6 +31,9 @@ export interface AdminServiceDeps {
   tracker: RolloutTracker;
   /** The expiry warning per bundle; none when absent. */
   expiry?: Pick<ExpiryWatch, 'warning'>;
+  pauses: PauseRegistry;
+  /** The intake of each bundle, for Resume (read the source again) and Import. */
+  intakes: ReadonlyMap<string, BundleIntake>;
   serverVersion: string;
   log: Logger;
 }
@@ -81,7 +89,102 @@ export function createAdminService(deps: AdminServiceDeps): AdminServiceServer {
       log.info({ bundle: request.bundle }, 'Verify requested');
       return tracker.verify(request.bundle);
     }),
+    watchRollout: (call: ServerWritableStream<WatchRolloutRequest, WatchRolloutResponse>) => {
+      try {
+        const { bundle, next } = call.request;
+        requireBundle(bundle);
+        const atCall = tracker.current(bundle);
+        let watched = next ? undefined : atCall;
+        log.info({ bundle, next, version: atCall?.version }, 'Rollout watch started');
+        const snapshot = (rollout: RolloutData) =>
+          call.write({ kind: 'snapshot', rollout: rolloutInfo(rollout), nodeId: '', transition: undefined, reload: undefined });
+        if (!next) {
+          if (!atCall) throw new FailedPreconditionError(`bundle "${bundle}" has no rollout yet (no accepted version); use --next to wait for one`);
+          snapshot(atCall);
+          if (FINAL_ROLLOUT_STATES.has(atCall.state)) return call.end();
+        }
+        const unsubscribe = tracker.subscribe(bundle, (event: RolloutEvent) => {
+          if (!watched && event.kind === 'started' && event.rollout !== atCall) {
+            watched = event.rollout;
+            snapshot(watched);
+            return;
+          }
+          if (event.rollout !== watched || event.kind === 'started') return;
+          call.write(watchEvent(event));
+          if (event.kind === 'transition' && FINAL_ROLLOUT_STATES.has(event.transition.to)) {
+            unsubscribe();
+            call.end();
+          }
+        });
+        call.on('cancelled', unsubscribe);
+        call.on('close', unsubscribe);
+      } catch (error) {
+        call.emit('error', toGrpcStatus(error, log, { method: call.getPath() }));
+      }
+    },
+    pause: unary(log, async (request: { bundle: string }) => {
+      requireBundle(request.bundle);
+      await deps.pauses.set(request.bundle, true);
+      return { paused: true };
+    }),
+    resume: unary(log, async (request: { bundle: string }) => {
+      requireBundle(request.bundle);
+      const before = store.current(request.bundle)?.version;
+      await deps.pauses.set(request.bundle, false);
+      await deps.intakes.get(request.bundle)?.requestCheck();
+      const current = store.current(request.bundle);
+      const rollout = tracker.current(request.bundle);
+      if (!current || current.version !== before) return { rollout: rollout && rolloutInfo(rollout) };
+      // Nothing new arrived: roll out again only what the pause left unfinished.
+      const status = bundleStatus(deps.bundles.find((bundle) => bundle.name === request.bundle)!, deps);
+      const settled = rollout?.version === current.version && rollout.state === 'done' && status.nodesInSync === status.nodesExpected;
+      if (settled) return { rollout: rolloutInfo(rollout) };
+      return { rollout: rolloutInfo(await tracker.rollout(request.bundle, 0, 'resume')) };
+    }),
+    rollback: unary(log, async (request: { bundle: string; toVersion: number }) => {
+      requireBundle(request.bundle);
+      log.warn({ bundle: request.bundle, toVersion: request.toVersion }, 'Rollback requested');
+      return { rollout: rolloutInfo(await tracker.rollback(request.bundle, request.toVersion)) };
+    }),
+    import: unary(log, async (request: { bundle: string; cert: Buffer; key: Buffer; chain: Buffer }) => {
+      requireBundle(request.bundle);
+      if (request.cert.length === 0 || request.key.length === 0) throw new InvalidRequestError('cert and key are required');
+      if (deps.pauses.isPaused(request.bundle)) {
+        throw new FailedPreconditionError(`bundle "${request.bundle}" is paused; run \`certsyncctl resume ${request.bundle}\` first`);
+      }
+      // Sizes only: the key bytes are never logged.
+      log.info({ bundle: request.bundle, certBytes: request.cert.length, chainBytes: request.chain.length }, 'Import requested');
+      let accepted;
+      try {
+        accepted = await deps.intakes.get(request.bundle)!.importCandidate({ cert: request.cert, key: request.key, chain: request.chain });
+      } catch (error) {
+        if (error instanceof BundleValidationError) {
+          log.warn({ bundle: request.bundle, reason: error.reason }, 'Imported bundle rejected');
+          throw new InvalidRequestError(`import rejected (${error.reason}): ${error.message}; the current version stays`);
+        }
+        if (error instanceof ImportMappingError) throw new FailedPreconditionError(error.message);
+        throw error;
+      }
+      const version = accepted ?? store.current(request.bundle)!;
+      const rollout = tracker.current(request.bundle);
+      return { bundle: bundleInfo(version), rollout: rollout && rolloutInfo(rollout) };
+    }),
   };
+}
+
+function watchEvent(event: RolloutEvent): WatchRolloutResponse {
+  const rollout = rolloutInfo(event.rollout);
+  switch (event.kind) {
+    case 'node-confirmed':
+      return { kind: event.kind, rollout, nodeId: event.nodeId, transition: undefined, reload: undefined };
+    case 'transition':
+      return { kind: event.kind, rollout, nodeId: '', transition: { ...event.transition }, reload: undefined };
+    case 'started':
+      return { kind: 'snapshot', rollout, nodeId: '', transition: undefined, reload: undefined };
+    case 'reload':
+    case 'proof':
+      return { kind: event.kind, rollout, nodeId: '', transition: undefined, reload: { ...event.reload } };
+  }
 }
 
 /** Wraps a handler so every failure goes through the one error-to-status mapping. */
@@ -137,6 +240,7 @@ function bundleStatus(bundle: BundleConfig, deps: AdminServiceDeps): BundleStatu
     nodesInSync: nodes.filter((node) => node.inSync && expected.includes(node.nodeId)).length,
     rollout: rollout ? rolloutInfo(rollout) : undefined,
     expiryWarning: deps.expiry?.warning(bundle.name) ?? '',
+    paused: deps.pauses.isPaused(bundle.name),
   };
 }
 

@@ -13,6 +13,7 @@ import { Fleet } from './fleet';
 import { startGrpcServer, type RunningGrpcServer } from './grpc-server';
 import { Prover } from './prover';
 import { Reloader } from './reloader';
+import { PauseRegistry } from './pause-registry';
 import { loadServerTransport } from './server-transport';
 import { RolloutHistory } from './rollout-history';
 import { RolloutTracker } from './rollout-tracker';
@@ -38,8 +39,10 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
   const transport = loadServerTransport(config, log.child({ component: 'transport' }));
   const bundleNames = config.bundles.map((bundle) => bundle.name);
   const { store, history } = await openState(config, bundleNames, log);
+  const pauses = await PauseRegistry.open(config.stateDir, log.child({ component: 'pause' }));
+  const isPaused = (bundle: string) => pauses.isPaused(bundle);
   const fleet = new Fleet();
-  const hub = new FanoutHub(store, fleet, bundleNames, log.child({ component: 'hub' }));
+  const hub = new FanoutHub(store, fleet, bundleNames, log.child({ component: 'hub' }), undefined, isPaused);
   // Docker is only reached when the fleet or a reload target needs it.
   let docker: DockerClient | undefined;
   const dockerClient = () => (docker ??= createDockerClient());
@@ -62,6 +65,7 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
     distribute: (version) => hub.distribute(version),
     log: log.child({ component: 'rollout' }),
     events: metrics,
+    isPaused,
   });
   hub.onFleetChange(() => tracker.evaluateAll());
 
@@ -77,15 +81,16 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
         rescanIntervalMs: config.rescanIntervalMs,
         usePolling: config.usePolling,
         limits: config.limits,
-        onAccepted: async (version) => {
+        onAccepted: async (version, trigger) => {
           hub.distribute(version);
           expiry.evaluate();
-          await tracker.begin(version, 'accepted');
+          await tracker.begin(version, trigger);
         },
         onRejected: (reason) => {
           metrics?.candidateRejected(bundle.name, reason);
           expiry.evaluate();
         },
+        isPaused: () => pauses.isPaused(bundle.name),
         log: log.child({ component: 'intake' }),
       }),
   );
@@ -114,6 +119,8 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
         expectedNodes,
         tracker,
         expiry,
+        pauses,
+        intakes: new Map(config.bundles.map((bundle, index) => [bundle.name, intakes[index]!])),
         serverVersion: CERTSYNC_VERSION,
         log: log.child({ component: 'admin-service' }),
       }),

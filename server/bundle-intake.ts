@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { combinedDigest, sha256Hex } from '../common/digest';
 import type { Logger } from '../common/log';
 import { BundleValidationError, validateBundle, type CandidateFile } from './bundle-validator';
@@ -16,14 +17,56 @@ export interface BundleIntakeOptions {
   limits: Pick<LimitsConfig, 'maxFileBytes' | 'maxMessageBytes'>;
   /** How many extra settle windows a failing candidate gets before it is recorded as rejected. */
   retriesBeforeReject?: number;
-  onAccepted: (version: BundleVersion) => void | Promise<void>;
+  onAccepted: (version: BundleVersion, trigger: 'accepted' | 'import') => void | Promise<void>;
   /** Called once per recorded rejection (not per retry window). */
   onRejected?: (reason: string) => void;
+  /** A paused bundle's source is not read (see PauseRegistry). */
+  isPaused?: () => boolean;
   log: Logger;
   now?: () => Date;
 }
 
-type CheckOutcome = 'accepted' | 'unchanged' | 'rejected' | 'retrying';
+type CheckOutcome = 'accepted' | 'unchanged' | 'rejected' | 'retrying' | 'paused';
+
+/** The `source` recorded for a version that came through the Import RPC. */
+const IMPORT_SOURCE = 'import';
+
+/** The PEM parts of a bundle pushed through the Import RPC. */
+export interface ImportedPem {
+  cert: Buffer;
+  key: Buffer;
+  /** Empty when the certificate file carries its issuers, or there are none. */
+  chain: Buffer;
+}
+
+/** An Import whose files cannot be mapped to the bundle's configured files. */
+export class ImportMappingError extends Error {
+  constructor(
+    message: string,
+    readonly bundle: string,
+    readonly source: string,
+  ) {
+    super(message);
+    this.name = 'ImportMappingError';
+  }
+}
+
+/** Which imported parts make each certbot file name. */
+function importedContent(source: string, pem: ImportedPem): Buffer | undefined {
+  const withNewline = (part: Buffer) => (part.length > 0 && part[part.length - 1] !== 0x0a ? Buffer.concat([part, Buffer.from('\n')]) : part);
+  switch (path.basename(source)) {
+    case 'cert.pem':
+      return pem.cert;
+    case 'chain.pem':
+      return pem.chain;
+    case 'fullchain.pem':
+      return Buffer.concat([withNewline(pem.cert), pem.chain]);
+    case 'privkey.pem':
+      return pem.key;
+    default:
+      return undefined;
+  }
+}
 
 /**
  * The path from a source folder to the version store for one bundle: watch → read → compare →
@@ -83,8 +126,73 @@ export class BundleIntake {
     await this.running;
   }
 
+  /**
+   * The Import RPC: maps the pushed PEM parts onto the bundle's configured files (certbot names:
+   * cert.pem, chain.pem, fullchain.pem, privkey.pem) and sends them through the same validation
+   * and version store as a watched source. What the source holds now is withdrawn, so only its
+   * next renewal supersedes the import. Throws BundleValidationError for an invalid bundle
+   * (nothing changes) and returns undefined when the bundle equals the current version.
+   */
+  async importCandidate(pem: ImportedPem): Promise<BundleVersion | undefined> {
+    // An import takes the place of a check: a watcher event meanwhile queues one check after it,
+    // so two versions are never accepted at once.
+    while (this.running) await this.running;
+    const work = this.importNow(pem);
+    this.running = work
+      .then(
+        () => undefined,
+        () => undefined,
+      )
+      .finally(() => {
+        this.running = undefined;
+        if (this.checkQueued) {
+          this.checkQueued = false;
+          void this.requestCheck();
+        }
+      });
+    return work;
+  }
+
+  private async importNow(pem: ImportedPem): Promise<BundleVersion | undefined> {
+    const { bundle, store, log } = this.options;
+    const files: CandidateFile[] = bundle.files.map((file) => {
+      const content = importedContent(file.source, pem);
+      if (content === undefined) {
+        throw new ImportMappingError(
+          `bundle ${bundle.name} file ${file.source} is not a certbot file name (cert.pem, chain.pem, fullchain.pem, privkey.pem); import cannot fill it`,
+          bundle.name,
+          file.source,
+        );
+      }
+      return { source: file.source, path: `import:${file.source}`, target: file.target, mode: file.mode, content };
+    });
+    const digest = combinedDigest(files.map((file) => ({ name: file.target, sha256: sha256Hex(file.content) })));
+    if (store.current(bundle.name)?.digest === digest) return undefined;
+    const validated = validateBundle(files, { expectNames: bundle.expectNames, requireChain: bundle.requireChain, now: this.now() });
+    const sourceDigest = await this.sourceDigest();
+    const accepted = await this.acceptValidated(files, digest, validated, IMPORT_SOURCE);
+    if (sourceDigest) await store.withdraw(bundle.name, sourceDigest);
+    log.info({ bundle: bundle.name, version: accepted.version }, 'Imported bundle accepted');
+    return accepted;
+  }
+
+  /** The digest of what the watched source holds now; undefined when it cannot be read. */
+  private async sourceDigest(): Promise<string | undefined> {
+    try {
+      const snapshot = await readSourceFiles(this.options.bundle, { maxFileBytes: this.options.limits.maxFileBytes });
+      return combinedDigest(snapshot.files.map((file) => ({ name: file.target, sha256: sha256Hex(file.content) })));
+    } catch (error) {
+      if (error instanceof SourceReadError) return undefined;
+      throw error;
+    }
+  }
+
   private async check(): Promise<CheckOutcome> {
     const { bundle, store, log } = this.options;
+    if (this.options.isPaused?.()) {
+      log.debug({ bundle: bundle.name }, 'Bundle paused; source not read');
+      return 'paused';
+    }
     let files: CandidateFile[];
     try {
       const snapshot = await readSourceFiles(bundle, { maxFileBytes: this.options.limits.maxFileBytes });
@@ -125,10 +233,21 @@ export class BundleIntake {
       return this.handleFailure(error.reason, error.message, files, error, digest);
     }
 
+    await this.acceptValidated(files, digest, validated, bundle.source);
+    return 'accepted';
+  }
+
+  private async acceptValidated(
+    files: readonly CandidateFile[],
+    digest: string,
+    validated: ReturnType<typeof validateBundle>,
+    sourceDir: string,
+  ): Promise<BundleVersion> {
+    const { bundle, store, log } = this.options;
     const accepted = await store.accept(
       {
         bundle: bundle.name,
-        sourceDir: bundle.source,
+        sourceDir,
         digest,
         validated,
         files: files.map((file) => ({
@@ -154,8 +273,8 @@ export class BundleIntake {
       },
       'Bundle version accepted',
     );
-    await this.options.onAccepted(accepted);
-    return 'accepted';
+    await this.options.onAccepted(accepted, sourceDir === IMPORT_SOURCE ? 'import' : 'accepted');
+    return accepted;
   }
 
   private async handleFailure(

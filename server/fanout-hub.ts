@@ -41,6 +41,8 @@ export class FanoutHub {
     private readonly bundleNames: readonly string[],
     private readonly log: Logger,
     private readonly now: () => Date = () => new Date(),
+    /** A paused bundle is pushed to no node (see PauseRegistry). */
+    private readonly isPaused: (bundle: string) => boolean = () => false,
   ) {}
 
   /** Runs `listener` after every change of what a node holds or whether it is connected. */
@@ -75,6 +77,7 @@ export class FanoutHub {
     );
     for (const listener of this.connectListeners) listener(session.nodeId);
     for (const version of versions) {
+      if (this.isPaused(version.bundle)) continue;
       const holds = record.bundles.get(version.bundle)?.appliedVersion === version.version;
       this.push(session, version, holds);
     }
@@ -96,6 +99,10 @@ export class FanoutHub {
 
   /** Called by the intake when a new version becomes current. */
   distribute(version: BundleVersion): void {
+    if (this.isPaused(version.bundle)) {
+      this.log.info({ bundle: version.bundle, version: version.version }, 'Bundle paused; not distributed');
+      return;
+    }
     this.log.info({ bundle: version.bundle, version: version.version, nodes: this.sessions.size }, 'Distributing bundle');
     for (const session of this.sessions.values()) this.push(session, version, false);
   }
@@ -135,7 +142,7 @@ export class FanoutHub {
       },
       'Managed file changed on node; restoring',
     );
-    if (current) this.push(session, current, false);
+    if (current && !this.isPaused(current.bundle)) this.push(session, current, false);
   }
 
   /**

@@ -1,3 +1,4 @@
+import { EventEmitter } from 'node:events';
 import type { Logger } from '../common/log';
 import type { BundleConfig } from './config';
 import type { ExpectedNodes } from './expected-nodes';
@@ -11,7 +12,9 @@ import {
   newRollout,
   transitionRollout,
   type ProofResultData,
+  type ReloadRecordData,
   type RolloutData,
+  type RolloutTransitionData,
   type RolloutState,
   type RolloutTrigger,
 } from './rollout';
@@ -34,8 +37,21 @@ export interface RolloutTrackerOptions {
   log: Logger;
   /** Told of every transition and finished reload (the metrics module). */
   events?: ServerEvents;
+  /** A paused bundle is never reloaded nor rolled out (see PauseRegistry). */
+  isPaused?: (bundle: string) => boolean;
   now?: () => Date;
 }
+
+/** One step of a rollout as it happens, for WatchRollout. `rollout` is the live object. */
+export type RolloutEvent =
+  | { kind: 'started'; rollout: RolloutData }
+  | { kind: 'node-confirmed'; rollout: RolloutData; nodeId: string }
+  | { kind: 'transition'; rollout: RolloutData; transition: RolloutTransitionData }
+  | { kind: 'reload'; rollout: RolloutData; reload: ReloadRecordData }
+  | { kind: 'proof'; rollout: RolloutData; reload: ReloadRecordData };
+
+/** A rollout in one of these states never changes again. */
+export const FINAL_ROLLOUT_STATES: ReadonlySet<RolloutState> = new Set(['done', 'failed', 'superseded']);
 
 /** How often waiting rollouts are re-assessed even without a fleet event (for the stall timeout). */
 const TICK_MS = 1_000;
@@ -55,6 +71,7 @@ export class RolloutTracker {
   private readonly now: () => Date;
   private readonly events: ServerEvents;
   private timer: NodeJS.Timeout | undefined;
+  private readonly watchers = new EventEmitter();
 
   constructor(private readonly options: RolloutTrackerOptions) {
     this.configs = new Map(options.bundles.map((bundle) => [bundle.name, bundle]));
@@ -101,6 +118,43 @@ export class RolloutTracker {
     clearInterval(this.timer);
   }
 
+  /** Calls `listener` for every step of every rollout of `bundle`; returns the unsubscribe. */
+  subscribe(bundle: string, listener: (event: RolloutEvent) => void): () => void {
+    const channel = `rollout:${bundle}`;
+    this.watchers.on(channel, listener);
+    return () => this.watchers.off(channel, listener);
+  }
+
+  private emit(event: RolloutEvent): void {
+    this.watchers.emit(`rollout:${event.rollout.bundle}`, event);
+  }
+
+  private isPaused(bundle: string): boolean {
+    return this.options.isPaused?.(bundle) ?? false;
+  }
+
+  private refuseWhenPaused(bundle: string): void {
+    if (this.isPaused(bundle)) {
+      throw new FailedPreconditionError(`bundle "${bundle}" is paused; run \`certsyncctl resume ${bundle}\` first`);
+    }
+  }
+
+  /**
+   * The Rollback RPC: reinstates `toVersion`, or (0) the newest kept version other than the
+   * current one whose rollout finished done, and rolls it out.
+   */
+  async rollback(bundle: string, toVersion: number): Promise<RolloutData> {
+    const current = this.options.store.current(bundle);
+    if (!this.configs.has(bundle)) throw new FailedPreconditionError(`no bundle named "${bundle}" is configured`);
+    if (!current) throw new FailedPreconditionError(`bundle "${bundle}" has no accepted version yet`);
+    const target = toVersion || (await this.lastProvenVersionBefore(bundle, current.version));
+    if (target === undefined) {
+      throw new FailedPreconditionError(`bundle "${bundle}" has no earlier version whose rollout finished done; name one with --to`);
+    }
+    if (target === current.version) throw new FailedPreconditionError(`bundle "${bundle}" is at version ${target} already`);
+    return this.rollout(bundle, target, 'rollback');
+  }
+
   current(bundle: string): RolloutData | undefined {
     return this.active.get(bundle);
   }
@@ -113,9 +167,12 @@ export class RolloutTracker {
       await this.move(previous, 'superseded', `version ${version.version} (${trigger}) replaced it`);
     }
     const rollout = newRollout(version.bundle, version.version, trigger, this.now());
+    // Known from the start, so a watcher's first snapshot counts against the right total.
+    rollout.expectedNodes = [...this.options.expectedNodes.current()];
     this.active.set(version.bundle, rollout);
     this.options.log.info({ bundle: rollout.bundle, version: rollout.version, trigger }, 'Rollout started');
     await this.options.history.save(rollout);
+    this.emit({ kind: 'started', rollout });
     await this.evaluate(version.bundle);
     return rollout;
   }
@@ -136,6 +193,7 @@ export class RolloutTracker {
     const current = this.options.store.current(bundle);
     if (!this.configs.has(bundle)) throw new FailedPreconditionError(`no bundle named "${bundle}" is configured`);
     if (!current) throw new FailedPreconditionError(`bundle "${bundle}" has no accepted version yet`);
+    this.refuseWhenPaused(bundle);
     if (this.active.get(bundle)?.state === 'reloading') {
       throw new FailedPreconditionError(`bundle "${bundle}" is reloading; wait for it to finish before a new rollout`);
     }
@@ -175,6 +233,7 @@ export class RolloutTracker {
   /** The Reload RPC: reloads a converged (or, with force, a stalled) rollout now. */
   reload(bundle: string, force: boolean): RolloutData {
     const rollout = this.requireRollout(bundle);
+    this.refuseWhenPaused(bundle);
     if (rollout.state === 'reloading') throw new FailedPreconditionError(`bundle "${bundle}" version ${rollout.version} is reloading already`);
     if (isWaitingForNodes(rollout.state) && !force) {
       const missing = missingNodes(rollout);
@@ -212,6 +271,7 @@ export class RolloutTracker {
       return;
     }
     if (!rollout || !isWaitingForNodes(rollout.state) || version?.version !== rollout.version) return;
+    if (this.isPaused(bundle)) return;
 
     const now = this.now();
     const expected = this.options.expectedNodes.current();
@@ -224,6 +284,7 @@ export class RolloutTracker {
       changed = true;
       const durationMs = now.getTime() - rollout.startedAt.getTime();
       this.options.log.info({ bundle, version: rollout.version, node: node.nodeId, durationMs }, 'Node confirmed rollout');
+      this.emit({ kind: 'node-confirmed', rollout, nodeId: node.nodeId });
     }
 
     const confirmed = new Set(Object.keys(rollout.confirmedAt));
@@ -270,7 +331,7 @@ export class RolloutTracker {
     if (notes.length === 0) return '';
     const failed = missing.some((nodeId) => this.options.fleet.get(nodeId)?.bundles.get(bundle)?.lastError);
     const hint = failed
-      ? `; a node that failed to write retries by itself with backoff, \`certsyncctl rollout ${bundle}\` re-sends now`
+      ? `; a node that failed to write retries by itself with backoff, \`certsyncctl rollout restart ${bundle}\` re-sends now`
       : '';
     return ` (${notes.join('; ')})${hint}`;
   }
@@ -302,6 +363,7 @@ export class RolloutTracker {
       });
       rollout.reloads.push(record);
       await this.options.history.save(rollout);
+      this.emit({ kind: 'reload', rollout, reload: record });
       if (record.ok && target.verify) {
         const version = await this.options.store.get(rollout.bundle, rollout.version);
         const expected = { version: rollout.version, fingerprintSha256: version?.validated.leaf.fingerprintSha256 ?? '' };
@@ -309,6 +371,7 @@ export class RolloutTracker {
         record.ok = record.proof.ok;
         record.error = record.proof.error;
         await this.options.history.save(rollout);
+        this.emit({ kind: 'proof', rollout, reload: record });
       }
       this.events.reloadFinished(rollout.bundle, record);
       if (!record.ok) {
@@ -352,10 +415,14 @@ export class RolloutTracker {
 
   /** The newest version, other than `rollout`'s, whose rollout finished done and is still kept. */
   private async lastProvenVersion(rollout: RolloutData): Promise<number | undefined> {
-    const kept = new Set(await this.options.store.listVersions(rollout.bundle));
+    return this.lastProvenVersionBefore(rollout.bundle, rollout.version);
+  }
+
+  private async lastProvenVersionBefore(bundle: string, version: number): Promise<number | undefined> {
+    const kept = new Set(await this.options.store.listVersions(bundle));
     const proven = this.options.history
-      .list(rollout.bundle)
-      .find((earlier) => earlier.version !== rollout.version && kept.has(earlier.version) && earlier.transitions.some((step) => step.to === 'done'));
+      .list(bundle)
+      .find((earlier) => earlier.version !== version && kept.has(earlier.version) && earlier.transitions.some((step) => step.to === 'done'));
     return proven?.version;
   }
 
@@ -374,6 +441,7 @@ export class RolloutTracker {
     else this.options.log.info(fields, 'Rollout state changed');
     this.events.rolloutChanged(rollout, transition);
     await this.options.history.save(rollout);
+    this.emit({ kind: 'transition', rollout, transition });
   }
 }
 

@@ -6,7 +6,7 @@
 export type RolloutState = 'distributing' | 'converged' | 'reloading' | 'done' | 'stalled' | 'failed' | 'superseded';
 
 /** How a rollout began. */
-export type RolloutTrigger = 'accepted' | 'rollout' | 'restart' | 'rollback';
+export type RolloutTrigger = 'accepted' | 'rollout' | 'restart' | 'rollback' | 'resume' | 'import';
 
 /** One replica as the prover found it. */
 export interface ReplicaProofData {

@@ -100,6 +100,18 @@ export class VersionStore {
     return target;
   }
 
+  /**
+   * Withdraws content that is not a version (an imported bundle supersedes what its watched
+   * source holds): the watcher will not accept it while the source still holds it.
+   */
+  async withdraw(bundle: string, digest: string): Promise<void> {
+    const current = this.currentByBundle.get(bundle);
+    if (!current || current.digest === digest || this.isWithdrawn(bundle, digest)) return;
+    const withdrawn = [...(this.withdrawnByBundle.get(bundle) ?? []), digest];
+    await this.writePointer(bundle, current.version, withdrawn);
+    this.withdrawnByBundle.set(bundle, withdrawn);
+  }
+
   /** Reads any kept version from disk (the current one from memory). */
   async get(bundle: string, version: number): Promise<BundleVersion | undefined> {
     const current = this.currentByBundle.get(bundle);

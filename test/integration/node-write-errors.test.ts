@@ -99,7 +99,7 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
     });
 
     assert.match(stalled.reason, new RegExp(`node-b: ${code} STAR\\.example\\.test`));
-    assert.match(stalled.reason, /retries by itself with backoff, `certsyncctl rollout example` re-sends now/);
+    assert.match(stalled.reason, /retries by itself with backoff, `certsyncctl rollout restart example` re-sends now/);
     const nodeB = (await harness.admin.getStatus()).bundles[0]!.nodes.find((node) => node.nodeId === 'node-b')!;
     assert.equal(nodeB.lastError?.code, code);
     assert.match(nodeB.lastError?.path ?? '', /^STAR\.example\.test/);
@@ -108,7 +108,7 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
     const ctl = await harness.runCtl(['status']);
     assert.equal(ctl.code, 1);
     assert.match(ctl.stdout, new RegExp(`node-b.*${code}`, 's'));
-    assert.match(ctl.stdout, /retries by itself with backoff; `certsyncctl rollout example` re-sends now/);
+    assert.match(ctl.stdout, /retries by itself with backoff; `certsyncctl rollout restart example` re-sends now/);
     await sleep(3_000);
     assert.deepEqual(await signalsDelivered(engine, container, sinceMs), [], 'nothing reloaded');
     assert.ok(await holds('node-b', current), 'retries leave the old bytes while the disk is broken');
@@ -119,7 +119,7 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
 
     await fixNode();
     if (recover === 'rollout-command') {
-      const resent = await harness.runCtl(['rollout', 'example']);
+      const resent = await harness.runCtl(['rollout', 'restart', 'example']);
       assert.equal(resent.code, 0, resent.stderr);
     }
     // No re-send by hand: the agent's next retry writes it, the stalled rollout converges.

@@ -127,6 +127,11 @@ describe('proof of a reload, unseal and rollback', { skip: engineCheck.skip }, (
     // The fullchain carries its intermediate: a leaf alone is rejected (requireChain).
     const chain = intermediate.certPem;
     const v2: CertbotPemSet = { cert: leaf.certPem, chain, fullchain: leaf.certPem + chain, privkey: leaf.keyPem };
+    // An operator watching the renewal sees the reload, the failed proof and the outcome live.
+    const watching = harness.runCtl(['rollout', 'status', '--watch', '--next', 'example', '--timeout', '60']);
+    await waitFor('the watch to start', async () =>
+      (await fs.readFile(harness.server!.logFile, 'utf8')).includes('Rollout watch started') ? true : undefined,
+    );
     await renewCertbotTree(path.join(workDir, 'le'), 'example.test', v2);
 
     const history = await waitFor('the rollback to finish', async () => {
@@ -141,6 +146,14 @@ describe('proof of a reload, unseal and rollback', { skip: engineCheck.skip }, (
     assert.equal(failed!.state, 'failed');
     assert.match(failed!.reason, /2 of 2 replica\(s\) failed the proof: .*serves leaf .*, expected .*\(rolling back to version 1\)/);
     assert.deepEqual(failed!.reloads[0]?.proof?.replicas.map((replica) => replica.matches), [false, false]);
+
+    const watched = await watching;
+    assert.equal(watched.code, 1, 'a failed rollout ends the watch with exit 1');
+    assert.match(watched.stdout, /rollout of version 2: DISTRIBUTING/);
+    assert.match(watched.stdout, /converged → reloading/);
+    assert.match(watched.stdout, /reload: SIGHUP to example_vault: ok/);
+    assert.match(watched.stdout, /proof of example_vault \(version 2.*\): FAILED/);
+    assert.match(watched.stdout, /rollout of version 2 ended: FAILED — .*rolling back to version 1/);
 
     for (const nodeId of NODES) {
       for (const [kind, { target }] of Object.entries(HARNESS_TARGETS)) {

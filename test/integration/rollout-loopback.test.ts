@@ -99,7 +99,7 @@ describe('rollouts over a static fleet on loopback', () => {
   });
 
   test('Rollout re-sends an earlier version and the watcher does not put the newer one back', async () => {
-    const result = await harness.runCtl(['--json', 'rollout', 'example', '--version', '1']);
+    const result = await harness.runCtl(['--json', 'rollout', 'restart', 'example', '--version', '1']);
     assert.equal(result.code, 0, result.stderr);
     await harness.waitForConvergence(1, NODES);
     await rolloutOf(1, 'done');

@@ -118,8 +118,8 @@ describe('no private key in any output', () => {
       (await fs.readFile(path.join(harness.nodeDir('node-a'), KEY), 'utf8')) === v2.pems.privkey ? true : undefined,
     );
 
-    for (const args of [['status'], ['--json', 'status'], ['nodes'], ['--json', 'nodes'], ['bundle', 'example'], ['bundle', 'example', '--version', '1']]) await ctl(...args);
-    for (const args of [['history', 'example'], ['--json', 'history', 'example'], ['verify', 'example'], ['reload', 'example'], ['rollout', 'example', '--version', '99']]) await ctl(...args);
+    for (const args of [['status'], ['--json', 'status'], ['nodes'], ['--json', 'nodes'], ['bundle', 'show', 'example'], ['bundle', 'show', 'example', '--version', '1']]) await ctl(...args);
+    for (const args of [['history', 'example'], ['--json', 'history', 'example'], ['verify', 'example'], ['reload', 'example'], ['rollout', 'restart', 'example', '--version', '99'], ['rollout', 'status', 'example'], ['history']]) await ctl(...args);
     await rpc('GetStatus', () => harness.admin.getStatus());
     await rpc('ListNodes', () => harness.admin.listNodes());
     await rpc('GetBundle v1', () => harness.admin.getBundle('example', 1));

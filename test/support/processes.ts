@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * from source through tsx (when this file itself runs from source).
  */
 const RUNNING_FROM_SOURCE = __filename.endsWith('.ts');
-const PROJECT_ROOT = path.resolve(__dirname, RUNNING_FROM_SOURCE ? '../..' : '../../..');
+export const PROJECT_ROOT = path.resolve(__dirname, RUNNING_FROM_SOURCE ? '../..' : '../../..');
 
 export type EntryPoint = 'server' | 'agent' | 'ctl';
 

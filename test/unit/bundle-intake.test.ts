@@ -7,6 +7,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { sha256Hex } from '../../common/digest';
 import { createSilentLogger } from '../../common/log';
 import { BundleIntake } from '../../server/bundle-intake';
+import { BundleValidationError } from '../../server/bundle-validation-error';
 import { parseServerConfig } from '../../server/config';
 import { VersionStore, type BundleVersion } from '../../server/version-store';
 import { createCertbotTree, renewCertbotTree } from '../../test/support/certbot-tree';
@@ -15,7 +16,7 @@ import { waitFor } from '../../test/support/processes';
 
 const SETTLE_MS = 100;
 
-async function setUp() {
+async function setUp(options: { paused?: () => boolean } = {}) {
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-intake-'));
   const set = await createWildcardSet();
   const { liveDir } = await createCertbotTree(path.join(workDir, 'le'), 'example.test', set.pems);
@@ -48,6 +49,7 @@ async function setUp() {
       accepted.push(version);
     },
     log: createSilentLogger(),
+    ...(options.paused ? { isPaused: options.paused } : {}),
   });
   await intake.requestCheck();
   const renew = (pems: CertbotPemSet, delayBetweenLinksMs = 0) =>
@@ -167,6 +169,66 @@ test('a renewal with identical content creates no new version', async () => {
     await context.intake.requestCheck();
     assert.equal(context.store.current('example')?.version, 1);
     assert.deepEqual(context.accepted.map((version) => version.version), [1]);
+  } finally {
+    await context.tearDown();
+  }
+});
+
+test('an import is validated like the source, becomes the next version, and the source does not take it back', async () => {
+  const context = await setUp();
+  try {
+    const { pems, leaf } = await renewedPems(context.set.intermediate);
+    const imported = await context.intake.importCandidate({ cert: Buffer.from(pems.cert), key: Buffer.from(pems.privkey), chain: Buffer.from(pems.chain) });
+    assert.equal(imported?.version, 2);
+    assert.equal(imported?.sourceDir, 'import');
+    assert.equal(imported?.validated.leaf.fingerprintSha256, leaf.fingerprintSha256);
+    assert.equal(imported?.files.find((file) => file.target === 'full.crt')?.sha256, sha256Hex(pems.fullchain));
+    assert.equal(imported?.files.find((file) => file.target === 'key.pem')?.sha256, sha256Hex(pems.privkey));
+
+    // The source still holds version 1's files: a check must leave the import current.
+    await context.intake.requestCheck();
+    assert.equal(context.store.current('example')?.version, 2);
+    assert.equal(await context.intake.importCandidate({ cert: Buffer.from(pems.cert), key: Buffer.from(pems.privkey), chain: Buffer.from(pems.chain) }), undefined, 'the same bundle again is no new version');
+
+    // A new renewal of the source supersedes the import.
+    const renewed = await renewedPems(context.set.intermediate);
+    await context.renew(renewed.pems);
+    await waitFor('version 3 from the source', async () => (context.store.current('example')?.version === 3 ? true : undefined), 5_000);
+  } finally {
+    await context.tearDown();
+  }
+});
+
+test('an invalid import is refused with the reason and changes nothing', async () => {
+  const context = await setUp();
+  try {
+    const { pems } = await renewedPems(context.set.intermediate);
+    const other = await renewedPems(context.set.intermediate);
+    await assert.rejects(
+      context.intake.importCandidate({ cert: Buffer.from(pems.cert), key: Buffer.from(other.pems.privkey), chain: Buffer.from(pems.chain) }),
+      (error: unknown) => error instanceof BundleValidationError && error.reason === 'key-mismatch' && !error.message.includes('PRIVATE KEY'),
+    );
+    assert.equal(context.store.current('example')?.version, 1);
+    assert.equal(context.store.lastRejected('example'), undefined, 'a refused import is answered, not recorded as the source rejection');
+  } finally {
+    await context.tearDown();
+  }
+});
+
+test('a paused intake does not read its source; once resumed the renewal is accepted', async () => {
+  let paused = false;
+  const context = await setUp({ paused: () => paused });
+  try {
+    paused = true;
+    const { pems } = await renewedPems(context.set.intermediate);
+    await context.renew(pems);
+    await sleep(SETTLE_MS * 4);
+    await context.intake.requestCheck();
+    assert.equal(context.store.current('example')?.version, 1);
+    paused = false;
+    await context.intake.requestCheck();
+    // A watcher-started check may still be running; the one queued behind it reads the renewal.
+    await waitFor('version 2 after resume', async () => (context.store.current('example')?.version === 2 ? true : undefined), 5_000);
   } finally {
     await context.tearDown();
   }

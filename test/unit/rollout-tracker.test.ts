@@ -62,6 +62,8 @@ describe('RolloutTracker', () => {
     return nodeIds.map((nodeId) => ({ nodeId, ok: true, containers: [`web.${nodeId}`] }));
   };
 
+  let paused: Set<string>;
+
   const build = async () => {
     const history = await RolloutHistory.open(stateDir, ['web'], createSilentLogger());
     const now = () => new Date(clock);
@@ -76,6 +78,7 @@ describe('RolloutTracker', () => {
       convergeTimeoutMs: config.convergeTimeoutMs,
       distribute: () => undefined,
       log: createSilentLogger(),
+      isPaused: (bundle) => paused.has(bundle),
       now,
     });
     await tracker.resume();
@@ -119,10 +122,90 @@ describe('RolloutTracker', () => {
     fleet = new Fleet();
     docker = new RecordingDocker();
     signalled = [];
+    paused = new Set();
   });
 
   afterEach(async () => {
     await fs.rm(stateDir, { recursive: true, force: true });
+  });
+
+  it('streams every step of a rollout to subscribers, in order', async () => {
+    const tracker = await build();
+    const seen: string[] = [];
+    const unsubscribe = tracker.subscribe('web', (event) => {
+      if (event.kind === 'started') seen.push(`started ${event.rollout.version} expecting ${event.rollout.expectedNodes.join(',')}`);
+      if (event.kind === 'node-confirmed') seen.push(`confirmed ${event.nodeId}`);
+      if (event.kind === 'transition') seen.push(`${event.transition.from}->${event.transition.to}`);
+      if (event.kind === 'reload') seen.push(`reload ${event.reload.service} ${event.reload.ok}`);
+    });
+    const version = await accept('v1');
+    await tracker.begin(version, 'accepted');
+    confirm('a', version);
+    confirm('b', version);
+    await settle(tracker, 'done');
+    // The state changes first; its event follows once the history is saved.
+    for (let attempt = 0; attempt < 100 && !seen.includes('reloading->done'); attempt += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    unsubscribe();
+    assert.deepEqual(seen.slice(0, 1), ['started 1 expecting a,b']);
+    assert.deepEqual(seen.filter((line) => line.startsWith('confirmed')).sort(), ['confirmed a', 'confirmed b']);
+    assert.deepEqual(seen.slice(3), ['distributing->converged', 'converged->reloading', 'reload vault true', 'reloading->done']);
+    tracker.close();
+  });
+
+  it('a paused bundle neither converges nor reloads, and refuses rollouts; once resumed it goes on', async () => {
+    const tracker = await build();
+    const version = await accept('v1');
+    paused.add('web');
+    await tracker.begin(version, 'accepted');
+    confirm('a', version);
+    confirm('b', version);
+    tracker.evaluateAll();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(tracker.current('web')?.state, 'distributing');
+    assert.equal(docker.updates.length, 0, 'nothing reloaded while paused');
+    await assert.rejects(tracker.rollout('web', 0), /bundle "web" is paused/);
+    assert.throws(() => tracker.reload('web', true), /bundle "web" is paused/);
+    await assert.rejects(tracker.rollback('web', 0), /bundle "web" is paused|no earlier version/);
+
+    paused.delete('web');
+    await settle(tracker, 'done');
+    assert.equal(docker.updates.length, 1);
+    tracker.close();
+  });
+
+  it('rollback goes to the newest other version whose rollout finished done, or to the one named', async () => {
+    const tracker = await build();
+    const done = async (label: string) => {
+      const version = await accept(label);
+      await tracker.begin(version, 'accepted');
+      confirm('a', version);
+      confirm('b', version);
+      await settle(tracker, 'done');
+      return version;
+    };
+    await done('v1');
+    await done('v2');
+    const third = await accept('v3');
+    await tracker.begin(third, 'accepted');
+    clock += 5000;
+    await settle(tracker, 'stalled');
+
+    const back = await tracker.rollback('web', 0);
+    assert.equal(back.version, 2, 'the newest done version other than the current one');
+    assert.equal(back.trigger, 'rollback');
+    assert.equal(store.current('web')?.version, 2);
+    assert.ok(store.isWithdrawn('web', third.digest), 'the rolled-back version is withdrawn from the watcher');
+    // Both nodes still hold version 2, so its rollout converges and reloads at once.
+    await settle(tracker, 'done');
+
+    await assert.rejects(tracker.rollback('web', 2), /is at version 2 already/);
+    await assert.rejects(tracker.rollback('web', 9), /has no version 9/);
+    const named = await tracker.rollback('web', 1);
+    assert.equal(named.version, 1);
+    assert.equal(store.current('web')?.version, 1);
+    tracker.close();
   });
 
   it('reloads once, and only after the last expected node confirmed', async () => {
