@@ -15,11 +15,12 @@ import { isNodeInSync, type Fleet, type NodeRecord } from './fleet';
 import { missingNodes, type RolloutData } from './rollout';
 import type { RolloutTracker } from './rollout-tracker';
 import { InvalidRequestError, NotFoundError, toGrpcStatus } from './status-mapping';
-import type { BundleVersion, VersionStore } from './version-store';
+import type { VersionStorage } from './state-store';
+import type { BundleVersion } from './version-store';
 
 export interface AdminServiceDeps {
   bundles: readonly BundleConfig[];
-  store: VersionStore;
+  store: VersionStorage;
   fleet: Fleet;
   expectedNodes: ExpectedNodes;
   tracker: RolloutTracker;

@@ -3,7 +3,7 @@ import { CERTSYNC_VERSION } from '../common/version';
 import { createAdminService } from './admin-service';
 import { createAgentService } from './agent-service';
 import { BundleIntake } from './bundle-intake';
-import { ConfigError, type ServerConfig } from './config';
+import type { ServerConfig } from './config';
 import { FanoutHub } from './fanout-hub';
 import { createDockerClient, type DockerClient } from './docker-client';
 import { createExpectedNodes } from './expected-nodes';
@@ -11,11 +11,10 @@ import { Fleet } from './fleet';
 import { startGrpcServer, type RunningGrpcServer } from './grpc-server';
 import { Prover } from './prover';
 import { Reloader } from './reloader';
+import { openStateStore } from './open-state-store';
 import { loadServerTransport } from './server-transport';
-import { RolloutHistory } from './rollout-history';
 import { RolloutTracker } from './rollout-tracker';
 import { SignalDispatcher } from './signal-dispatcher';
-import { VersionStore } from './version-store';
 
 export interface ServerApp {
   /** The bound port (useful when listening on port 0). */
@@ -27,12 +26,26 @@ export interface ServerApp {
  * Wires the server: version store → intakes (watch, validate, accept) → fan-out hub → gRPC.
  * The first check of every source happens before the server reports SERVING.
  */
-export async function startServerApp(config: ServerConfig, log: Logger): Promise<ServerApp> {
+export interface ServerAppOptions {
+  /**
+   * Called when this server lost the swarm state lease to another server (stateStore: swarm).
+   * It must stop acting at once; main exits non-zero so Swarm restarts it as a standby.
+   */
+  onLeaseLost?: (holder: string) => void;
+}
+
+export async function startServerApp(config: ServerConfig, log: Logger, options: ServerAppOptions = {}): Promise<ServerApp> {
   const appLog = log.child({ component: 'server' });
   // Credentials first: a missing secret fails the start before anything else is opened.
   const transport = loadServerTransport(config, log.child({ component: 'transport' }));
   const bundleNames = config.bundles.map((bundle) => bundle.name);
-  const { store, history } = await openState(config, bundleNames, log);
+  const opened = await openStateStore(config, bundleNames, log, {
+    onLeaseLost: (holder) => {
+      appLog.fatal({ holder }, 'Swarm state lease lost; stopping');
+      options.onLeaseLost?.(holder);
+    },
+  });
+  const { versions: store, history, lease } = opened;
   const fleet = new Fleet();
   const hub = new FanoutHub(store, fleet, bundleNames, log.child({ component: 'hub' }));
   // Docker is only reached when the fleet or a reload target needs it.
@@ -96,6 +109,7 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
     await grpcServer?.close();
     tracker.close();
     expectedNodes.close();
+    await lease?.close();
     throw error;
   }
 
@@ -132,24 +146,8 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
       tracker.close();
       expectedNodes.close();
       await running.close();
+      await lease?.close();
       appLog.info('certsync-server stopped');
     },
   };
-}
-
-/** Opens the state folder; a folder that cannot be made or written is the operator's to fix. */
-async function openState(config: ServerConfig, bundleNames: readonly string[], log: Logger) {
-  try {
-    const store = await VersionStore.open(config.stateDir, bundleNames, config.versionsKept, log.child({ component: 'store' }));
-    const history = await RolloutHistory.open(config.stateDir, bundleNames, log.child({ component: 'history' }));
-    return { store, history };
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (!code) throw error;
-    throw new ConfigError(
-      `stateDir: ${config.stateDir} is not usable (${code}: ${(error as Error).message.replace(/^\w+: /, '')}); ` +
-        'create it as a folder the server user can write, or set stateDir / --state-dir elsewhere',
-      { cause: error },
-    );
-  }
 }

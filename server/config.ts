@@ -20,6 +20,7 @@ const DEFAULT_SETTLE_MS = 500;
 const DEFAULT_RESCAN_INTERVAL_MS = 60_000;
 const DEFAULT_VERSIONS_KEPT = 10;
 const DEFAULT_CONVERGE_TIMEOUT_MS = 300_000;
+const DEFAULT_LEASE_TTL_MS = 15_000;
 const DEFAULT_RELOAD_TIMEOUT_MS = 300_000;
 const DEFAULT_SWARM_REFRESH_INTERVAL_MS = 10_000;
 const DEFAULT_VERIFY_TIMEOUT_MS = 120_000;
@@ -149,6 +150,23 @@ const limitsSchema = z.strictObject({
   maxFileBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(DEFAULT_MAX_FILE_BYTES),
 });
 
+/**
+ * Where accepted versions and rollout history live: `local` (files under stateDir, the default)
+ * or `swarm` (Docker configs in the swarm's replicated Raft store, see server/swarm-state-store.ts).
+ */
+const stateStoreSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('local') }),
+  z.strictObject({
+    kind: z.literal('swarm'),
+    /** 32-byte AES-256-GCM key (64 hex characters or base64), a Docker secret mounted into the server's task. */
+    keyFile: z.string().min(1),
+    /** How long a server's lease lasts without renewal; a standby takes over after it expires. */
+    leaseTtlMs: z.number().int().min(3000).max(600_000).default(DEFAULT_LEASE_TTL_MS),
+    /** Names this server in the lease (default: the hostname, which Swarm sets to the task's container ID). */
+    holderId: z.string().min(1).max(200).optional(),
+  }),
+]);
+
 const configSchema = z.strictObject({
   listen: z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be HOST:PORT').default(DEFAULT_LISTEN),
   stateDir: z.string().min(1).default(DEFAULT_STATE_DIR),
@@ -159,6 +177,7 @@ const configSchema = z.strictObject({
   versionsKept: z.number().int().min(2).max(1000).default(DEFAULT_VERSIONS_KEPT),
   convergeTimeoutMs: z.number().int().min(1000).max(86_400_000).default(DEFAULT_CONVERGE_TIMEOUT_MS),
   bundles: z.array(bundleSchema).min(1, 'at least one bundle must be configured'),
+  stateStore: stateStoreSchema.default({ kind: 'local' }),
   fleet: fleetSchema.default({ mode: 'connected' }),
   tls: tlsSchema.optional(),
   /** Plaintext gRPC; must be asked for explicitly and is warned about at every start. */
@@ -180,6 +199,7 @@ export type FleetConfig = ServerConfig['fleet'];
 export type TlsConfig = NonNullable<ServerConfig['tls']>;
 export type AuthConfig = ServerConfig['auth'];
 export type LimitsConfig = ServerConfig['limits'];
+export type StateStoreConfig = ServerConfig['stateStore'];
 
 /** Overrides from flags or environment; they win over the file. */
 export interface ConfigOverrides {

@@ -15,18 +15,19 @@ import {
   type RolloutState,
   type RolloutTrigger,
 } from './rollout';
-import type { RolloutHistory } from './rollout-history';
+
 import { FailedPreconditionError } from './status-mapping';
-import type { BundleVersion, VersionStore } from './version-store';
+import type { RolloutStorage, VersionStorage } from './state-store';
+import type { BundleVersion } from './version-store';
 
 export interface RolloutTrackerOptions {
   bundles: readonly BundleConfig[];
-  store: VersionStore;
+  store: VersionStorage;
   fleet: Fleet;
   expectedNodes: ExpectedNodes;
   reloader: Reloader;
   prover: Prover;
-  history: RolloutHistory;
+  history: RolloutStorage;
   convergeTimeoutMs: number;
   /** Sends a version to every connected agent (the fan-out hub). */
   distribute: (version: BundleVersion) => void;
@@ -56,9 +57,12 @@ export class RolloutTracker {
   }
 
   /**
-   * Picks up where the last server left off: a waiting rollout keeps waiting, a finished one stays
-   * finished, one interrupted during its reload is failed (it may have partly happened), and a
-   * current version without a rollout gets one.
+   * Picks up where the last server left off (the same or another one, with a swarm state store):
+   * a waiting rollout keeps waiting, a finished one stays finished, a converged one reloads, and
+   * one interrupted during its reloads goes on — targets already reloaded are not reloaded again
+   * (one reloaded but not proved goes on to its proof); a target whose reload was cut off half-way
+   * fails the rollout, since it may have partly happened. A current version without a rollout
+   * gets one.
    */
   async resume(): Promise<void> {
     for (const bundle of this.options.bundles) {
@@ -70,13 +74,8 @@ export class RolloutTracker {
         continue;
       }
       this.active.set(bundle.name, latest);
-      if (latest.state === 'reloading') {
-        await this.move(
-          latest,
-          'failed',
-          'the server stopped while reloading; the reload may have partly happened — check the services, then run `certsyncctl reload`',
-        );
-      }
+      if (latest.state === 'reloading') this.startReload(latest, 'resumed after a server restart', { resuming: true });
+      if (latest.state === 'converged') this.startReload(latest, 'converged before a server restart');
     }
     this.timer = setInterval(() => this.evaluateAll(), TICK_MS);
     this.timer.unref();
@@ -229,33 +228,51 @@ export class RolloutTracker {
   }
 
   /** Queues the reload of `rollout` behind any reload of the same bundle still running. */
-  private startReload(rollout: RolloutData, why: string): void {
+  private startReload(rollout: RolloutData, why: string, options: { resuming?: boolean } = {}): void {
     const previous = this.reloadChains.get(rollout.bundle) ?? Promise.resolve();
     const next = previous
-      .then(() => this.runReloads(rollout, why))
+      .then(() => this.runReloads(rollout, why, options.resuming ?? false))
       .catch((error: unknown) => this.options.log.error({ err: error, bundle: rollout.bundle }, 'Reload crashed'));
     this.reloadChains.set(rollout.bundle, next);
   }
 
-  private async runReloads(rollout: RolloutData, why: string): Promise<void> {
+  private async runReloads(rollout: RolloutData, why: string, resuming: boolean): Promise<void> {
     if (rollout.state === 'superseded') return;
     const targets = this.configs.get(rollout.bundle)?.reload ?? [];
     if (targets.length === 0) {
       if (rollout.state !== 'done') await this.move(rollout, 'done', 'no reload targets configured');
       return;
     }
-    await this.move(rollout, 'reloading', why);
+    if (!resuming) await this.move(rollout, 'reloading', why);
+    else this.options.log.info({ bundle: rollout.bundle, version: rollout.version }, 'Resuming rollout reloads');
+    const roundStartedAt = lastEntryInto(rollout, 'reloading');
     const managedTargets = this.configs.get(rollout.bundle)?.files.map((file) => file.target) ?? [];
     for (const [index, target] of targets.entries()) {
-      const record = await this.options.reloader.run(target, {
-        bundle: rollout.bundle,
-        version: rollout.version,
-        nodeIds: rollout.expectedNodes,
-        managedTargets,
-      });
-      rollout.reloads.push(record);
-      await this.options.history.save(rollout);
-      if (record.ok && target.verify) {
+      let record = resuming
+        ? rollout.reloads.find((done) => done.service === target.service && done.startedAt.getTime() >= roundStartedAt.getTime())
+        : undefined;
+      if (!record && resuming && rollout.reloadInFlight === target.service) {
+        await this.move(
+          rollout,
+          'failed',
+          `the server stopped while reloading ${target.service}; the reload may have partly happened — check the service, then run \`certsyncctl reload\``,
+        );
+        return;
+      }
+      if (!record) {
+        rollout.reloadInFlight = target.service;
+        await this.options.history.save(rollout);
+        record = await this.options.reloader.run(target, {
+          bundle: rollout.bundle,
+          version: rollout.version,
+          nodeIds: rollout.expectedNodes,
+          managedTargets,
+        });
+        rollout.reloadInFlight = '';
+        rollout.reloads.push(record);
+        await this.options.history.save(rollout);
+      }
+      if (record.ok && target.verify && !record.proof) {
         const version = await this.options.store.get(rollout.bundle, rollout.version);
         const expected = { version: rollout.version, fingerprintSha256: version?.validated.leaf.fingerprintSha256 ?? '' };
         record.proof = await this.options.prover.prove(target.service, target.verify, expected);
@@ -320,4 +337,10 @@ export class RolloutTracker {
     else this.options.log.info(fields, 'Rollout state changed');
     await this.options.history.save(rollout);
   }
+}
+
+/** When `rollout` last entered `state` (its start when it never did): the current reload round. */
+function lastEntryInto(rollout: RolloutData, state: RolloutState): Date {
+  const entries = rollout.transitions.filter((transition) => transition.to === state);
+  return entries.at(-1)?.at ?? rollout.startedAt;
 }

@@ -173,7 +173,7 @@ describe('RolloutTracker', () => {
     tracker.close();
   });
 
-  it('does not reload again after a restart, and fails a rollout cut off mid-reload', async () => {
+  it('does not reload again after a restart; resumes a cut-off round without repeating a finished reload', async () => {
     const first = await build();
     const version = await accept('v1');
     await first.begin(version, 'accepted');
@@ -188,16 +188,40 @@ describe('RolloutTracker', () => {
     assert.equal(docker.updates.length, 1, 'a restarted server reloads nothing it already reloaded');
     second.close();
 
-    // A history whose last rollout was reloading when the server died.
+    // A history whose last rollout was still reloading when the server died, after the reload
+    // of its only target had finished and been recorded: it goes on to done, no second reload.
     const file = path.join(stateDir, 'rollouts', 'web.json');
-    const saved = JSON.parse(await fs.readFile(file, 'utf8')) as Array<{ state: string }>;
-    saved.at(-1)!.state = 'reloading';
-    await fs.writeFile(file, JSON.stringify(saved));
+    const finished = JSON.parse(await fs.readFile(file, 'utf8')) as Array<{ state: string; transitions: Array<{ to: string }>; reloads: unknown[]; reloadInFlight: string }>;
+    const cutAfterReload = structuredClone(finished);
+    cutAfterReload.at(-1)!.state = 'reloading';
+    cutAfterReload.at(-1)!.transitions = cutAfterReload.at(-1)!.transitions.filter((step) => step.to !== 'done');
+    await fs.writeFile(file, JSON.stringify(cutAfterReload));
     const third = await build();
-    assert.equal(third.current('web')?.state, 'failed');
-    assert.match(third.current('web')!.reason, /stopped while reloading/);
-    assert.equal(docker.updates.length, 1);
+    await settle(third, 'done');
+    assert.equal(docker.updates.length, 1, 'a reload recorded as finished is not run again');
+    assert.match(third.current('web')!.transitions.at(-1)!.detail, /1 reload target\(s\) finished/);
     third.close();
+
+    // Cut off during the Docker call: started (reloadInFlight) but no record. Unknown how far it
+    // got, so the rollout fails and nothing is reloaded.
+    const cutInFlight = structuredClone(cutAfterReload);
+    cutInFlight.at(-1)!.reloads = [];
+    cutInFlight.at(-1)!.reloadInFlight = 'vault';
+    await fs.writeFile(file, JSON.stringify(cutInFlight));
+    const fourth = await build();
+    await settle(fourth, 'failed');
+    assert.match(fourth.current('web')!.reason, /stopped while reloading vault/);
+    assert.equal(docker.updates.length, 1);
+    fourth.close();
+
+    // Converged, reload never started: the successor runs it once.
+    const cutBeforeReload = structuredClone(cutInFlight);
+    cutBeforeReload.at(-1)!.reloadInFlight = '';
+    await fs.writeFile(file, JSON.stringify(cutBeforeReload));
+    const fifth = await build();
+    await settle(fifth, 'done');
+    assert.equal(docker.updates.length, 2, 'a reload that never started runs once');
+    fifth.close();
   });
 
   it('holds after a failed proof: failed, named, and nothing rolled back', async () => {
