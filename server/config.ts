@@ -162,7 +162,7 @@ const stateStoreSchema = z.discriminatedUnion('kind', [
     keyFile: z.string().min(1),
     /** How long a server's lease lasts without renewal; a standby takes over after it expires. */
     leaseTtlMs: z.number().int().min(3000).max(600_000).default(DEFAULT_LEASE_TTL_MS),
-    /** Names this server in the lease (default: the hostname, which Swarm sets to the task's container ID). */
+    /** Names this server in the lease (default: env CERTSYNC_LEASE_HOLDER, else the hostname). */
     holderId: z.string().min(1).max(200).optional(),
   }),
 ]);

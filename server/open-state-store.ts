@@ -45,7 +45,8 @@ export async function openStateStore(
   const docker = options.docker ?? createDockerClient();
   const lease = new SwarmLease({
     docker,
-    holderId: stateStore.holderId ?? os.hostname(),
+    // In Swarm the stack sets CERTSYNC_LEASE_HOLDER to {{.Task.Name}}; the hostname is the container ID.
+    holderId: stateStore.holderId ?? process.env['CERTSYNC_LEASE_HOLDER'] ?? os.hostname(),
     ttlMs: stateStore.leaseTtlMs,
     log: log.child({ component: 'lease' }),
     onLost: options.onLeaseLost,

@@ -184,3 +184,25 @@ test('limits take defaults, and a bundle with more files than allowed names the 
     /limits\.maxFileBytes \(1048576\) is larger than limits\.maxMessageBytes \(65536\)/,
   );
 });
+
+test('stateStore: local by default; swarm needs keyFile, fills the lease TTL, rejects unknown keys', () => {
+  assert.deepEqual(parseServerConfig({ insecure: true, bundles: [minimalBundle] }).stateStore, { kind: 'local' });
+  const swarm = parseServerConfig({
+    insecure: true,
+    bundles: [minimalBundle],
+    stateStore: { kind: 'swarm', keyFile: '/run/secrets/certsync_state_key' },
+  });
+  assert.deepEqual(swarm.stateStore, { kind: 'swarm', keyFile: '/run/secrets/certsync_state_key', leaseTtlMs: 15_000 });
+  assert.throws(
+    () => parseServerConfig({ insecure: true, bundles: [minimalBundle], stateStore: { kind: 'swarm' } }),
+    (error: unknown) => error instanceof ConfigError && error.message.includes('stateStore.keyFile'),
+  );
+  assert.throws(
+    () => parseServerConfig({ insecure: true, bundles: [minimalBundle], stateStore: { kind: 'local', keyFile: 'x' } }),
+    (error: unknown) => error instanceof ConfigError && error.message.includes('stateStore'),
+  );
+  assert.throws(
+    () => parseServerConfig({ insecure: true, bundles: [minimalBundle], stateStore: { kind: 'etcd' } }),
+    (error: unknown) => error instanceof ConfigError && error.message.includes('stateStore.kind'),
+  );
+});
