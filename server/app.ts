@@ -64,6 +64,7 @@ export async function startServerApp(config: ServerConfig, log: Logger, options:
     convergeTimeoutMs: config.convergeTimeoutMs,
     distribute: (version) => hub.distribute(version),
     log: log.child({ component: 'rollout' }),
+    serverId: lease?.holderId,
   });
   hub.onFleetChange(() => tracker.evaluateAll());
 

@@ -33,6 +33,11 @@ export interface RolloutTrackerOptions {
   distribute: (version: BundleVersion) => void;
   log: Logger;
   now?: () => Date;
+  /**
+   * Names this server in every transition's detail (the lease holder with a swarm state store),
+   * so a history written by two servers across a failover shows which did what.
+   */
+  serverId?: string;
 }
 
 /** How often waiting rollouts are re-assessed even without a fleet event (for the stall timeout). */
@@ -324,7 +329,8 @@ export class RolloutTracker {
 
   /** The one place a rollout changes state: guarded, logged, persisted. */
   private async move(rollout: RolloutData, to: RolloutState, detail: string): Promise<void> {
-    const transition = transitionRollout(rollout, to, this.now(), detail);
+    const by = this.options.serverId ? ` [server ${this.options.serverId}]` : '';
+    const transition = transitionRollout(rollout, to, this.now(), `${detail}${by}`);
     const fields = {
       bundle: rollout.bundle,
       version: rollout.version,

@@ -44,6 +44,11 @@ export class SwarmLease {
     this.now = options.now ?? (() => new Date());
   }
 
+  /** The name this server holds the lease under. */
+  get holderId(): string {
+    return this.options.holderId;
+  }
+
   /** Reads the lease as it is now, or undefined when nobody ever held it. */
   async read(): Promise<LeaseState | undefined> {
     const config = await this.inspect();

@@ -99,6 +99,11 @@ test('certsync survives losing the manager that runs its server', { skip, timeou
     });
     const rollout = await timer.time('v1 done', () => waitForRollout(swarm, alive, 'version 1 done', (r) => r.version === 1 && r.state === 'done'));
     reloads += 1;
+    const [firstServer] = await waitForRunningTasks(swarm.manager, SERVER_SERVICE, 1);
+    assert.ok(
+      rollout.transitions.every((transition) => transition.detail.includes(`[server certsync_server.1.${firstServer!.id}]`)),
+      'every transition names the server task that made it (the lease holder)',
+    );
     assert.equal((await inspectServiceUpdate(swarm.manager, VAULT_SERVICE)).forceUpdate, reloads);
     const versions = await swarm.manager.dockerJson<Array<{ Spec: { Name: string; Data: string; Labels: Record<string, string> } }>>([
       'config',
@@ -210,6 +215,8 @@ test('certsync survives losing the manager that runs its server', { skip, timeou
         rollout.transitions.map((transition) => transition.to).filter((to) => to !== 'stalled'),
         ['converged', 'reloading', 'done'],
       );
+      for (const transition of rollout.transitions)
+        assert.ok(transition.detail.includes(`.${moved.id}]`), `made by the new server: ${transition.detail}`);
       const movedLog = await containerLog(engineOfNode(swarm, moved.nodeId), moved.containerId!);
       assert.ok(movedLog.includes('Lease acquired'), 'the new server took the lease');
       t.diagnostic(describeRollout(rollout));
