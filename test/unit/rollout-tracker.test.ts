@@ -254,6 +254,30 @@ describe('RolloutTracker', () => {
     assert.equal(docker.updates.length, 1, 'reloaded once, not again');
     assert.deepEqual(tracker.list('web').map((rollout) => rollout.state), ['failed']);
     tracker.close();
+
+    // The same rollout as a successor finds it when its predecessor died after the reload and
+    // before the proof: the proof runs again (and fails the same way), the reload does not.
+    const file = path.join(stateDir, 'rollouts', 'web.json');
+    const saved = JSON.parse(await fs.readFile(file, 'utf8')) as Array<{
+      state: string;
+      reason: string;
+      transitions: Array<{ to: string }>;
+      reloads: Array<{ ok: boolean; error: string; proof?: unknown }>;
+    }>;
+    const cut = saved.at(-1)!;
+    cut.state = 'reloading';
+    cut.transitions = cut.transitions.filter((step) => step.to !== 'failed');
+    cut.reloads[0]!.ok = true;
+    cut.reloads[0]!.error = '';
+    delete cut.reloads[0]!.proof;
+    await fs.writeFile(file, JSON.stringify(saved));
+    const successor = await build();
+    await settle(successor, 'failed');
+    assert.match(successor.current('web')!.reason, /1 of 1 replica\(s\) failed the proof/);
+    assert.ok(successor.current('web')!.reloads[0]?.proof, 'the proof ran on the successor');
+    assert.equal(successor.current('web')!.reloads.length, 1);
+    assert.equal(docker.updates.length, 1, 'the successor proved without reloading again');
+    successor.close();
   });
 
   it('a new version supersedes one still waiting for nodes', async () => {
