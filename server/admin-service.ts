@@ -21,11 +21,12 @@ import { isNodeInSync, type Fleet, type NodeRecord } from './fleet';
 import { missingNodes, type RolloutData } from './rollout';
 import { FINAL_ROLLOUT_STATES, type RolloutEvent, type RolloutTracker } from './rollout-tracker';
 import { FailedPreconditionError, InvalidRequestError, NotFoundError, toGrpcStatus } from './status-mapping';
-import type { BundleVersion, VersionStore } from './version-store';
+import type { VersionStorage } from './state-store';
+import type { BundleVersion } from './version-store';
 
 export interface AdminServiceDeps {
   bundles: readonly BundleConfig[];
-  store: VersionStore;
+  store: VersionStorage;
   fleet: Fleet;
   expectedNodes: ExpectedNodes;
   tracker: RolloutTracker;

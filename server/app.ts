@@ -4,7 +4,7 @@ import { CERTSYNC_VERSION } from '../common/version';
 import { createAdminService } from './admin-service';
 import { createAgentService } from './agent-service';
 import { BundleIntake } from './bundle-intake';
-import { ConfigError, type ServerConfig } from './config';
+import type { ServerConfig } from './config';
 import { FanoutHub } from './fanout-hub';
 import { createDockerClient, type DockerClient } from './docker-client';
 import { createExpectedNodes } from './expected-nodes';
@@ -14,12 +14,11 @@ import { startGrpcServer, type RunningGrpcServer } from './grpc-server';
 import { Prover } from './prover';
 import { Reloader } from './reloader';
 import { PauseRegistry } from './pause-registry';
+import { openStateStore } from './open-state-store';
 import { loadServerTransport } from './server-transport';
-import { RolloutHistory } from './rollout-history';
 import { RolloutTracker } from './rollout-tracker';
 import { ServerMetrics } from './server-metrics';
 import { SignalDispatcher } from './signal-dispatcher';
-import { VersionStore } from './version-store';
 
 export interface ServerApp {
   /** The bound port (useful when listening on port 0). */
@@ -33,12 +32,26 @@ export interface ServerApp {
  * Wires the server: version store → intakes (watch, validate, accept) → fan-out hub → gRPC.
  * The first check of every source happens before the server reports SERVING.
  */
-export async function startServerApp(config: ServerConfig, log: Logger): Promise<ServerApp> {
+export interface ServerAppOptions {
+  /**
+   * Called when this server lost the swarm state lease to another server (stateStore: swarm).
+   * It must stop acting at once; main exits non-zero so Swarm restarts it as a standby.
+   */
+  onLeaseLost?: (holder: string) => void;
+}
+
+export async function startServerApp(config: ServerConfig, log: Logger, options: ServerAppOptions = {}): Promise<ServerApp> {
   const appLog = log.child({ component: 'server' });
   // Credentials first: a missing secret fails the start before anything else is opened.
   const transport = loadServerTransport(config, log.child({ component: 'transport' }));
   const bundleNames = config.bundles.map((bundle) => bundle.name);
-  const { store, history } = await openState(config, bundleNames, log);
+  const opened = await openStateStore(config, bundleNames, log, {
+    onLeaseLost: (holder) => {
+      appLog.fatal({ holder }, 'Swarm state lease lost; stopping');
+      options.onLeaseLost?.(holder);
+    },
+  });
+  const { versions: store, history, lease } = opened;
   const pauses = await PauseRegistry.open(config.stateDir, log.child({ component: 'pause' }));
   const isPaused = (bundle: string) => pauses.isPaused(bundle);
   const fleet = new Fleet();
@@ -66,6 +79,7 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
     log: log.child({ component: 'rollout' }),
     events: metrics,
     isPaused,
+    serverId: lease?.holderId,
   });
   hub.onFleetChange(() => tracker.evaluateAll());
 
@@ -132,6 +146,7 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
     await metricsListener?.close();
     tracker.close();
     expectedNodes.close();
+    await lease?.close();
     throw error;
   }
   expiry.start();
@@ -177,24 +192,8 @@ export async function startServerApp(config: ServerConfig, log: Logger): Promise
       expectedNodes.close();
       await running.close();
       await runningMetrics?.close();
+      await lease?.close();
       appLog.info('certsync-server stopped');
     },
   };
-}
-
-/** Opens the state folder; a folder that cannot be made or written is the operator's to fix. */
-async function openState(config: ServerConfig, bundleNames: readonly string[], log: Logger) {
-  try {
-    const store = await VersionStore.open(config.stateDir, bundleNames, config.versionsKept, log.child({ component: 'store' }));
-    const history = await RolloutHistory.open(config.stateDir, bundleNames, log.child({ component: 'history' }));
-    return { store, history };
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    if (!code) throw error;
-    throw new ConfigError(
-      `stateDir: ${config.stateDir} is not usable (${code}: ${(error as Error).message.replace(/^\w+: /, '')}); ` +
-        'create it as a folder the server user can write, or set stateDir / --state-dir elsewhere',
-      { cause: error },
-    );
-  }
 }

@@ -5,11 +5,12 @@ import { BundleValidationError, validateBundle, type CandidateFile } from './bun
 import type { BundleConfig, LimitsConfig } from './config';
 import { readSourceFiles, SourceReadError } from './source-reader';
 import { SourceWatcher } from './source-watcher';
-import type { BundleVersion, VersionStore } from './version-store';
+import type { VersionStorage } from './state-store';
+import type { BundleVersion } from './version-store';
 
 export interface BundleIntakeOptions {
   bundle: BundleConfig;
-  store: VersionStore;
+  store: VersionStorage;
   settleMs: number;
   rescanIntervalMs: number;
   usePolling: boolean;

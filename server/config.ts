@@ -21,6 +21,7 @@ const DEFAULT_RESCAN_INTERVAL_MS = 60_000;
 const DEFAULT_VERSIONS_KEPT = 10;
 const DEFAULT_CONVERGE_TIMEOUT_MS = 300_000;
 const DEFAULT_EXPIRY_WARNING_DAYS = 14;
+const DEFAULT_LEASE_TTL_MS = 15_000;
 const DEFAULT_RELOAD_TIMEOUT_MS = 300_000;
 const DEFAULT_SWARM_REFRESH_INTERVAL_MS = 10_000;
 const DEFAULT_VERIFY_TIMEOUT_MS = 120_000;
@@ -174,6 +175,22 @@ const limitsSchema = z.strictObject({
 const metricsSchema = z.strictObject({
   listen: hostPortSchema,
 });
+/**
+ * Where accepted versions and rollout history live: `local` (files under stateDir, the default)
+ * or `swarm` (Docker configs in the swarm's replicated Raft store, see server/swarm-state-store.ts).
+ */
+const stateStoreSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('local') }),
+  z.strictObject({
+    kind: z.literal('swarm'),
+    /** 32-byte AES-256-GCM key (64 hex characters or base64), a Docker secret mounted into the server's task. */
+    keyFile: z.string().min(1),
+    /** How long a server's lease lasts without renewal; a standby takes over after it expires. */
+    leaseTtlMs: z.number().int().min(3000).max(600_000).default(DEFAULT_LEASE_TTL_MS),
+    /** Names this server in the lease (default: env CERTSYNC_LEASE_HOLDER, else the hostname). */
+    holderId: z.string().min(1).max(200).optional(),
+  }),
+]);
 
 const configSchema = z.strictObject({
   listen: hostPortSchema.default(DEFAULT_LISTEN),
@@ -188,6 +205,7 @@ const configSchema = z.strictObject({
   expiryWarningDays: z.number().min(0).max(3650).default(DEFAULT_EXPIRY_WARNING_DAYS),
   metrics: metricsSchema.optional(),
   bundles: z.array(bundleSchema).min(1, 'at least one bundle must be configured'),
+  stateStore: stateStoreSchema.default({ kind: 'local' }),
   fleet: fleetSchema.default({ mode: 'connected' }),
   tls: tlsSchema.optional(),
   /** Plaintext gRPC; must be asked for explicitly and is warned about at every start. */
@@ -211,6 +229,7 @@ export type TlsConfig = NonNullable<ServerConfig['tls']>;
 export type AuthConfig = ServerConfig['auth'];
 export type LimitsConfig = ServerConfig['limits'];
 export type MetricsConfig = NonNullable<ServerConfig['metrics']>;
+export type StateStoreConfig = ServerConfig['stateStore'];
 
 /** Overrides from flags or environment; they win over the file. */
 export interface ConfigOverrides {

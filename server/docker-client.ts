@@ -46,6 +46,17 @@ export interface SwarmService {
   spec: Docker.ServiceSpec;
 }
 
+/** A swarm config (immutable data, updatable labels) as the swarm state store uses it. */
+export interface SwarmConfigObject {
+  id: string;
+  name: string;
+  /** Raft version index; an update must carry the current one (compare-and-set). */
+  versionIndex: number;
+  labels: Record<string, string>;
+  /** The config's bytes (configs, unlike secrets, can be read back through the API). */
+  data: Buffer;
+}
+
 /**
  * The only calls certsync-server makes to Docker. Everything Docker-facing goes through this
  * interface, so the rest of the server can be read (and tested) without dockerode's types.
@@ -60,6 +71,47 @@ export interface DockerClient {
   updateService(id: string, versionIndex: number, spec: Docker.ServiceSpec): Promise<string[]>;
 }
 
+/** The swarm config calls the swarm state store makes (same dockerode client, narrower seam). */
+export interface DockerConfigClient {
+  /** Configs carrying every label in `labels` (a label with value '' matches any value). */
+  listConfigs(labels: Record<string, string>): Promise<SwarmConfigObject[]>;
+  /** Throws ConfigNotFoundError when there is no config with this name or ID. */
+  inspectConfig(nameOrId: string): Promise<SwarmConfigObject>;
+  /** Creates a config; throws ConfigNameConflictError when the name is taken. Returns its ID. */
+  createConfig(name: string, labels: Record<string, string>, data: Buffer): Promise<string>;
+  /**
+   * Replaces the labels of `config` (the only thing Swarm lets change). Throws
+   * StaleVersionIndexError when `config.versionIndex` is no longer current (someone else updated it).
+   */
+  updateConfigLabels(config: SwarmConfigObject, labels: Record<string, string>): Promise<void>;
+  /** Removes a config; a config that is already gone is not an error. */
+  removeConfig(nameOrId: string): Promise<void>;
+}
+
+/** Thrown when a swarm config does not exist. */
+export class ConfigNotFoundError extends Error {
+  constructor(readonly config: string) {
+    super(`swarm config "${config}" does not exist`);
+    this.name = 'ConfigNotFoundError';
+  }
+}
+
+/** Thrown when a config with this name already exists (another writer got there first). */
+export class ConfigNameConflictError extends Error {
+  constructor(readonly config: string, options?: { cause?: unknown }) {
+    super(`swarm config "${config}" already exists`, options);
+    this.name = 'ConfigNameConflictError';
+  }
+}
+
+/** Thrown when a config update carried an outdated version index: another writer changed it first. */
+export class StaleVersionIndexError extends Error {
+  constructor(readonly config: string, readonly versionIndex: number, options?: { cause?: unknown }) {
+    super(`swarm config "${config}" changed since version index ${versionIndex}; read it again`, options);
+    this.name = 'StaleVersionIndexError';
+  }
+}
+
 /** Thrown when a configured service is not in the swarm (typo, or its stack is not deployed). */
 export class ServiceNotFoundError extends Error {
   constructor(readonly service: string) {
@@ -72,7 +124,7 @@ export class ServiceNotFoundError extends Error {
  * Builds the client over dockerode. `DOCKER_HOST` is honoured (dockerode reads it); otherwise the
  * local socket `/var/run/docker.sock` is used.
  */
-export function createDockerClient(options: { socketPath?: string } = {}): DockerClient {
+export function createDockerClient(options: { socketPath?: string } = {}): DockerClient & DockerConfigClient {
   const docker = options.socketPath ? new Docker({ socketPath: options.socketPath }) : new Docker();
   return {
     async listNodes() {
@@ -140,7 +192,80 @@ export function createDockerClient(options: { socketPath?: string } = {}): Docke
       };
       return response?.Warnings ?? [];
     },
+
+    async listConfigs(labels) {
+      const label = Object.entries(labels).map(([key, value]) => (value === '' ? key : `${key}=${value}`));
+      const configs = (await docker.listConfigs({ filters: { label } })) as RawConfig[];
+      return configs.map(toConfigObject);
+    },
+
+    async inspectConfig(nameOrId) {
+      try {
+        return toConfigObject((await docker.getConfig(nameOrId).inspect()) as RawConfig);
+      } catch (error) {
+        if (statusCodeOf(error) === 404) throw new ConfigNotFoundError(nameOrId);
+        throw error;
+      }
+    },
+
+    async createConfig(name, labels, data) {
+      try {
+        const created = (await docker.createConfig({ Name: name, Labels: labels, Data: data.toString('base64') })) as { id?: string; ID?: string };
+        return created.id ?? created.ID ?? '';
+      } catch (error) {
+        if (statusCodeOf(error) === 409) throw new ConfigNameConflictError(name, { cause: error });
+        throw error;
+      }
+    },
+
+    async updateConfigLabels(config, labels) {
+      const spec = { Name: config.name, Labels: labels, Data: config.data.toString('base64') };
+      try {
+        await docker.getConfig(config.id).update({ _query: { version: config.versionIndex }, _body: spec });
+      } catch (error) {
+        if (isOutOfSequence(error)) throw new StaleVersionIndexError(config.name, config.versionIndex, { cause: error });
+        if (statusCodeOf(error) === 404) throw new ConfigNotFoundError(config.name);
+        throw error;
+      }
+    },
+
+    async removeConfig(nameOrId) {
+      try {
+        await docker.getConfig(nameOrId).remove();
+      } catch (error) {
+        if (statusCodeOf(error) !== 404) throw error;
+      }
+    },
   };
+}
+
+function statusCodeOf(error: unknown): number | undefined {
+  return (error as { statusCode?: number }).statusCode;
+}
+
+/**
+ * Swarmkit refuses an update whose version index is not the object's current one with "update
+ * out of sequence"; dockerd passes it on as a 500 (older engines) or a 409 — match either.
+ */
+function isOutOfSequence(error: unknown): boolean {
+  const text = `${(error as Error).message ?? ''} ${JSON.stringify((error as { json?: unknown }).json ?? '')}`;
+  return /out of sequence/i.test(text) || statusCodeOf(error) === 409;
+}
+
+function toConfigObject(raw: RawConfig): SwarmConfigObject {
+  return {
+    id: raw.ID,
+    name: raw.Spec?.Name ?? '',
+    versionIndex: raw.Version?.Index ?? 0,
+    labels: raw.Spec?.Labels ?? {},
+    data: Buffer.from(raw.Spec?.Data ?? '', 'base64'),
+  };
+}
+
+interface RawConfig {
+  ID: string;
+  Version?: { Index?: number };
+  Spec?: { Name?: string; Labels?: Record<string, string>; Data?: string };
 }
 
 interface RawNode {

@@ -1,7 +1,8 @@
 import type { AgentHello, ApplyReport, BundlePush, DriftReport, SyncResponse } from '../common/contract';
 import type { Logger } from '../common/log';
 import { filesMatchVersion, type Fleet } from './fleet';
-import type { BundleVersion, VersionStore } from './version-store';
+import type { VersionStorage } from './state-store';
+import type { BundleVersion } from './version-store';
 
 /** One connected agent stream, as the hub sees it. */
 export interface AgentSession {
@@ -36,7 +37,7 @@ export class FanoutHub {
   private readonly connectListeners: Array<(nodeId: string) => void> = [];
 
   constructor(
-    private readonly store: VersionStore,
+    private readonly store: VersionStorage,
     private readonly fleet: Fleet,
     private readonly bundleNames: readonly string[],
     private readonly log: Logger,

@@ -38,7 +38,10 @@ async function main(): Promise<void> {
   const log = createRootLogger(config.logLevel, chooseLogFormat(flags.logFormat, process.stdout.isTTY === true));
   let app;
   try {
-    app = await startServerApp(config, log);
+    app = await startServerApp(config, log, {
+      // Another server holds the swarm state now: exit so Swarm restarts this one as a standby.
+      onLeaseLost: () => process.exit(1),
+    });
   } catch (error) {
     if (error instanceof ConfigError) {
       log.fatal({ err: { message: error.message } }, 'Configuration not usable');

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Logger } from '../common/log';
 import { ensurePrivateDirectory, writeFileAtomic } from './atomic-file';
 import type { RolloutData } from './rollout';
+import type { RolloutStorage } from './state-store';
 
 /** Rollouts kept per bundle in `stateDir/rollouts/NAME.json`, newest last. */
 export const ROLLOUTS_KEPT = 50;
@@ -11,7 +12,7 @@ export const ROLLOUTS_KEPT = 50;
  * The rollouts of every bundle, persisted after each change so a restarted server knows what
  * was distributed, what was reloaded and what is still waiting — and never reloads twice.
  */
-export class RolloutHistory {
+export class RolloutHistory implements RolloutStorage {
   private readonly byBundle = new Map<string, RolloutData[]>();
   /** Writes of one file are chained, so an older snapshot never lands after a newer one. */
   private writing = Promise.resolve();
@@ -76,7 +77,7 @@ export class RolloutHistory {
 }
 
 /** JSON turns Dates into strings; bring them back. */
-function reviveRollout(raw: RolloutData): RolloutData {
+export function reviveRollout(raw: RolloutData): RolloutData {
   const date = (value: Date | string | undefined) => (value === undefined ? undefined : new Date(value));
   return {
     ...raw,
@@ -85,6 +86,7 @@ function reviveRollout(raw: RolloutData): RolloutData {
     confirmedAt: Object.fromEntries(Object.entries(raw.confirmedAt).map(([node, at]) => [node, new Date(at)])),
     transitions: raw.transitions.map((transition) => ({ ...transition, at: new Date(transition.at) })),
     rollbackOf: raw.rollbackOf ?? 0,
+    reloadInFlight: raw.reloadInFlight ?? '',
     reloads: raw.reloads.map((reload) => ({
       ...reload,
       startedAt: new Date(reload.startedAt),

@@ -21,16 +21,17 @@ import {
 import type { RolloutHistory } from './rollout-history';
 import { IGNORED_SERVER_EVENTS, type ServerEvents } from './server-events';
 import { FailedPreconditionError } from './status-mapping';
-import type { BundleVersion, VersionStore } from './version-store';
+import type { RolloutStorage, VersionStorage } from './state-store';
+import type { BundleVersion } from './version-store';
 
 export interface RolloutTrackerOptions {
   bundles: readonly BundleConfig[];
-  store: VersionStore;
+  store: VersionStorage;
   fleet: Fleet;
   expectedNodes: ExpectedNodes;
   reloader: Reloader;
   prover: Prover;
-  history: RolloutHistory;
+  history: RolloutStorage;
   convergeTimeoutMs: number;
   /** Sends a version to every connected agent (the fan-out hub). */
   distribute: (version: BundleVersion) => void;
@@ -40,6 +41,11 @@ export interface RolloutTrackerOptions {
   /** A paused bundle is never reloaded nor rolled out (see PauseRegistry). */
   isPaused?: (bundle: string) => boolean;
   now?: () => Date;
+  /**
+   * Names this server in every transition's detail (the lease holder with a swarm state store),
+   * so a history written by two servers across a failover shows which did what.
+   */
+  serverId?: string;
 }
 
 /** One step of a rollout as it happens, for WatchRollout. `rollout` is the live object. */
@@ -66,7 +72,7 @@ export class RolloutTracker {
   private readonly reloadChains = new Map<string, Promise<void>>();
   private readonly evaluations = new Map<string, Promise<void>>();
   /** Bundles whose rollout a restart found converged, its reload not yet started. */
-  private readonly resumedConverged = new Set<string>();
+  private readonly resumed = new Map<string, { resuming: boolean; since: Date }>();
   private readonly configs: Map<string, BundleConfig>;
   private readonly now: () => Date;
   private readonly events: ServerEvents;
@@ -80,11 +86,13 @@ export class RolloutTracker {
   }
 
   /**
-   * Picks up where the last server left off: a waiting rollout keeps waiting, a finished one stays
-   * finished, a converged one whose reload had not started reloads now, one interrupted during
-   * its reload is done if every target's record was saved (ok), else failed (it may have partly
-   * happened; reloading again could reload twice), and a current version without a rollout gets
-   * one. No reload already started is ever run a second time.
+   * Picks up where the last server left off (the same or another one, with a swarm state store):
+   * a waiting rollout keeps waiting, a finished one stays finished, a converged one reloads, and
+   * one interrupted during its reloads goes on — targets already reloaded are not reloaded again
+   * (one reloaded but not proved goes on to its proof); a target whose reload was cut off half-way
+   * fails the rollout, since it may have partly happened. Either resumed reload starts once the
+   * agents a signal reload needs have reconnected, or after convergeTimeoutMs without them. A
+   * current version without a rollout gets one.
    */
   async resume(): Promise<void> {
     for (const bundle of this.options.bundles) {
@@ -96,18 +104,9 @@ export class RolloutTracker {
         continue;
       }
       this.active.set(bundle.name, latest);
-      if (latest.state === 'converged') {
-        // 'reloading' is saved before any reload target runs, so none of them has run yet; the
-        // reload starts once the agents a signal reload needs have reconnected (evaluateNow).
-        this.resumedConverged.add(bundle.name);
-      } else if (latest.state === 'reloading' && reloadsFinished(latest, bundle)) {
-        await this.move(latest, 'done', 'every reload target had finished before the server stopped');
-      } else if (latest.state === 'reloading') {
-        await this.move(
-          latest,
-          'failed',
-          'the server stopped while reloading; the reload may have partly happened — check the services, then run `certsyncctl reload`',
-        );
+      if (latest.state === 'converged' || latest.state === 'reloading') {
+        // Started from evaluateNow, once the agents a signal reload needs are back.
+        this.resumed.set(bundle.name, { resuming: latest.state === 'reloading', since: this.now() });
       }
     }
     this.timer = setInterval(() => this.evaluateAll(), TICK_MS);
@@ -242,7 +241,7 @@ export class RolloutTracker {
       );
     }
     const missing = missingNodes(rollout);
-    this.resumedConverged.delete(bundle);
+    this.resumed.delete(bundle);
     this.startReload(rollout, force && missing.length > 0 ? `forced with ${missing.length} node(s) missing: ${missing.join(', ')}` : 'requested');
     return rollout;
   }
@@ -264,10 +263,15 @@ export class RolloutTracker {
   private async evaluateNow(bundle: string): Promise<void> {
     const rollout = this.active.get(bundle);
     const version = this.options.store.current(bundle);
-    if (rollout?.state === 'converged' && this.resumedConverged.has(bundle)) {
-      if (this.disconnectedForSignals(bundle, rollout.expectedNodes).length > 0) return;
-      this.resumedConverged.delete(bundle);
-      this.startReload(rollout, 'resumed after a server restart; no reload target had started');
+    const resumed = this.resumed.get(bundle);
+    if (rollout && resumed && (rollout.state === 'converged' || rollout.state === 'reloading')) {
+      const waitedMs = this.now().getTime() - resumed.since.getTime();
+      const away = this.disconnectedForSignals(bundle, rollout.expectedNodes);
+      // Past convergeTimeoutMs the reload runs anyway and names the agents still away.
+      if (away.length > 0 && waitedMs < this.options.convergeTimeoutMs) return;
+      this.resumed.delete(bundle);
+      const why = resumed.resuming ? 'resumed after a server restart' : 'converged before a server restart';
+      this.startReload(rollout, why, { resuming: resumed.resuming });
       return;
     }
     if (!rollout || !isWaitingForNodes(rollout.state) || version?.version !== rollout.version) return;
@@ -337,34 +341,52 @@ export class RolloutTracker {
   }
 
   /** Queues the reload of `rollout` behind any reload of the same bundle still running. */
-  private startReload(rollout: RolloutData, why: string): void {
+  private startReload(rollout: RolloutData, why: string, options: { resuming?: boolean } = {}): void {
     const previous = this.reloadChains.get(rollout.bundle) ?? Promise.resolve();
     const next = previous
-      .then(() => this.runReloads(rollout, why))
+      .then(() => this.runReloads(rollout, why, options.resuming ?? false))
       .catch((error: unknown) => this.options.log.error({ err: error, bundle: rollout.bundle }, 'Reload crashed'));
     this.reloadChains.set(rollout.bundle, next);
   }
 
-  private async runReloads(rollout: RolloutData, why: string): Promise<void> {
+  private async runReloads(rollout: RolloutData, why: string, resuming: boolean): Promise<void> {
     if (rollout.state === 'superseded') return;
     const targets = this.configs.get(rollout.bundle)?.reload ?? [];
     if (targets.length === 0) {
       if (rollout.state !== 'done') await this.move(rollout, 'done', 'no reload targets configured');
       return;
     }
-    await this.move(rollout, 'reloading', why);
+    if (!resuming) await this.move(rollout, 'reloading', why);
+    else this.options.log.info({ bundle: rollout.bundle, version: rollout.version }, 'Resuming rollout reloads');
+    const roundStartedAt = lastEntryInto(rollout, 'reloading');
     const managedTargets = this.configs.get(rollout.bundle)?.files.map((file) => file.target) ?? [];
     for (const [index, target] of targets.entries()) {
-      const record = await this.options.reloader.run(target, {
-        bundle: rollout.bundle,
-        version: rollout.version,
-        nodeIds: rollout.expectedNodes,
-        managedTargets,
-      });
-      rollout.reloads.push(record);
-      await this.options.history.save(rollout);
-      this.emit({ kind: 'reload', rollout, reload: record });
-      if (record.ok && target.verify) {
+      let record = resuming
+        ? rollout.reloads.find((done) => done.service === target.service && done.startedAt.getTime() >= roundStartedAt.getTime())
+        : undefined;
+      if (!record && resuming && rollout.reloadInFlight === target.service) {
+        await this.move(
+          rollout,
+          'failed',
+          `the server stopped while reloading ${target.service}; the reload may have partly happened — check the service, then run \`certsyncctl reload\``,
+        );
+        return;
+      }
+      if (!record) {
+        rollout.reloadInFlight = target.service;
+        await this.options.history.save(rollout);
+        record = await this.options.reloader.run(target, {
+          bundle: rollout.bundle,
+          version: rollout.version,
+          nodeIds: rollout.expectedNodes,
+          managedTargets,
+        });
+        rollout.reloadInFlight = '';
+        rollout.reloads.push(record);
+        await this.options.history.save(rollout);
+        this.emit({ kind: 'reload', rollout, reload: record });
+      }
+      if (record.ok && target.verify && !record.proof) {
         const version = await this.options.store.get(rollout.bundle, rollout.version);
         const expected = { version: rollout.version, fingerprintSha256: version?.validated.leaf.fingerprintSha256 ?? '' };
         record.proof = await this.options.prover.prove(target.service, target.verify, expected);
@@ -428,7 +450,8 @@ export class RolloutTracker {
 
   /** The one place a rollout changes state: guarded, logged, persisted. */
   private async move(rollout: RolloutData, to: RolloutState, detail: string): Promise<void> {
-    const transition = transitionRollout(rollout, to, this.now(), detail);
+    const by = this.options.serverId ? ` [server ${this.options.serverId}]` : '';
+    const transition = transitionRollout(rollout, to, this.now(), `${detail}${by}`);
     const fields = {
       bundle: rollout.bundle,
       version: rollout.version,
@@ -445,13 +468,8 @@ export class RolloutTracker {
   }
 }
 
-/** True when the rollout holds a successful record (and proof, where configured) for every target. */
-function reloadsFinished(rollout: RolloutData, bundle: BundleConfig): boolean {
-  return (
-    rollout.reloads.length === bundle.reload.length &&
-    bundle.reload.every((target, index) => {
-      const record = rollout.reloads[index];
-      return record?.ok === true && record.service === target.service && (!target.verify || record.proof !== undefined);
-    })
-  );
+/** When `rollout` last entered `state` (its start when it never did): the current reload round. */
+function lastEntryInto(rollout: RolloutData, state: RolloutState): Date {
+  const entries = rollout.transitions.filter((transition) => transition.to === state);
+  return entries.at(-1)?.at ?? rollout.startedAt;
 }

@@ -73,6 +73,12 @@ export interface RolloutData {
   reloads: ReloadRecordData[];
   /** For a rollback: the version whose proof failed. */
   rollbackOf: number;
+  /**
+   * The reload target whose Docker call is under way ('' when none): saved before the call and
+   * cleared with its record after it, so a successor server can tell "never started" (run it)
+   * from "cut off half-way" (unknown: fail, never reload twice).
+   */
+  reloadInFlight: string;
 }
 
 /** Thrown when code asks for a state change the table below does not allow (a bug, not input). */
@@ -113,6 +119,7 @@ export function newRollout(bundle: string, version: number, trigger: RolloutTrig
     transitions: [],
     reloads: [],
     rollbackOf: 0,
+    reloadInFlight: '',
   };
 }
 

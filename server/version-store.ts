@@ -4,6 +4,7 @@ import { sha256Hex } from '../common/digest';
 import type { Logger } from '../common/log';
 import { ensurePrivateDirectory, fsyncDirectory, writeFileAtomic } from './atomic-file';
 import type { ValidatedBundle } from './bundle-validator';
+import type { VersionStorage } from './state-store';
 
 /** One file of an accepted bundle version, bytes included (never leaves the server except to agents). */
 export interface StoredFile {
@@ -47,7 +48,7 @@ const VERSION_DIR_PATTERN = /^v(\d{6,})$/;
  * pointer. A version folder is written under a temporary name and renamed into place, so a crash
  * never leaves a half version that a restart would serve.
  */
-export class VersionStore {
+export class VersionStore implements VersionStorage {
   private readonly currentByBundle = new Map<string, BundleVersion>();
   private readonly rejectedByBundle = new Map<string, RejectedCandidateRecord>();
   /** Digests of versions an operator rolled back from; the watcher does not re-accept them. */
@@ -234,12 +235,12 @@ export class VersionStore {
   }
 }
 
-type StoredMeta = Omit<BundleVersion, 'acceptedAt' | 'files'> & {
+export type StoredMeta = Omit<BundleVersion, 'acceptedAt' | 'files'> & {
   acceptedAt: string;
   files: Array<Omit<StoredFile, 'content'>>;
 };
 
-function toMeta(version: BundleVersion): StoredMeta {
+export function toMeta(version: BundleVersion): StoredMeta {
   return {
     ...version,
     acceptedAt: version.acceptedAt.toISOString(),
@@ -248,7 +249,7 @@ function toMeta(version: BundleVersion): StoredMeta {
 }
 
 /** JSON turns Dates into strings; bring the certificate dates back. */
-function fromMeta(meta: StoredMeta, files: StoredFile[]): BundleVersion {
+export function fromMeta(meta: StoredMeta, files: StoredFile[]): BundleVersion {
   const reviveSummary = <T extends { notBefore: Date | string; notAfter: Date | string }>(summary: T): T => ({
     ...summary,
     notBefore: new Date(summary.notBefore),

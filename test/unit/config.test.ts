@@ -220,3 +220,25 @@ test('metrics: no listener unless metrics.listen is set; expiryWarningDays defau
   assert.throws(() => parseServerConfig({ insecure: true, bundles: [minimalBundle], metrics: { listen: '[::]:9464', path: '/m' } }), /metrics: Unrecognized key/);
   assert.throws(() => parseServerConfig({ insecure: true, bundles: [minimalBundle], expiryWarningDays: -1 }), /expiryWarningDays:/);
 });
+
+test('stateStore: local by default; swarm needs keyFile, fills the lease TTL, rejects unknown keys', () => {
+  assert.deepEqual(parseServerConfig({ insecure: true, bundles: [minimalBundle] }).stateStore, { kind: 'local' });
+  const swarm = parseServerConfig({
+    insecure: true,
+    bundles: [minimalBundle],
+    stateStore: { kind: 'swarm', keyFile: '/run/secrets/certsync_state_key' },
+  });
+  assert.deepEqual(swarm.stateStore, { kind: 'swarm', keyFile: '/run/secrets/certsync_state_key', leaseTtlMs: 15_000 });
+  assert.throws(
+    () => parseServerConfig({ insecure: true, bundles: [minimalBundle], stateStore: { kind: 'swarm' } }),
+    (error: unknown) => error instanceof ConfigError && error.message.includes('stateStore.keyFile'),
+  );
+  assert.throws(
+    () => parseServerConfig({ insecure: true, bundles: [minimalBundle], stateStore: { kind: 'local', keyFile: 'x' } }),
+    (error: unknown) => error instanceof ConfigError && error.message.includes('stateStore'),
+  );
+  assert.throws(
+    () => parseServerConfig({ insecure: true, bundles: [minimalBundle], stateStore: { kind: 'etcd' } }),
+    (error: unknown) => error instanceof ConfigError && error.message.includes('stateStore.kind'),
+  );
+});

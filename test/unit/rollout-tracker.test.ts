@@ -262,7 +262,7 @@ describe('RolloutTracker', () => {
     tracker.close();
   });
 
-  it('does not reload again after a restart, and fails a rollout cut off mid-reload', async () => {
+  it('does not reload again after a restart; resumes a cut-off round without repeating a finished reload', async () => {
     const first = await build();
     const version = await accept('v1');
     await first.begin(version, 'accepted');
@@ -277,25 +277,40 @@ describe('RolloutTracker', () => {
     assert.equal(docker.updates.length, 1, 'a restarted server reloads nothing it already reloaded');
     second.close();
 
-    // A history whose last rollout was reloading when the server died, its target's record saved.
+    // A history whose last rollout was still reloading when the server died, after the reload
+    // of its only target had finished and been recorded: it goes on to done, no second reload.
     const file = path.join(stateDir, 'rollouts', 'web.json');
-    const saved = JSON.parse(await fs.readFile(file, 'utf8')) as Array<{ state: string; reloads: unknown[] }>;
-    saved.at(-1)!.state = 'reloading';
-    await fs.writeFile(file, JSON.stringify(saved));
+    const finished = JSON.parse(await fs.readFile(file, 'utf8')) as Array<{ state: string; transitions: Array<{ to: string }>; reloads: unknown[]; reloadInFlight: string }>;
+    const cutAfterReload = structuredClone(finished);
+    cutAfterReload.at(-1)!.state = 'reloading';
+    cutAfterReload.at(-1)!.transitions = cutAfterReload.at(-1)!.transitions.filter((step) => step.to !== 'done');
+    await fs.writeFile(file, JSON.stringify(cutAfterReload));
     const third = await build();
-    assert.equal(third.current('web')?.state, 'done');
-    assert.match(third.current('web')!.transitions.at(-1)!.detail, /every reload target had finished/);
-    assert.equal(docker.updates.length, 1);
+    await settle(third, 'done');
+    assert.equal(docker.updates.length, 1, 'a reload recorded as finished is not run again');
+    assert.match(third.current('web')!.transitions.at(-1)!.detail, /1 reload target\(s\) finished/);
     third.close();
 
-    // The same, cut off before the target's record was saved: it may have partly happened.
-    saved.at(-1)!.reloads = [];
-    await fs.writeFile(file, JSON.stringify(saved));
+    // Cut off during the Docker call: started (reloadInFlight) but no record. Unknown how far it
+    // got, so the rollout fails and nothing is reloaded.
+    const cutInFlight = structuredClone(cutAfterReload);
+    cutInFlight.at(-1)!.reloads = [];
+    cutInFlight.at(-1)!.reloadInFlight = 'vault';
+    await fs.writeFile(file, JSON.stringify(cutInFlight));
     const fourth = await build();
-    assert.equal(fourth.current('web')?.state, 'failed');
-    assert.match(fourth.current('web')!.reason, /stopped while reloading/);
+    await settle(fourth, 'failed');
+    assert.match(fourth.current('web')!.reason, /stopped while reloading vault/);
     assert.equal(docker.updates.length, 1);
     fourth.close();
+
+    // Converged, reload never started: the successor runs it once.
+    const cutBeforeReload = structuredClone(cutInFlight);
+    cutBeforeReload.at(-1)!.reloadInFlight = '';
+    await fs.writeFile(file, JSON.stringify(cutBeforeReload));
+    const fifth = await build();
+    await settle(fifth, 'done');
+    assert.equal(docker.updates.length, 2, 'a reload that never started runs once');
+    fifth.close();
   });
 
   it('starts a signal reload only when every expected agent is connected', async () => {
@@ -382,6 +397,30 @@ describe('RolloutTracker', () => {
     assert.equal(docker.updates.length, 1, 'reloaded once, not again');
     assert.deepEqual(tracker.list('web').map((rollout) => rollout.state), ['failed']);
     tracker.close();
+
+    // The same rollout as a successor finds it when its predecessor died after the reload and
+    // before the proof: the proof runs again (and fails the same way), the reload does not.
+    const file = path.join(stateDir, 'rollouts', 'web.json');
+    const saved = JSON.parse(await fs.readFile(file, 'utf8')) as Array<{
+      state: string;
+      reason: string;
+      transitions: Array<{ to: string }>;
+      reloads: Array<{ ok: boolean; error: string; proof?: unknown }>;
+    }>;
+    const cut = saved.at(-1)!;
+    cut.state = 'reloading';
+    cut.transitions = cut.transitions.filter((step) => step.to !== 'failed');
+    cut.reloads[0]!.ok = true;
+    cut.reloads[0]!.error = '';
+    delete cut.reloads[0]!.proof;
+    await fs.writeFile(file, JSON.stringify(saved));
+    const successor = await build();
+    await settle(successor, 'failed');
+    assert.match(successor.current('web')!.reason, /1 of 1 replica\(s\) failed the proof/);
+    assert.ok(successor.current('web')!.reloads[0]?.proof, 'the proof ran on the successor');
+    assert.equal(successor.current('web')!.reloads.length, 1);
+    assert.equal(docker.updates.length, 1, 'the successor proved without reloading again');
+    successor.close();
   });
 
   it('a new version supersedes one still waiting for nodes', async () => {

@@ -9,7 +9,7 @@ import { createTransportFixture } from '../../support/transport-fixture.js';
 import { removeLeftovers } from './cleanup.js';
 import { startEngine, type DockerEngine } from './docker-engine.js';
 import { buildImage, copyImages, ensureBaseImage } from './images.js';
-import { NAME_PREFIX, NODE_SPECS, NODE_SSL_DIR, type E2eLayout } from './layout.js';
+import { NAME_PREFIX, NODE_SSL_DIR, nodeSpecs, type E2eLayout } from './layout.js';
 import { createBridge, createNodeNamespace } from './network-namespaces.js';
 import type { PhaseTimer } from './phase-timer.js';
 import {
@@ -50,10 +50,18 @@ export interface CertsyncSwarm {
    * Deploys deploy/docker-stack.yml as an operator would, with `config` as the server config,
    * after creating the unseal secret the stack expects to exist.
    */
-  deployStack(configPath: string): Promise<void>;
+  deployStack(configPath: string, options?: DeployOptions): Promise<void>;
   /** Creates the stand-in services of stand-ins.ts (dnsrr, on the stack's network). */
   createStandInServices(): Promise<void>;
   stop(options: { keepRunDir: boolean }): Promise<void>;
+}
+
+/** Extra stack files and secrets for a deploy (the failover e2e's HA overlay and state key). */
+export interface DeployOptions {
+  /** Stack files deployed on top of deploy/docker-stack.yml, paths relative to the project. */
+  overlayFiles?: readonly string[];
+  /** Secrets created before the deploy: name and content. */
+  secrets?: ReadonlyArray<readonly [string, string]>;
 }
 
 /**
@@ -65,7 +73,9 @@ export async function startCertsyncSwarm(
   layout: E2eLayout,
   projectRoot: string,
   timer: PhaseTimer,
+  options: { managerCount?: number } = {},
 ): Promise<CertsyncSwarm> {
+  const specs = nodeSpecs(options.managerCount ?? 1);
   await timer.time('cleanup of earlier runs', () => removeLeftovers(layout));
   await mkdir(layout.runDir, { recursive: true });
 
@@ -94,10 +104,10 @@ export async function startCertsyncSwarm(
 
     const [builder, ...nodeEngines] = await timer.time('network + 4 engines start', async () => {
       await createBridge();
-      await Promise.all(NODE_SPECS.map((spec) => createNodeNamespace(spec)));
+      await Promise.all(specs.map((spec) => createNodeNamespace(spec)));
       return Promise.all([
         startEngine({ name: `${NAME_PREFIX}-builder`, dir: path.join(layout.cacheDir, 'builder') }),
-        ...NODE_SPECS.map((spec) =>
+        ...specs.map((spec) =>
           startEngine({
             name: spec.namespace,
             dir: layout.engineDir(`n${spec.index}`),
@@ -112,12 +122,12 @@ export async function startCertsyncSwarm(
     });
     engines.push(...nodeEngines);
     if (builder) engines.push(builder);
-    if (!builder || nodeEngines.length !== NODE_SPECS.length)
+    if (!builder || nodeEngines.length !== specs.length)
       throw new Error('engines did not start');
 
     const [members] = await Promise.all([
       timer.time('swarm init + join', () =>
-        createSwarm(NODE_SPECS.map((spec, index) => ({ spec, engine: nodeEngines[index]! }))),
+        createSwarm(specs.map((spec, index) => ({ spec, engine: nodeEngines[index]! }))),
       ),
       timer.time('image build (base, server, agent, vault stand-in)', () =>
         buildAll(builder, layout, projectRoot),
@@ -145,7 +155,9 @@ export async function startCertsyncSwarm(
       certbot,
       liveDir: certbot.liveDir(LINEAGE),
       unsealKeys,
-      async deployStack(configPath) {
+      async deployStack(configPath, deployOptions = {}) {
+        for (const [name, content] of deployOptions.secrets ?? [])
+          await manager.docker(['secret', 'create', name, '-'], { input: content });
         // The secrets deploy/docker-stack.yml expects to exist. `docker secret create NAME -`
         // reads the secret from stdin.
         await manager.docker(['secret', 'create', UNSEAL_SECRET, '-'], {
@@ -172,6 +184,10 @@ export async function startCertsyncSwarm(
             'never',
             '-c',
             path.join(projectRoot, 'deploy/docker-stack.yml'),
+            ...(deployOptions.overlayFiles ?? []).flatMap((file) => [
+              '-c',
+              path.join(projectRoot, file),
+            ]),
             STACK_NAME,
           ],
           {

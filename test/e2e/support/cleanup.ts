@@ -29,6 +29,19 @@ export async function removeLeftovers(
   if (!options.keepRunDir) await rm(layout.runDir, { recursive: true, force: true });
 }
 
+/**
+ * Kills one node the hard way, as a power cut would: every process in its network namespace
+ * (dockerd, containerd) and in its cgroups (its containers), with SIGKILL. Returns how many.
+ */
+export async function killNodeProcesses(namespace: string): Promise<number> {
+  const pids = [...(await namespacePids(namespace))];
+  for (const cgroup of await ownCgroups()) {
+    if (cgroup.split('/').some((part) => part === namespace)) pids.push(...(await cgroupPids(cgroup)));
+  }
+  killAll(pids);
+  return pids.length;
+}
+
 /** Folders that hold (or held) a dockerd pid file: every engine of the run, plus the builder. */
 async function engineDirs(layout: E2eLayout): Promise<string[]> {
   const parents = [layout.runDir, layout.cacheDir];

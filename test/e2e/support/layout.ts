@@ -20,13 +20,18 @@ export interface NodeSpec {
   readonly role: 'manager' | 'worker';
 }
 
-export const NODE_SPECS: readonly NodeSpec[] = [1, 2, 3].map((index) => ({
-  index,
-  namespace: `${NAME_PREFIX}-n${index}`,
-  address: `10.78.0.${10 + index}`,
-  hostname: `node${index}`,
-  role: index === 1 ? 'manager' : 'worker',
-}));
+/** The three nodes; the first `managerCount` join as managers (the failover e2e uses three). */
+export function nodeSpecs(managerCount = 1): readonly NodeSpec[] {
+  return [1, 2, 3].map((index) => ({
+    index,
+    namespace: `${NAME_PREFIX}-n${index}`,
+    address: `10.78.0.${10 + index}`,
+    hostname: `node${index}`,
+    role: index <= managerCount ? 'manager' : 'worker',
+  }));
+}
+
+export const NODE_SPECS: readonly NodeSpec[] = nodeSpecs(1);
 
 /** The folder every node's agent writes into; each engine sees its own node folder there. */
 export const NODE_SSL_DIR = '/opt/iklimco/ssl';

@@ -32,19 +32,31 @@ export async function createSwarm(
   const [manager, ...workers] = members;
   if (!manager) throw new Error('a swarm needs at least one node');
   await manager.engine.docker(['swarm', 'init', `--advertise-addr=${manager.spec.address}`]);
-  const token = (
-    await manager.engine.docker(['swarm', 'join-token', '-q', 'worker'])
-  ).stdout.trim();
+  const tokens = {
+    worker: (await manager.engine.docker(['swarm', 'join-token', '-q', 'worker'])).stdout.trim(),
+    manager: (await manager.engine.docker(['swarm', 'join-token', '-q', 'manager'])).stdout.trim(),
+  };
+  // Managers join one at a time: Raft adds one member per configuration change.
+  for (const { engine, spec } of workers.filter((member) => member.spec.role === 'manager'))
+    await engine.docker([
+      'swarm',
+      'join',
+      `--advertise-addr=${spec.address}`,
+      `--token=${tokens.manager}`,
+      `${manager.spec.address}:2377`,
+    ]);
   await Promise.all(
-    workers.map(({ engine, spec }) =>
-      engine.docker([
-        'swarm',
-        'join',
-        `--advertise-addr=${spec.address}`,
-        `--token=${token}`,
-        `${manager.spec.address}:2377`,
-      ]),
-    ),
+    workers
+      .filter((member) => member.spec.role !== 'manager')
+      .map(({ engine, spec }) =>
+        engine.docker([
+          'swarm',
+          'join',
+          `--advertise-addr=${spec.address}`,
+          `--token=${tokens.worker}`,
+          `${manager.spec.address}:2377`,
+        ]),
+      ),
   );
 
   const joined: SwarmMember[] = [];
