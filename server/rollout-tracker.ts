@@ -212,7 +212,7 @@ export class RolloutTracker {
       await this.move(rollout, 'stalled', `${verdict.reason}${this.describeMissing(bundle, verdict.missing)}`);
     } else if (changed) {
       rollout.updatedAt = now;
-      await this.options.history.save(rollout);
+      this.options.history.saveProgress(rollout);
     }
   }
 
