@@ -21,10 +21,11 @@ export function renderChart(results: BenchResults): string {
       rows.push({ label: `${peer.peer}, N=${agents}`, valueMs: peer.time.p50Ms, certsync: false });
     }
   }
-  const maxMs = Math.max(10, ...rows.map((row) => row.valueMs));
+  const plotted = rows.filter((row) => Number.isFinite(row.valueMs));
+  const maxMs = Math.max(10, ...plotted.map((row) => row.valueMs));
   const decades = Math.ceil(Math.log10(maxMs));
   const x = (valueMs: number) => (Math.log10(Math.max(1, valueMs)) / decades) * PLOT_WIDTH;
-  const height = rows.length * ROW_HEIGHT + 60;
+  const height = plotted.length * ROW_HEIGHT + 60;
   const width = LABEL_WIDTH + PLOT_WIDTH + 90;
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif" font-size="12">`,
@@ -36,7 +37,7 @@ export function renderChart(results: BenchResults): string {
     parts.push(`<line x1="${gridX}" y1="30" x2="${gridX}" y2="${height - 20}" stroke="#ddd"/>`);
     parts.push(`<text x="${gridX}" y="${height - 6}" text-anchor="middle" fill="#666">${10 ** decade}</text>`);
   }
-  rows.forEach((row, index) => {
+  plotted.forEach((row, index) => {
     const y = 34 + index * ROW_HEIGHT;
     parts.push(`<text x="${LABEL_WIDTH - 8}" y="${y + 14}" text-anchor="end">${escape(row.label)}</text>`);
     parts.push(`<rect x="${LABEL_WIDTH}" y="${y + 3}" width="${Math.max(1, x(row.valueMs)).toFixed(1)}" height="${ROW_HEIGHT - 6}" fill="${row.certsync ? '#2a7ab0' : '#c8553d'}"/>`);

@@ -100,7 +100,9 @@ async function main(): Promise<void> {
       for (const agents of peerCounts) {
         const certsync = propagation.find((entry) => entry.agents === agents);
         const withRatio = (peer: PeerResult): PeerResult =>
-          certsync ? { ...peer, certsyncP50Ms: certsync.swapToAll.p50Ms, ratio: round(peer.time.p50Ms / certsync.swapToAll.p50Ms) } : peer;
+          certsync && peer.time.count > 0
+            ? { ...peer, certsyncP50Ms: certsync.swapToAll.p50Ms, ratio: round(peer.time.p50Ms / certsync.swapToAll.p50Ms) }
+            : peer;
         peers.push(withRatio(await step(`md5-poll-${agents}`, (dir) => runMd5Poll(dir, agents, peerRenewals))));
         const lsyncdMissing = missing.get('lsyncd');
         if (lsyncdMissing) skipped.push({ peer: `lsyncd+rsync N=${agents}`, reason: lsyncdMissing });

@@ -21,7 +21,8 @@ export function formatTable(results: BenchResults): string {
   for (const peer of results.peers) {
     const { p50Ms, p95Ms, maxMs } = peer.time;
     const ratio = peer.ratio === undefined ? '' : `, **${peer.ratio}× certsync**`;
-    lines.push(`| ${peer.peer} | ${peer.agents} | ${p50Ms} | ${p95Ms} | ${maxMs} | ${peer.time.count} runs${ratio} |`);
+    const missed = peer.missed > 0 ? `, **missed ${peer.missed} of ${peer.runs}** (not delivered in 15 s)` : '';
+    lines.push(`| ${peer.peer} | ${peer.agents} | ${p50Ms} | ${p95Ms} | ${maxMs} | ${peer.time.count} of ${peer.runs} delivered${ratio}${missed} |`);
   }
   lines.push('', '| footprint | N | RSS MiB | CPU % of one core | notes |', '| --- | ---: | ---: | ---: | --- |');
   for (const entry of results.propagation) {

@@ -48,6 +48,8 @@ export async function runAnsible(workDir: string, agents: number, runs: number, 
     setup: `ansible-playbook, ${agents} hosts with ansible_connection=local, 2 copy tasks, forks=${forks}`,
     measures: 'last link swap → ansible-playbook done (started at once)',
     time: summarize(samplesMs),
+    missed: 0,
+    runs,
   };
 }
 

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { BenchLineage } from '../lineage';
 import { summarize } from '../stats';
 import { waitForFiles } from '../target-poll';
-import { expectedFiles, type PeerResult } from './peer';
+import { expectedFiles, PEER_DEADLINE_MS, timeDelivery, type PeerResult } from './peer';
 
 /**
  * lsyncd + rsync: one `sync{default.rsync}` per target folder, `delay = 0`, watching the live/
@@ -30,12 +30,14 @@ export async function runLsyncd(workDir: string, agents: number, renewals: numbe
   const names = { fullchain: 'fullchain.pem', privkey: 'privkey.pem' };
   const child = spawn('lsyncd', [configFile], { stdio: 'ignore' });
   const samplesMs: number[] = [];
+  let missed = 0;
   try {
     await waitForFiles(expectedFiles(targetDirs, lineage, names), 120_000);
     await sleep(1_000);
     for (let index = 0; index < renewals; index += 1) {
       const { swappedAtMs } = await lineage.renew();
-      samplesMs.push((await waitForFiles(expectedFiles(targetDirs, lineage, names), 120_000)) - swappedAtMs);
+      const files = expectedFiles(targetDirs, lineage, names);
+      if (!(await timeDelivery(samplesMs, () => waitForFiles(files, PEER_DEADLINE_MS), swappedAtMs))) missed += 1;
       await sleep(500);
     }
   } finally {
@@ -47,5 +49,7 @@ export async function runLsyncd(workDir: string, agents: number, renewals: numbe
     setup: `lsyncd, ${agents} × sync{default.rsync, delay=0, copy_links=true}`,
     measures: 'last link swap → all N folders hold the new bytes',
     time: summarize(samplesMs),
+    missed,
+    runs: renewals,
   };
 }

@@ -12,6 +12,9 @@ export interface PeerResult {
   /** What the time covers. */
   readonly measures: string;
   readonly time: DurationSummary;
+  /** Renewals the peer never delivered within its deadline (left out of `time`). */
+  readonly missed: number;
+  readonly runs: number;
   /** certsync's p50 for the same N and the same span, and peer p50 / certsync p50. */
   readonly certsyncP50Ms?: number;
   readonly ratio?: number;
@@ -33,4 +36,21 @@ export function expectedFiles(
     { path: path.join(dir, names.fullchain), bytes: Buffer.from(lineage.current.fullchain) },
     { path: path.join(dir, names.privkey), bytes: Buffer.from(lineage.current.privkey) },
   ]);
+}
+
+/** How long a peer may take to deliver one renewal before it counts as missed. */
+export const PEER_DEADLINE_MS = 15_000;
+
+/** Times one delivery; a delivery that never completes within the deadline is a miss, not a crash. */
+export async function timeDelivery(
+  samplesMs: number[],
+  deliver: () => Promise<number>,
+  swappedAtMs: number,
+): Promise<boolean> {
+  try {
+    samplesMs.push((await deliver()) - swappedAtMs);
+    return true;
+  } catch {
+    return false;
+  }
 }

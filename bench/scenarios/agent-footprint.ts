@@ -24,7 +24,8 @@ export async function measureAgentProcess(server: BenchServer, workDir: string, 
   const agent = await startProcess('agent', args, path.join(workDir, 'agent-process.log'));
   try {
     await server.waitForConnectedNodes(nodesBefore + 1, 30_000);
-    await sleep(2_000);
+    // Past start-up work (JIT, first GCs, the hello scan), so the window sees the agent at rest.
+    await sleep(5_000);
     const pid = agent.child.pid as number;
     const idleCpuPercent = await measureCpuPercent(pid, IDLE_WINDOW_MS);
     return { rssMiB: round(readRssKiB(pid) / 1024), idleCpuPercent: round(idleCpuPercent, 2), idleWindowMs: IDLE_WINDOW_MS };
