@@ -17,6 +17,8 @@ export const BENCH_TARGETS = { fullchain: 'STAR.example.test.full.crt', privkey:
 // Measured times come from the server's own timestamps, so polling only decides how soon we
 // notice; slow enough not to load the server (a GetStatus with 1000 nodes is not free).
 const POLL_INTERVAL_MS = 25;
+/** Convergence is read from the rollout's own transition time; polling for it is only a wait. */
+const CONVERGED_POLL_INTERVAL_MS = 100;
 
 /** A real certsync-server process (TLS with tokens, like production) watching one lineage. */
 export class BenchServer {
@@ -75,13 +77,13 @@ export class BenchServer {
   }
 
   /** Polls GetStatus until `done` holds. */
-  async waitForBundle(done: (bundle: BundleStatus) => boolean, timeoutMs: number): Promise<BundleStatus> {
+  async waitForBundle(done: (bundle: BundleStatus) => boolean, timeoutMs: number, intervalMs = POLL_INTERVAL_MS): Promise<BundleStatus> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const bundle = await this.bundle().catch(() => undefined);
       if (bundle && done(bundle)) return bundle;
       if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for bundle ${BENCH_BUNDLE}`);
-      await sleep(POLL_INTERVAL_MS);
+      await sleep(intervalMs);
     }
   }
 
@@ -100,6 +102,7 @@ export class BenchServer {
       (candidate) =>
         candidate.rollout?.version === version && candidate.rollout.transitions.some((step) => step.to === 'converged'),
       timeoutMs,
+      CONVERGED_POLL_INTERVAL_MS,
     );
     const step = bundle.rollout?.transitions.find((candidate) => candidate.to === 'converged');
     return (step?.at as Date).getTime();
