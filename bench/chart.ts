@@ -12,10 +12,10 @@ const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;
 export function renderChart(results: BenchResults): string {
   const rows: { label: string; valueMs: number; certsync: boolean }[] = [];
   for (const entry of results.detection) rows.push({ label: `certsync detection (settleMs ${entry.settleMs})`, valueMs: entry.detection.p50Ms, certsync: true });
-  for (const entry of results.propagation) rows.push({ label: `certsync propagation N=${entry.agents}`, valueMs: entry.propagation.p50Ms, certsync: true });
+  for (const entry of results.propagation) rows.push({ label: `certsync propagation N=${entry.agents}${entry.nodeFolders === 'tmpfs' ? ' (tmpfs)' : ''}`, valueMs: entry.propagation.p50Ms, certsync: true });
   const peerNs = [...new Set(results.peers.map((peer) => peer.agents))].sort((a, b) => a - b);
   for (const agents of peerNs) {
-    const certsync = results.propagation.find((entry) => entry.agents === agents);
+    const certsync = results.propagation.find((entry) => entry.agents === agents && entry.nodeFolders === 'disk');
     if (certsync) rows.push({ label: `certsync swap → all, N=${agents}`, valueMs: certsync.swapToAll.p50Ms, certsync: true });
     for (const peer of results.peers.filter((candidate) => candidate.agents === agents)) {
       rows.push({ label: `${peer.peer}, N=${agents}`, valueMs: peer.time.p50Ms, certsync: false });

@@ -35,6 +35,7 @@ async function main(): Promise<void> {
     .option('--rollouts <n>', 'rollouts per N (N=1000 does half)', '15')
     .option('--peer-renewals <n>', 'renewals per md5/lsyncd peer run', '5')
     .option('--ansible-runs <n>', 'ansible-playbook runs per N', '1')
+    .option('--tmpfs-agents <list>', 'agent counts to run again with node folders on tmpfs', '100,1000')
     .option('--no-peers', 'skip the peer tools')
     .option('--quick', 'a short smoke run: N=10,100, few renewals, no N=1000')
     .option('--compare <file>', 'print deltas against an earlier results.json')
@@ -42,7 +43,7 @@ async function main(): Promise<void> {
     .option('--keep', 'keep the temp folder')
     .parse();
   const options = program.opts<{
-    agents: string; peerAgents: string; settleMs: string; detectionRenewals: string; rollouts: string;
+    agents: string; tmpfsAgents: string; peerAgents: string; settleMs: string; detectionRenewals: string; rollouts: string;
     peerRenewals: string; ansibleRuns: string; peers: boolean; quick?: boolean; compare?: string; resultsDir: string; keep?: boolean;
   }>();
   const quick = options.quick === true;
@@ -93,12 +94,20 @@ async function main(): Promise<void> {
       );
     }
 
+    const tmpfsCounts = quick ? [] : numbers(options.tmpfsAgents);
+    for (const agents of tmpfsCounts) {
+      const count = Math.max(3, Math.ceil(rollouts / 2));
+      propagation.push(
+        await step(`propagation-${agents}-tmpfs`, (dir) => runPropagation({ workDir: dir, agents, rollouts: count, settleMs, tmpfsNodes: true })),
+      );
+    }
+
     const peers: PeerResult[] = [];
     const skipped: SkippedPeer[] = [];
     if (options.peers) {
       const missing = ensurePeers(say);
       for (const agents of peerCounts) {
-        const certsync = propagation.find((entry) => entry.agents === agents);
+        const certsync = propagation.find((entry) => entry.agents === agents && entry.nodeFolders === 'disk');
         const withRatio = (peer: PeerResult): PeerResult =>
           certsync && peer.time.count > 0
             ? { ...peer, certsyncP50Ms: certsync.swapToAll.p50Ms, ratio: round(peer.time.p50Ms / certsync.swapToAll.p50Ms) }

@@ -11,11 +11,12 @@ export function formatTable(results: BenchResults): string {
   for (const entry of results.propagation) {
     const { p50Ms, p95Ms, maxMs } = entry.propagation;
     lines.push(
-      `| propagation (accepted → all reported) | ${entry.agents} | ${p50Ms} | ${p95Ms} | ${maxMs} | ${entry.rollouts} rollouts, ${entry.workerProcesses} agent processes |`,
+      `| propagation (accepted → all reported)${entry.nodeFolders === 'tmpfs' ? ', node folders on tmpfs' : ''} | ${entry.agents} | ${p50Ms} | ${p95Ms} | ${maxMs} | ${entry.rollouts} rollouts, ${entry.workerProcesses} agent processes |`,
     );
   }
   for (const entry of results.propagation) {
     const { p50Ms, p95Ms, maxMs } = entry.swapToAll;
+    if (entry.nodeFolders === 'tmpfs') continue;
     lines.push(`| certsync swap → all N reported | ${entry.agents} | ${p50Ms} | ${p95Ms} | ${maxMs} | settleMs ${entry.settleMs} |`);
   }
   for (const peer of results.peers) {
@@ -27,6 +28,7 @@ export function formatTable(results: BenchResults): string {
   lines.push('', '| footprint | N | RSS MiB | CPU % of one core | notes |', '| --- | ---: | ---: | ---: | --- |');
   for (const entry of results.propagation) {
     const server = entry.server;
+    if (entry.nodeFolders === 'tmpfs') continue;
     lines.push(`| server, idle | ${entry.agents} | ${server.idleRssMiB} | ${server.idleCpuPercent} | before agents: ${entry.serverRssBeforeAgentsMiB} MiB |`);
     lines.push(`| server, during rollouts | ${entry.agents} | ${server.rolloutPeakRssMiB} (peak) | ${server.rolloutCpuPercent} | swap → converged windows |`);
   }
@@ -55,7 +57,8 @@ export function formatComparison(current: BenchResults, previous: BenchResults):
     delta(`detection p50, settleMs ${entry.settleMs}`, entry.detection.p50Ms, previous.detection.find((old) => old.settleMs === entry.settleMs)?.detection.p50Ms, 'ms');
   }
   for (const entry of current.propagation) {
-    const old = previous.propagation.find((candidate) => candidate.agents === entry.agents);
+    const old = previous.propagation.find((candidate) => candidate.agents === entry.agents && candidate.nodeFolders !== 'tmpfs');
+    if (entry.nodeFolders === 'tmpfs') continue;
     delta(`propagation p50, N=${entry.agents}`, entry.propagation.p50Ms, old?.propagation.p50Ms, 'ms');
     delta(`server idle RSS, N=${entry.agents}`, entry.server.idleRssMiB, old?.server.idleRssMiB, 'MiB');
   }

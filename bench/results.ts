@@ -41,7 +41,7 @@ export function checkTargets(results: Omit<BenchResults, 'targets'>, benchSettle
     [100, 100],
     [1000, 1500],
   ] as const) {
-    const run = results.propagation.find((entry) => entry.agents === agents);
+    const run = results.propagation.find((entry) => entry.agents === agents && entry.nodeFolders === 'disk');
     if (run) {
       checks.push({
         target: `propagation p50, N=${agents}`,
@@ -51,7 +51,7 @@ export function checkTargets(results: Omit<BenchResults, 'targets'>, benchSettle
       });
     }
   }
-  for (const run of results.propagation) {
+  for (const run of results.propagation.filter((entry) => entry.nodeFolders === 'disk')) {
     const limitMiB = 80 + (run.agents * 40) / 1024;
     checks.push({
       target: `server RSS, N=${run.agents} idle`,

@@ -27,6 +27,8 @@ export interface PropagationResult {
   readonly swapToAll: DurationSummary;
   readonly server: ServerFootprint;
   readonly serverRssBeforeAgentsMiB: number;
+  /** Where the node folders were: `disk` (the work folder) or `tmpfs` (fsync costs nothing). */
+  readonly nodeFolders: 'disk' | 'tmpfs';
 }
 
 const IDLE_WINDOW_MS = 5_000;
@@ -37,6 +39,11 @@ export async function runPropagation(options: {
   agents: number;
   rollouts: number;
   settleMs: number;
+  /**
+   * Puts the node folders on tmpfs (/dev/shm). On one machine every simulated node fsyncs to the
+   * same disk, one after another; a real fleet has a disk per node. tmpfs shows the rest.
+   */
+  tmpfsNodes?: boolean;
   /** Called with the running fleet before it is stopped (the agent-process footprint uses it). */
   whileRunning?: (server: BenchServer) => Promise<void>;
 }): Promise<PropagationResult> {
@@ -46,10 +53,13 @@ export async function runPropagation(options: {
   const server = await BenchServer.start({ workDir, liveDir: lineage.liveDir, settleMs: options.settleMs });
   const serverRssBeforeAgentsMiB = readRssKiB(server.pid) / 1024;
   let fleet: AgentFleet | undefined;
+  const nodesDir = options.tmpfsNodes
+    ? await fs.mkdtemp(path.join('/dev/shm', 'certsync-bench-nodes-'))
+    : path.join(workDir, 'nodes');
   try {
     fleet = await AgentFleet.start({
       count: agents,
-      baseDir: path.join(workDir, 'nodes'),
+      baseDir: nodesDir,
       serverAddress: server.address,
       transport: server.agentTransport(),
       logFile: path.join(workDir, 'agents.log'),
@@ -92,10 +102,12 @@ export async function runPropagation(options: {
         rolloutCpuPercent: round((rolloutCpuMs / rolloutWallMs) * 100),
       },
       serverRssBeforeAgentsMiB: round(serverRssBeforeAgentsMiB),
+      nodeFolders: options.tmpfsNodes ? 'tmpfs' : 'disk',
     };
   } finally {
     await fleet?.stop();
     await server.stop();
+    if (options.tmpfsNodes) await fs.rm(nodesDir, { recursive: true, force: true });
   }
 }
 
