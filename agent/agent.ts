@@ -77,7 +77,10 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
     keepaliveTimeMs: config.keepaliveTimeMs,
     keepaliveTimeoutMs: config.keepaliveTimeoutMs,
     credentials: transport.credentials,
-    channelOptions: transport.channelOptions,
+    // Each agent gets its own HTTP/2 connection even when several run in one process (the
+    // benchmark hosts hundreds per process): grpc-js otherwise shares one connection between
+    // channels to the same server, which no real fleet of one-agent-per-node processes does.
+    channelOptions: { ...transport.channelOptions, 'grpc.use_local_subchannel_pool': 1 },
     metadata: () => transport.metadata(),
     maxMessageBytes: config.maxMessageBytes,
     handlers: {

@@ -1,4 +1,4 @@
-import Docker from 'dockerode';
+import type Docker from 'dockerode';
 import type {
   AgentError,
   SignalledContainer,
@@ -39,15 +39,24 @@ export interface LocalDocker {
   signalContainer(containerId: string, signal: SignalName): Promise<void>;
 }
 
+/**
+ * dockerode and what it pulls in (ssh2, protobufjs, …) add about 23 MB to the process's RSS, and
+ * most agents never signal anything; so it is loaded on the first Docker call, not at start.
+ */
+function loadDockerode(): typeof Docker {
+  return require('dockerode') as typeof Docker;
+}
+
 /** The LocalDocker of a real engine, through the Unix socket at `socketPath`. */
 export function createLocalDocker(
   socketPath: string,
   callTimeoutMs = DOCKER_CALL_TIMEOUT_MS,
 ): LocalDocker {
-  const docker = new Docker({ socketPath });
+  let client: Docker | undefined;
+  const docker = () => (client ??= new (loadDockerode())({ socketPath }));
   return {
     async listServiceContainers(service) {
-      const containers = await docker.listContainers({
+      const containers = await docker().listContainers({
         filters: { label: [`${SERVICE_LABEL}=${service}`], status: ['running'] },
         abortSignal: AbortSignal.timeout(callTimeoutMs),
       });
@@ -59,7 +68,7 @@ export function createLocalDocker(
     },
     async signalContainer(containerId, signal) {
       const abortSignal = AbortSignal.timeout(callTimeoutMs);
-      await docker.getContainer(containerId).kill({ signal, abortSignal });
+      await docker().getContainer(containerId).kill({ signal, abortSignal });
     },
   };
 }

@@ -16,6 +16,8 @@ export class RolloutHistory implements RolloutStorage {
   private readonly byBundle = new Map<string, RolloutData[]>();
   /** Writes of one file are chained, so an older snapshot never lands after a newer one. */
   private writing = Promise.resolve();
+  /** Bundles with a progress write queued but not started; later progress joins that write. */
+  private readonly progressQueued = new Set<string>();
 
   private constructor(
     private readonly dir: string,
@@ -40,20 +42,43 @@ export class RolloutHistory implements RolloutStorage {
 
   /** Adds or updates `rollout` (the same object is saved again after every change) and persists. */
   async save(rollout: RolloutData): Promise<void> {
+    const snapshot = JSON.stringify(this.remember(rollout));
+    this.writing = this.writing.then(() => this.write(rollout, snapshot));
+    await this.writing;
+  }
+
+  /**
+   * Records progress a restarted server can work out again (a node's confirmation: the agents
+   * report their files on reconnect) without waiting for the disk. Confirmations that arrive
+   * while a write is queued share the next one, so a rollout to N nodes costs a few writes, not
+   * N fsynced snapshots that each hold back the next confirmation (that was most of the
+   * propagation time at N=1000 in the benchmark).
+   */
+  saveProgress(rollout: RolloutData): void {
+    this.remember(rollout);
+    if (this.progressQueued.has(rollout.bundle)) return;
+    this.progressQueued.add(rollout.bundle);
+    this.writing = this.writing.then(() => {
+      this.progressQueued.delete(rollout.bundle);
+      return this.write(rollout, JSON.stringify(this.byBundle.get(rollout.bundle) ?? []));
+    });
+  }
+
+  private remember(rollout: RolloutData): RolloutData[] {
     const rollouts = this.byBundle.get(rollout.bundle) ?? [];
     if (!rollouts.includes(rollout)) rollouts.push(rollout);
     const kept = rollouts.slice(-ROLLOUTS_KEPT);
     this.byBundle.set(rollout.bundle, kept);
-    const snapshot = JSON.stringify(kept);
-    this.writing = this.writing.then(async () => {
-      try {
-        await writeFileAtomic(this.file(rollout.bundle), snapshot, 0o600);
-      } catch (error) {
-        // The rollout goes on; only its record after a restart is at risk, so say so loudly.
-        this.log.error({ err: error, bundle: rollout.bundle, version: rollout.version }, 'Rollout history not saved');
-      }
-    });
-    await this.writing;
+    return kept;
+  }
+
+  private async write(rollout: RolloutData, snapshot: string): Promise<void> {
+    try {
+      await writeFileAtomic(this.file(rollout.bundle), snapshot, 0o600);
+    } catch (error) {
+      // The rollout goes on; only its record after a restart is at risk, so say so loudly.
+      this.log.error({ err: error, bundle: rollout.bundle, version: rollout.version }, 'Rollout history not saved');
+    }
   }
 
   private async read(bundle: string): Promise<RolloutData[]> {

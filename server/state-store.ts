@@ -30,6 +30,8 @@ export interface RolloutStorage {
   list(bundle: string): RolloutData[];
   /** Adds or updates `rollout` (the same object is saved again after every change) and persists. */
   save(rollout: RolloutData): Promise<void>;
+  /** Records progress (node confirmations) without waiting; several may share one write. */
+  saveProgress(rollout: RolloutData): void;
 }
 
 /** Both halves of the server's authoritative state, opened together from one backend. */

@@ -19,6 +19,8 @@ export class SwarmRolloutHistory implements RolloutStorage {
   private readonly sequenceByBundle = new Map<string, number>();
   /** Saves are chained, so an older snapshot never lands after a newer one. */
   private writing = Promise.resolve();
+  /** Bundles with a progress snapshot queued and not yet written. */
+  private readonly progressQueued = new Set<string>();
 
   private constructor(
     private readonly docker: DockerConfigClient,
@@ -55,6 +57,26 @@ export class SwarmRolloutHistory implements RolloutStorage {
       }
     });
     await this.writing;
+  }
+
+  /**
+   * Records node confirmations without waiting, several per snapshot: every snapshot is a new
+   * swarm config, and a successor learns confirmations again from the agents anyway.
+   */
+  saveProgress(rollout: RolloutData): void {
+    const rollouts = this.byBundle.get(rollout.bundle) ?? [];
+    if (!rollouts.includes(rollout)) rollouts.push(rollout);
+    this.byBundle.set(rollout.bundle, rollouts.slice(-ROLLOUTS_KEPT));
+    if (this.progressQueued.has(rollout.bundle)) return;
+    this.progressQueued.add(rollout.bundle);
+    this.writing = this.writing.then(async () => {
+      this.progressQueued.delete(rollout.bundle);
+      try {
+        await this.write(rollout.bundle, JSON.stringify(this.byBundle.get(rollout.bundle) ?? []));
+      } catch (error) {
+        this.log.error({ err: error, bundle: rollout.bundle, version: rollout.version }, 'Rollout history not saved');
+      }
+    });
   }
 
   private async write(bundle: string, snapshot: string): Promise<void> {
