@@ -27,7 +27,11 @@ export function formatStatusTable(status: GetStatusResponse, now: Date = new Dat
       lines.push(`last rejected candidate (${bundle.lastRejected.at?.toISOString() ?? '?'}): ${bundle.lastRejected.reason}`);
     }
 
-    const table = new Table({ head: ['node', 'connected', 'version', 'in sync', 'last seen', 'files', 'error'] });
+    const table = new Table({
+      head: ['node', 'connected', 'version', 'in sync', 'last seen', 'files', 'error'],
+      // Colour only for a terminal: piped into a file, grep or a mail, escape codes are noise.
+      ...(process.stdout.isTTY ? {} : { style: { head: [], border: [] } }),
+    });
     for (const node of bundle.nodes) {
       const info: NodeInfo | undefined = nodesById.get(node.nodeId);
       table.push([

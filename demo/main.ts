@@ -46,8 +46,9 @@ async function main(): Promise<void> {
     say('2. a transport CA, a server certificate for localhost, an agent token and an admin token: secrets/');
 
     const port = await freePort();
+    const metricsPort = await freePort();
     const configFile = path.join(workDir, 'certsync.yml');
-    await fs.writeFile(configFile, serverConfig(port, path.join(workDir, 'state'), liveDir, secrets));
+    await fs.writeFile(configFile, serverConfig(port, metricsPort, path.join(workDir, 'state'), liveDir, secrets));
     processes.push(await startProcess('server', ['--config', configFile], path.join(workDir, 'logs/server.log')));
     const admin = new AdminClient(`127.0.0.1:${port}`, clientTransport(secrets, 'tls', 'admin'), 2_000);
     await waitFor('the server to accept version 1', async () =>
@@ -84,7 +85,12 @@ async function main(): Promise<void> {
     say(`6. every node holds version 2 (${elapsedMs} ms after the last link swap); bytes and modes checked on disk\n`);
     say(formatStatusTable(status));
     admin.close();
-    if (stay) await stayForOperator(workDir, port, secrets, first.intermediate, say);
+
+    const metricsUrl = `http://127.0.0.1:${metricsPort}/metrics`;
+    const metrics = await readDemoMetrics(metricsUrl);
+    say(`\n7. the server's Prometheus metrics (${metricsUrl}):`);
+    for (const line of metrics) say(`   ${line}`);
+    if (stay) await stayForOperator(workDir, port, metricsUrl, secrets, first.intermediate, say);
   } finally {
     await Promise.all(processes.map((child) => child.stop()));
     if (keep) say(`\nkept ${workDir}`);
@@ -99,6 +105,7 @@ async function main(): Promise<void> {
 async function stayForOperator(
   workDir: string,
   port: number,
+  metricsUrl: string,
   secrets: TransportFixture,
   intermediate: IssuedCertificate,
   say: (line: string) => void,
@@ -122,6 +129,7 @@ async function stayForOperator(
     `export CERTSYNC_CA_FILE=${secrets.caFile}`,
     'export CERTSYNC_SERVER_NAME=localhost',
     `export CERTSYNC_ADMIN_TOKEN_FILE=${secrets.adminTokenFile}`,
+    `export CERTSYNC_DEMO_METRICS=${metricsUrl}`,
     '',
   ].join('\n');
   await fs.writeFile(envFile, env, { mode: 0o600 });
@@ -135,9 +143,10 @@ async function stayForOperator(
   });
 }
 
-function serverConfig(port: number, stateDir: string, liveDir: string, secrets: TransportFixture): string {
+function serverConfig(port: number, metricsPort: number, stateDir: string, liveDir: string, secrets: TransportFixture): string {
   return [
     `listen: 127.0.0.1:${port}`,
+    `metrics: { listen: 127.0.0.1:${metricsPort} }`,
     ...serverTransportConfig(secrets, 'tls'),
     `stateDir: ${JSON.stringify(stateDir)}`,
     'settleMs: 300',
@@ -161,6 +170,19 @@ async function waitForConvergence(admin: AdminClient, version: number) {
     const done = inSync && bundle.rollout?.version === version && bundle.rollout.state === 'done';
     return done ? status : undefined;
   });
+}
+
+/** The few metric lines an operator would alert on, checked against what the demo did. */
+async function readDemoMetrics(url: string): Promise<string[]> {
+  const response = await fetch(url);
+  if (!response.ok) throw new Error(`${url} answered HTTP ${response.status}`);
+  const wanted = ['certsync_bundle_version', 'certsync_nodes_expected', 'certsync_nodes_in_sync', 'certsync_certificate_expiration_timestamp_seconds'];
+  const lines = (await response.text()).split('\n').filter((line) => wanted.some((name) => line.startsWith(`${name}{`)));
+  const value = (name: string) => Number(lines.find((line) => line.startsWith(`${name}{`))?.split(' ').at(-1));
+  if (value('certsync_bundle_version') !== 2 || value('certsync_nodes_in_sync') !== NODE_COUNT) {
+    throw new Error(`the metrics do not show version 2 on ${NODE_COUNT} nodes:\n${lines.join('\n')}`);
+  }
+  return lines;
 }
 
 /** The demo proves its claim on disk, not just through the server's word. */
