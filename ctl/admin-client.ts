@@ -136,6 +136,8 @@ export class AdminClient {
             : error.code === grpc.status.UNAUTHENTICATED
               ? ' (pass the admin token with --token-file or CERTSYNC_ADMIN_TOKEN_FILE, or an admin client certificate)'
               : '';
-        return new AdminCallError(`${this.address}: ${error.details || error.message}${hint}`, error.code, { cause: error });
+        // grpc-js ends some connection errors with an empty "Resolution note: "; drop it.
+        const details = (error.details || error.message).replace(/\.?\s*Resolution note:\s*$/, '');
+        return new AdminCallError(`${this.address}: ${details}${hint}`, error.code, { cause: error });
   }
 }
