@@ -21,6 +21,13 @@ export function renderChart(results: BenchResults): string {
       rows.push({ label: `${peer.peer}, N=${agents}`, valueMs: peer.time.p50Ms, certsync: false });
     }
   }
+  if (results.swarm) {
+    const s = results.swarm.summary;
+    rows.push({ label: 'swarm: certsync renew → done', valueMs: s.endToEnd.p50Ms, certsync: true });
+    rows.push({ label: 'swarm: certsync reload part', valueMs: s.reload.p50Ms, certsync: true });
+    rows.push({ label: 'swarm: secret rotation (create + update)', valueMs: s.secretRotationWithCreate.p50Ms, certsync: false });
+    rows.push({ label: 'swarm: bare force-update', valueMs: s.bareForceUpdate.p50Ms, certsync: false });
+  }
   const plotted = rows.filter((row) => Number.isFinite(row.valueMs));
   const maxMs = Math.max(10, ...plotted.map((row) => row.valueMs));
   const decades = Math.ceil(Math.log10(maxMs));

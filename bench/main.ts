@@ -15,6 +15,7 @@ import { checkTargets, type BenchResults } from './results';
 import { measureAgentProcess, type AgentFootprint } from './scenarios/agent-footprint';
 import { runDetection, type DetectionResult } from './scenarios/detection';
 import { runPropagation, type PropagationResult } from './scenarios/propagation';
+import { runSwarm, swarmSkipReason, type SwarmResult } from './scenarios/swarm';
 import { round } from './stats';
 
 /**
@@ -37,6 +38,9 @@ async function main(): Promise<void> {
     .option('--ansible-runs <n>', 'ansible-playbook runs per N', '1')
     .option('--tmpfs-agents <list>', 'agent counts to run again with node folders on tmpfs', '100,1000')
     .option('--no-peers', 'skip the peer tools')
+    .option('--no-swarm', 'skip the swarm scenarios (the e2e swarm: needs root, dockerd, pebble, certbot)')
+    .option('--swarm-runs <n>', 'renewals, secret rotations and bare force-updates each on the swarm', '3')
+    .option('--only <list>', 'run only these parts: detection,propagation,peers,swarm')
     .option('--quick', 'a short smoke run: N=10,100, few renewals, no N=1000')
     .option('--compare <file>', 'print deltas against an earlier results.json')
     .option('--results-dir <dir>', 'where results go', path.join(process.cwd(), 'bench', 'results'))
@@ -44,7 +48,7 @@ async function main(): Promise<void> {
     .parse();
   const options = program.opts<{
     agents: string; tmpfsAgents: string; peerAgents: string; settleMs: string; detectionRenewals: string; rollouts: string;
-    peerRenewals: string; ansibleRuns: string; peers: boolean; quick?: boolean; compare?: string; resultsDir: string; keep?: boolean;
+    peerRenewals: string; ansibleRuns: string; peers: boolean; swarm: boolean; swarmRuns: string; only?: string; quick?: boolean; compare?: string; resultsDir: string; keep?: boolean;
   }>();
   const quick = options.quick === true;
   const agentCounts = quick ? [10, 100] : numbers(options.agents);
@@ -54,6 +58,8 @@ async function main(): Promise<void> {
   const rollouts = quick ? 5 : Number(options.rollouts);
   const peerRenewals = quick ? 3 : Number(options.peerRenewals);
 
+  const only = options.only ? new Set(options.only.split(',').map((part) => part.trim())) : undefined;
+  const wanted = (part: 'detection' | 'propagation' | 'peers' | 'swarm') => only === undefined || only.has(part);
   const say = (line: string) => process.stdout.write(`${line}\n`);
   const started = new Date();
   const workRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-bench-'));
@@ -71,13 +77,13 @@ async function main(): Promise<void> {
 
   try {
     const detection: DetectionResult[] = [];
-    for (const settle of [...new Set([DEFAULT_SETTLE_MS, settleMs])]) {
+    for (const settle of wanted('detection') ? [...new Set([DEFAULT_SETTLE_MS, settleMs])] : []) {
       detection.push(await step(`detection-settle-${settle}`, (dir) => runDetection(dir, settle, renewals)));
     }
 
     const propagation: PropagationResult[] = [];
     let agentProcess: AgentFootprint | undefined;
-    for (const agents of agentCounts) {
+    for (const agents of wanted('propagation') ? agentCounts : []) {
       const count = agents >= 1000 ? Math.max(3, Math.ceil(rollouts / 2)) : rollouts;
       propagation.push(
         await step(`propagation-${agents}`, (dir) =>
@@ -94,7 +100,7 @@ async function main(): Promise<void> {
       );
     }
 
-    const tmpfsCounts = quick ? [] : numbers(options.tmpfsAgents);
+    const tmpfsCounts = quick || !wanted('propagation') ? [] : numbers(options.tmpfsAgents);
     for (const agents of tmpfsCounts) {
       const count = Math.max(3, Math.ceil(rollouts / 2));
       propagation.push(
@@ -104,7 +110,7 @@ async function main(): Promise<void> {
 
     const peers: PeerResult[] = [];
     const skipped: SkippedPeer[] = [];
-    if (options.peers) {
+    if (options.peers && wanted('peers')) {
       const missing = ensurePeers(say);
       for (const agents of peerCounts) {
         const certsync = propagation.find((entry) => entry.agents === agents && entry.nodeFolders === 'disk');
@@ -121,12 +127,18 @@ async function main(): Promise<void> {
         else peers.push(withRatio(await step(`ansible-${agents}`, (dir) => runAnsible(dir, agents, Number(options.ansibleRuns), 5))));
       }
     } else {
-      skipped.push({ peer: 'all peers', reason: '--no-peers' });
+      skipped.push({ peer: 'all peers', reason: options.peers ? '--only' : '--no-peers' });
     }
-    skipped.push({
-      peer: 'swarm scenarios (secret rotation vs force-update rollout; end-to-end proof vs bare force-update)',
-      reason: 'not implemented yet; see BENCHMARKS.md',
-    });
+    let swarm: SwarmResult | undefined;
+    const swarmName = 'swarm scenarios (secret rotation vs force-update rollout; end-to-end with phases vs bare force-update)';
+    const swarmSkip = !options.swarm ? '--no-swarm' : !wanted('swarm') ? '--only' : swarmSkipReason();
+    if (swarmSkip) {
+      say(`- swarm scenarios skipped: ${swarmSkip}`);
+      skipped.push({ peer: swarmName, reason: swarmSkip });
+    } else {
+      const runs = quick ? 2 : Number(options.swarmRuns);
+      swarm = await step('swarm', () => runSwarm({ repetitions: runs, say }));
+    }
 
     const partial = {
       startedAt: started.toISOString(),
@@ -136,6 +148,7 @@ async function main(): Promise<void> {
       propagation,
       ...(agentProcess ? { agentProcess } : {}),
       peers,
+      ...(swarm ? { swarm } : {}),
       skipped,
     };
     const results: BenchResults = { ...partial, targets: checkTargets(partial, settleMs) };

@@ -25,6 +25,21 @@ export function formatTable(results: BenchResults): string {
     const missed = peer.missed > 0 ? `, **missed ${peer.missed} of ${peer.runs}** (not delivered in 15 s)` : '';
     lines.push(`| ${peer.peer} | ${peer.agents} | ${p50Ms} | ${p95Ms} | ${maxMs} | ${peer.time.count} of ${peer.runs} delivered${ratio}${missed} |`);
   }
+  if (results.swarm) {
+    const swarm = results.swarm;
+    const s = swarm.summary;
+    const n = swarm.renewals.length;
+    const row = (label: string, d: { p50Ms: number; p95Ms: number; maxMs: number }, note: string) =>
+      lines.push(`| ${label} | 3 | ${d.p50Ms} | ${d.p95Ms} | ${d.maxMs} | ${note} |`);
+    row('swarm: certsync renewal (certbot exit → rollout done)', s.endToEnd, `${n} renewals; distribute to 3 nodes, force-update iklimco_vault (2 replicas), unseal + prove`);
+    row('swarm: · detection (certbot exit → accepted)', s.detection, 'server timestamps (history) against the host clock');
+    row('swarm: · propagation (accepted → converged)', s.propagation, '3 agents confirmed');
+    row('swarm: · reload (reloading → force-update finished)', s.reload, 'docker service update --force by the server');
+    row('swarm: · proof (start → finish)', s.proof, 'unseal + TLS leaf check of every replica');
+    row('swarm: Swarm-native secret rotation (update)', s.secretRotation, `--secret-rm/--secret-add on bench_secret_vault (2 replicas, not sealed); → UpdateStatus completed`);
+    row('swarm: Swarm-native secret rotation (secret create + update)', s.secretRotationWithCreate, `certsync renewal / this = **${s.renewalVsSecretRotation}×**`);
+    row('swarm: bare docker service update --force iklimco_vault', s.bareForceUpdate, `end-to-end / bare = **${s.endToEndVsBare}×**, reload / bare = ${s.reloadVsBare}×`);
+  }
   lines.push('', '| footprint | N | RSS MiB | CPU % of one core | notes |', '| --- | ---: | ---: | ---: | --- |');
   for (const entry of results.propagation) {
     const server = entry.server;
