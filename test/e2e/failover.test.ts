@@ -1,28 +1,25 @@
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 
+import { PROJECT_ROOT } from '../support/processes';
 import { REQUIRE_TOOLS_ENV, checkTools } from '../support/tools';
 import { readStatus, runCertsyncctl, type StatusJson } from './support/certsync-admin';
 import {
   LINEAGE,
   VAULT_SERVICE,
-  startCertsyncSwarm,
   writeE2eConfig,
   type CertsyncSwarm,
 } from './support/certsync-swarm';
 import { killNodeProcesses } from './support/cleanup';
 import { startEngine } from './support/docker-engine';
-import { createLayout } from './support/layout';
 import { assertEveryNodeHoldsLive } from './support/node-files';
-import { PhaseTimer } from './support/phase-timer';
 import { BUNDLE, describeRollout, type RolloutJson } from './support/rollout-checks';
-import { acquireRunLock } from './support/run-lock';
+import { E2E_LOCK_TIMEOUT_MS, startE2eRun } from './support/e2e-run';
 import {
   inspectServiceUpdate,
   listServiceTasks,
@@ -44,8 +41,7 @@ const isRoot = process.getuid?.() === 0;
 const mustRun = process.env[REQUIRE_TOOLS_ENV] === '1';
 const skip = !isRoot && !mustRun ? 'needs root (network namespaces, dockerd)' : tools.skip;
 
-const LOCK_TIMEOUT_MS = 15 * 60_000;
-const SUITE_TIMEOUT_MS = LOCK_TIMEOUT_MS + 20 * 60_000;
+const SUITE_TIMEOUT_MS = E2E_LOCK_TIMEOUT_MS + 20 * 60_000;
 /** Short, so a successor does not wait long for the lease of a killed server. */
 const LEASE_TTL_MS = 6_000;
 const SERVER_SERVICE = 'certsync_server';
@@ -55,27 +51,8 @@ const WAITING_FOR_LEASE = 'Waiting for the lease held by another server; not dis
 test('certsync survives losing the manager that runs its server', { skip, timeout: SUITE_TIMEOUT_MS }, async (t) => {
   if (!isRoot) throw new Error(`needs root (network namespaces, dockerd); ${REQUIRE_TOOLS_ENV}=1 forbids skipping`);
   tools.require();
-  const projectRoot = findProjectRoot();
-  const layout = createLayout();
-  const timer = new PhaseTimer();
-  const keepRunDir = process.env['CERTSYNC_KEEP_TEST_DIRS'] === '1';
-
-  const releaseLock = await timer.time('wait for other e2e runs', () =>
-    acquireRunLock(layout.baseDir, LOCK_TIMEOUT_MS, (pid) =>
-      t.diagnostic(`another e2e run (pid ${pid}) is using the host; waiting for it to end`),
-    ),
-  );
-  let started: CertsyncSwarm | undefined;
-  t.after(async () => {
-    try {
-      if (started) await timer.time('teardown', () => started!.stop({ keepRunDir }));
-      for (const line of timer.lines()) t.diagnostic(`e2e phase  ${line}`);
-    } finally {
-      await releaseLock();
-    }
-  });
-  const swarm = await startCertsyncSwarm(layout, projectRoot, timer, { managerCount: 3 });
-  started = swarm;
+  const projectRoot = PROJECT_ROOT;
+  const { swarm, layout, timer } = await startE2eRun(t, projectRoot, { managerCount: 3 });
   /** Members whose engine is alive; the killed manager leaves it. */
   const alive = new Set<SwarmMember>(swarm.members);
   let reloads = 0;
@@ -326,11 +303,4 @@ async function leaseHolder(engine: CertsyncSwarm['manager']): Promise<string> {
 async function containerLog(engine: CertsyncSwarm['manager'], containerId: string): Promise<string> {
   const result = await engine.docker(['logs', containerId], { allowFailure: true });
   return `${result.stdout}\n${result.stderr}`;
-}
-
-function findProjectRoot(): string {
-  for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
-    if (existsSync(path.join(dir, 'Dockerfile.server'))) return dir;
-  }
-  throw new Error(`no project root (with Dockerfile.server) above ${__dirname}`);
 }

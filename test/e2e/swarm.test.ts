@@ -1,24 +1,21 @@
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { generateKeyPairSync } from 'node:crypto';
 import { readFile, readlink, rename, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+import { PROJECT_ROOT } from '../support/processes';
 import { REQUIRE_TOOLS_ENV, checkTools } from '../support/tools';
 import { readHistory, readStatus, runCertsyncctl } from './support/certsync-admin';
 import {
   E2E_IMAGES,
   LINEAGE,
   VAULT_SERVICE,
-  startCertsyncSwarm,
   writeE2eConfig,
   type CertsyncSwarm,
 } from './support/certsync-swarm';
-import { createLayout } from './support/layout';
-import { PhaseTimer } from './support/phase-timer';
-import { acquireRunLock } from './support/run-lock';
+import { E2E_LOCK_TIMEOUT_MS, startE2eRun } from './support/e2e-run';
 import { assertEveryNodeHoldsLive, readTargets } from './support/node-files';
 import { assertProof, assertServes } from './support/proof-checks';
 import { STAND_INS } from './support/stand-ins';
@@ -59,9 +56,7 @@ const mustRun = process.env[REQUIRE_TOOLS_ENV] === '1';
 const skip = !isRoot && !mustRun ? 'needs root (network namespaces, dockerd)' : tools.skip;
 
 const CONVERGE_TIMEOUT_MS = 15_000;
-/** Another run on the same host is waited for this long (see run-lock.ts). */
-const LOCK_TIMEOUT_MS = 15 * 60_000;
-const SUITE_TIMEOUT_MS = LOCK_TIMEOUT_MS + 15 * 60_000;
+const SUITE_TIMEOUT_MS = E2E_LOCK_TIMEOUT_MS + 15 * 60_000;
 
 test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS }, async (t) => {
   if (!isRoot)
@@ -69,29 +64,8 @@ test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS 
       `needs root (network namespaces, dockerd); ${REQUIRE_TOOLS_ENV}=1 forbids skipping`,
     );
   tools.require();
-  const projectRoot = findProjectRoot();
-  const layout = createLayout();
-  const timer = new PhaseTimer();
-  const keepRunDir = process.env['CERTSYNC_KEEP_TEST_DIRS'] === '1';
-
-  const releaseLock = await timer.time('wait for other e2e runs', () =>
-    acquireRunLock(layout.baseDir, LOCK_TIMEOUT_MS, (pid) =>
-      t.diagnostic(`another e2e run (pid ${pid}) is using the host; waiting for it to end`),
-    ),
-  );
-  let started: CertsyncSwarm | undefined;
-  // One hook, so the lock is only released once the swarm is torn down.
-  t.after(async () => {
-    try {
-      if (started) await timer.time('teardown', () => started!.stop({ keepRunDir }));
-      for (const line of timer.lines()) t.diagnostic(`e2e phase  ${line}`);
-      if (keepRunDir) t.diagnostic(`e2e folders kept in ${layout.runDir}`);
-    } finally {
-      await releaseLock();
-    }
-  });
-  const swarm = await startCertsyncSwarm(layout, projectRoot, timer);
-  started = swarm;
+  const projectRoot = PROJECT_ROOT;
+  const { swarm, layout, timer } = await startE2eRun(t, projectRoot);
   const [manager] = swarm.members;
   assert.ok(manager);
   let doneReloads = 0;
@@ -422,11 +396,4 @@ async function imageIds(engine: CertsyncSwarm['builder']): Promise<string[]> {
 
 function readLink(dir: string, name: string): Promise<string> {
   return readlink(path.join(dir, name));
-}
-
-function findProjectRoot(): string {
-  for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
-    if (existsSync(path.join(dir, 'Dockerfile.server'))) return dir;
-  }
-  throw new Error(`no project root (with Dockerfile.server) above ${__dirname}`);
 }
