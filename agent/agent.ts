@@ -40,14 +40,20 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
   try {
     transport = createClientTransport(config.transport);
   } catch (error) {
-    if (error instanceof CredentialFileError) throw new AgentStartError(error.message, { cause: error });
+    if (error instanceof CredentialFileError)
+      throw new AgentStartError(error.message, { cause: error });
     throw error;
   }
   if (config.transport.insecure) {
-    log.warn({ insecure: true }, 'INSECURE: plaintext gRPC to the server (--insecure); bundles and tokens cross the network unencrypted');
+    log.warn(
+      { insecure: true },
+      'INSECURE: plaintext gRPC to the server (--insecure); bundles and tokens cross the network unencrypted',
+    );
   }
   const queue = new SerialQueue();
-  const metrics = config.metricsListen ? new AgentMetrics(() => connection.connectionState === 'connected') : undefined;
+  const metrics = config.metricsListen
+    ? new AgentMetrics(() => connection.connectionState === 'connected')
+    : undefined;
   let metricsListener: MetricsListener | undefined;
   const writer = new BundleWriter({ dir: config.dir, logger });
   const watcher: DriftWatcher = new DriftWatcher({
@@ -152,7 +158,10 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
       if (!attributesOnly) continue;
       const restored = await pushHandler.restoreAttributes(report.bundle);
       if (restored === undefined) continue;
-      log.info({ bundle: report.bundle, version: restored.version, ok: restored.ok }, 'Attributes restored');
+      log.info(
+        { bundle: report.bundle, version: restored.version, ok: restored.ok },
+        'Attributes restored',
+      );
       connection.session?.send({ message: { $case: 'applyReport', value: restored } });
     }
   }
@@ -180,7 +189,10 @@ export function createAgent(config: AgentConfig, logger: Logger): Agent {
         metricsListener = await startMetricsListener({
           listen: config.metricsListen,
           registry: metrics.registry,
-          notReadyReasons: () => (connection.connectionState === 'connected' ? [] : [`not connected to the server (${connection.connectionState})`]),
+          notReadyReasons: () =>
+            connection.connectionState === 'connected'
+              ? []
+              : [`not connected to the server (${connection.connectionState})`],
           log: log.child({ component: 'metrics' }),
         });
       }

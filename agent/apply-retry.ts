@@ -28,7 +28,10 @@ export interface ApplyRetryOptions {
    * undefined without touching disk when `stillPending()` is false once its turn comes (a newer
    * push got there first).
    */
-  readonly retry: (push: BundlePush, stillPending: () => boolean) => Promise<ApplyReport | undefined>;
+  readonly retry: (
+    push: BundlePush,
+    stillPending: () => boolean,
+  ) => Promise<ApplyReport | undefined>;
   readonly random?: () => number;
 }
 
@@ -115,7 +118,10 @@ export class ApplyRetry {
       return;
     }
     if (!isRetryableApplyError(report.error)) {
-      this.log.error({ bundle, version, attempt, code: report.error?.code }, 'Apply retry given up');
+      this.log.error(
+        { bundle, version, attempt, code: report.error?.code },
+        'Apply retry given up',
+      );
       return;
     }
     this.schedule(entry.push, attempt, report.error);

@@ -4,7 +4,12 @@ import * as path from 'node:path';
 import type { ClientTransportSettings } from '../common/client-transport';
 import { isLogFormat, type LogFormat } from '../common/log';
 import { readAgentVersion } from './agent-version';
-import { type BackoffPolicy, DEFAULT_APPLY_RETRY_POLICY, DEFAULT_BACKOFF_POLICY, type RetryPolicy } from './backoff';
+import {
+  type BackoffPolicy,
+  DEFAULT_APPLY_RETRY_POLICY,
+  DEFAULT_BACKOFF_POLICY,
+  type RetryPolicy,
+} from './backoff';
 
 /**
  * The node IDs certsync-server accepts in a hello. Checked here too so a bad ID fails at start with
@@ -66,7 +71,8 @@ export class ConfigError extends Error {
 
 /** Builds a frozen config from the required settings plus defaults for the rest. */
 export function createAgentConfig(
-  settings: Pick<AgentConfig, 'serverAddress' | 'dir' | 'nodeId' | 'transport'> & Partial<AgentTuning>,
+  settings: Pick<AgentConfig, 'serverAddress' | 'dir' | 'nodeId' | 'transport'> &
+    Partial<AgentTuning>,
 ): AgentConfig {
   const config: AgentConfig = {
     logLevel: 'info',
@@ -113,11 +119,23 @@ export function parseAgentConfig(
     .option('--token-file <file>', 'agent token file (env CERTSYNC_TOKEN_FILE)')
     .option('--cert-file <file>', 'client certificate for mTLS (env CERTSYNC_CERT_FILE)')
     .option('--key-file <file>', 'key of --cert-file (env CERTSYNC_KEY_FILE)')
-    .option('--server-name <name>', 'name the server certificate must carry (env CERTSYNC_SERVER_NAME)')
+    .option(
+      '--server-name <name>',
+      'name the server certificate must carry (env CERTSYNC_SERVER_NAME)',
+    )
     .option('--insecure', 'plaintext, for a server with insecure: true (env CERTSYNC_INSECURE=1)')
-    .option('--max-message-bytes <n>', 'largest push accepted, default 4 MiB (env CERTSYNC_MAX_MESSAGE_BYTES)')
-    .option('--metrics-listen <host:port>', 'serve /metrics, /healthz, /readyz over plain HTTP (env CERTSYNC_METRICS_LISTEN)')
-    .option('--log-format <format>', 'json or pretty; default pretty on a terminal (env CERTSYNC_LOG_FORMAT)')
+    .option(
+      '--max-message-bytes <n>',
+      'largest push accepted, default 4 MiB (env CERTSYNC_MAX_MESSAGE_BYTES)',
+    )
+    .option(
+      '--metrics-listen <host:port>',
+      'serve /metrics, /healthz, /readyz over plain HTTP (env CERTSYNC_METRICS_LISTEN)',
+    )
+    .option(
+      '--log-format <format>',
+      'json or pretty; default pretty on a terminal (env CERTSYNC_LOG_FORMAT)',
+    )
     .allowExcessArguments(false)
     .exitOverride();
   program.parse([...args], { from: 'user' });
@@ -165,12 +183,16 @@ export function parseAgentConfig(
   const metricsListen = nonEmpty(flags.metricsListen ?? env['CERTSYNC_METRICS_LISTEN']);
   if (metricsListen !== undefined && !isHostPort(metricsListen)) {
     const shown = JSON.stringify(metricsListen);
-    throw new ConfigError(`--metrics-listen ${shown} is not HOST:PORT (from --metrics-listen or CERTSYNC_METRICS_LISTEN)`);
+    throw new ConfigError(
+      `--metrics-listen ${shown} is not HOST:PORT (from --metrics-listen or CERTSYNC_METRICS_LISTEN)`,
+    );
   }
   const logFormat = nonEmpty(flags.logFormat ?? env['CERTSYNC_LOG_FORMAT']);
   if (logFormat !== undefined && !isLogFormat(logFormat)) {
     const shown = JSON.stringify(logFormat);
-    throw new ConfigError(`--log-format ${shown} is not json or pretty (from --log-format or CERTSYNC_LOG_FORMAT)`);
+    throw new ConfigError(
+      `--log-format ${shown} is not json or pretty (from --log-format or CERTSYNC_LOG_FORMAT)`,
+    );
   }
   return createAgentConfig({
     serverAddress,
@@ -180,7 +202,9 @@ export function parseAgentConfig(
     agentVersion,
     dockerSocketPath,
     transport: parseTransport(flags, env),
-    maxMessageBytes: parseMaxMessageBytes(flags.maxMessageBytes ?? env['CERTSYNC_MAX_MESSAGE_BYTES']),
+    maxMessageBytes: parseMaxMessageBytes(
+      flags.maxMessageBytes ?? env['CERTSYNC_MAX_MESSAGE_BYTES'],
+    ),
     metricsListen,
     logFormat,
   });
@@ -206,14 +230,18 @@ function parseTransport(
     serverName: pick(flags.serverName, 'CERTSYNC_SERVER_NAME'),
   };
   if (Boolean(settings.certFile) !== Boolean(settings.keyFile)) {
-    throw new ConfigError('a client certificate needs both --cert-file and --key-file (or CERTSYNC_CERT_FILE and CERTSYNC_KEY_FILE)');
+    throw new ConfigError(
+      'a client certificate needs both --cert-file and --key-file (or CERTSYNC_CERT_FILE and CERTSYNC_KEY_FILE)',
+    );
   }
   if (!settings.insecure && !settings.tokenFile && !settings.certFile) {
     throw new ConfigError(
       'no credential: pass --token-file (or CERTSYNC_TOKEN_FILE) or --cert-file/--key-file; --insecure only for a plaintext server',
     );
   }
-  return Object.fromEntries(Object.entries(settings).filter(([, value]) => value !== undefined && value !== false));
+  return Object.fromEntries(
+    Object.entries(settings).filter(([, value]) => value !== undefined && value !== false),
+  );
 }
 
 function parseMaxMessageBytes(value: string | undefined): number {

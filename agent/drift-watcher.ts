@@ -118,7 +118,10 @@ export class DriftWatcher {
     if (current === this.watchedFolderId) return;
     this.rewatching = true;
     try {
-      this.log.warn({ dir: this.dir, found: current !== undefined }, 'Watched folder replaced; watching again');
+      this.log.warn(
+        { dir: this.dir, found: current !== undefined },
+        'Watched folder replaced; watching again',
+      );
       await this.watcher?.close();
       this.watcher = undefined;
       if (this.stopped) return;
@@ -165,7 +168,9 @@ export class DriftWatcher {
         this.log.warn({ bundle, err: error }, 'Managed files not readable');
         continue;
       }
-      const bytesDrifted = manifest.files.filter((file, index) => found[index]?.sha256 !== file.sha256);
+      const bytesDrifted = manifest.files.filter(
+        (file, index) => found[index]?.sha256 !== file.sha256,
+      );
       const attributesDrifted = manifest.files.filter(
         (file, index) =>
           found[index]?.sha256 === file.sha256 &&
@@ -185,7 +190,10 @@ export class DriftWatcher {
       const paths = [...bytesDrifted, ...attributesDrifted].map((file) => file.path);
       const attributesOnly = bytesDrifted.length === 0;
       this.log.info({ bundle, version: manifest.version, paths, attributesOnly }, 'Drift detected');
-      findings.push({ report: { bundle, version: manifest.version, files: found }, attributesOnly });
+      findings.push({
+        report: { bundle, version: manifest.version, files: found },
+        attributesOnly,
+      });
     }
     return findings;
   }

@@ -20,11 +20,7 @@ export function attributesOf(stats: Stats): FileAttributes {
 }
 
 /** True when the file already has the mode and (if one is configured) the owner asked for. */
-export function hasAttributes(
-  stats: Stats,
-  mode: number,
-  owner: FileOwner | undefined,
-): boolean {
+export function hasAttributes(stats: Stats, mode: number, owner: FileOwner | undefined): boolean {
   const sameOwner = owner === undefined || (stats.uid === owner.uid && stats.gid === owner.gid);
   return (stats.mode & 0o7777) === mode && sameOwner;
 }
@@ -84,7 +80,11 @@ export async function chownHandle(
   try {
     await handle.chown(owner.uid, owner.gid);
   } catch (error) {
-    throw applyErrorFromFileSystem(error, `setting owner ${owner.uid}:${owner.gid}`, target.relativePath);
+    throw applyErrorFromFileSystem(
+      error,
+      `setting owner ${owner.uid}:${owner.gid}`,
+      target.relativePath,
+    );
   }
 }
 

@@ -191,7 +191,7 @@ function httpStatus(error: unknown): number | undefined {
 
 function describeError(error: unknown): string {
   if (error instanceof Error && (error.name === 'TimeoutError' || error.name === 'AbortError')) {
-    return "Docker did not answer in time";
+    return 'Docker did not answer in time';
   }
   return error instanceof Error ? error.message : String(error);
 }

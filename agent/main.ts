@@ -24,7 +24,10 @@ async function main(): Promise<number> {
     throw error;
   }
 
-  const logger = createRootLogger(config.logLevel, chooseLogFormat(config.logFormat, process.stdout.isTTY === true));
+  const logger = createRootLogger(
+    config.logLevel,
+    chooseLogFormat(config.logFormat, process.stdout.isTTY === true),
+  );
   let agent;
   try {
     agent = createAgent(config, logger);

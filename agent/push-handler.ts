@@ -38,7 +38,9 @@ export class PushHandler {
   async handle(push: BundlePush): Promise<ApplyReport> {
     const startedMs = performance.now();
     try {
-      return push.manifestOnly ? await this.verifyInPlace(push, startedMs) : await this.apply(push, startedMs);
+      return push.manifestOnly
+        ? await this.verifyInPlace(push, startedMs)
+        : await this.apply(push, startedMs);
     } catch (error) {
       return this.failureReport(push, error, startedMs);
     }
@@ -49,7 +51,10 @@ export class PushHandler {
     const outcome = await this.options.writer.applyBundle(push);
     this.rememberManifest(push);
     const { filesWritten, attributesFixed } = outcome;
-    this.log.info({ bundle, version, filesWritten, attributesFixed, durationMs: elapsedMs(startedMs) }, 'Bundle applied');
+    this.log.info(
+      { bundle, version, filesWritten, attributesFixed, durationMs: elapsedMs(startedMs) },
+      'Bundle applied',
+    );
     return { bundle, version, ok: true, files: outcome.files, error: undefined, filesWritten };
   }
 
@@ -80,14 +85,27 @@ export class PushHandler {
 
     if (differing.length > 0) {
       const differingPaths = differing.map((file) => file.path);
-      this.log.info({ bundle, version, paths: differingPaths, durationMs: elapsedMs(startedMs) }, 'Bundle differs from manifest');
+      this.log.info(
+        { bundle, version, paths: differingPaths, durationMs: elapsedMs(startedMs) },
+        'Bundle differs from manifest',
+      );
       const message = `files differ from the pushed manifest: ${differingPaths.join(', ')}; send content`;
       const error = new ApplyError('DIGEST_MISMATCH', message, differingPaths[0] ?? '');
-      return { bundle, version, ok: false, files: found, error: error.toAgentError(), filesWritten: 0 };
+      return {
+        bundle,
+        version,
+        ok: false,
+        files: found,
+        error: error.toAgentError(),
+        filesWritten: 0,
+      };
     }
     const { files, attributesFixed } = await this.options.writer.fixAttributesInPlace(push);
     this.rememberManifest(push);
-    this.log.info({ bundle, version, attributesFixed, durationMs: elapsedMs(startedMs) }, 'Bundle verified in place');
+    this.log.info(
+      { bundle, version, attributesFixed, durationMs: elapsedMs(startedMs) },
+      'Bundle verified in place',
+    );
     return { bundle, version, ok: true, files, error: undefined, filesWritten: 0 };
   }
 
@@ -104,7 +122,11 @@ export class PushHandler {
     this.confirmed.set(push.bundle, { ...push, manifestOnly: true, files: manifestFiles });
   }
 
-  private async failureReport(push: BundlePush, caught: unknown, startedMs: number): Promise<ApplyReport> {
+  private async failureReport(
+    push: BundlePush,
+    caught: unknown,
+    startedMs: number,
+  ): Promise<ApplyReport> {
     const { bundle, version } = push;
     const error =
       caught instanceof ApplyError
@@ -113,7 +135,10 @@ export class PushHandler {
             cause: caught,
           });
     const { code, relativePath: path } = error;
-    this.log.error({ bundle, version, code, path, err: caught, durationMs: elapsedMs(startedMs) }, 'Bundle not applied');
+    this.log.error(
+      { bundle, version, code, path, err: caught, durationMs: elapsedMs(startedMs) },
+      'Bundle not applied',
+    );
     const files = await this.readTargetsAsFound(push);
     return { bundle, version, ok: false, files, error: error.toAgentError(), filesWritten: 0 };
   }

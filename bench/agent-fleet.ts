@@ -18,14 +18,22 @@ export class AgentFleet {
     transport: { caFile: string; tokenFile: string; serverName: string };
     logFile: string;
   }): Promise<AgentFleet> {
-    const nodeIds = Array.from({ length: options.count }, (_, index) => `node-${String(index + 1).padStart(4, '0')}`);
+    const nodeIds = Array.from(
+      { length: options.count },
+      (_, index) => `node-${String(index + 1).padStart(4, '0')}`,
+    );
     const workerCount = Math.min(WORKER_PROCESSES, options.count);
     const log = createWriteStream(options.logFile, { flags: 'a' });
     const workers: ChildProcess[] = [];
     const started: Promise<void>[] = [];
     for (let index = 0; index < workerCount; index += 1) {
       const share = nodeIds.filter((_, position) => position % workerCount === index);
-      const settings = { serverAddress: options.serverAddress, baseDir: options.baseDir, nodeIds: share, transport: options.transport };
+      const settings = {
+        serverAddress: options.serverAddress,
+        baseDir: options.baseDir,
+        nodeIds: share,
+        transport: options.transport,
+      };
       const worker = fork(path.join(__dirname, 'agent-worker.js'), [], {
         env: { ...process.env, CERTSYNC_BENCH_WORKER: JSON.stringify(settings) },
         stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
@@ -36,12 +44,17 @@ export class AgentFleet {
       started.push(
         new Promise((resolve, reject) => {
           worker.once('message', () => resolve());
-          worker.once('exit', (code) => reject(new Error(`agent worker exited with ${code}; see ${options.logFile}`)));
+          worker.once('exit', (code) =>
+            reject(new Error(`agent worker exited with ${code}; see ${options.logFile}`)),
+          );
         }),
       );
     }
     await Promise.all(started);
-    return new AgentFleet(workers, nodeIds.map((nodeId) => path.join(options.baseDir, nodeId)));
+    return new AgentFleet(
+      workers,
+      nodeIds.map((nodeId) => path.join(options.baseDir, nodeId)),
+    );
   }
 
   async stop(): Promise<void> {

@@ -23,7 +23,12 @@ async function main(): Promise<void> {
   for (const nodeId of settings.nodeIds) {
     const dir = path.join(settings.baseDir, nodeId);
     await fs.mkdir(dir, { recursive: true });
-    const config = createAgentConfig({ serverAddress: settings.serverAddress, dir, nodeId, transport: settings.transport });
+    const config = createAgentConfig({
+      serverAddress: settings.serverAddress,
+      dir,
+      nodeId,
+      transport: settings.transport,
+    });
     const agent = createAgent(config, logger.child({ nodeId }));
     await agent.start();
     agents.push(agent);
@@ -35,6 +40,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`agent worker failed: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.stderr.write(
+    `agent worker failed: ${error instanceof Error ? error.stack : String(error)}\n`,
+  );
   process.exit(1);
 });

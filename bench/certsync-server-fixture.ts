@@ -13,7 +13,10 @@ import {
 } from '../test/support/transport-fixture';
 
 export const BENCH_BUNDLE = 'example';
-export const BENCH_TARGETS = { fullchain: 'STAR.example.test.full.crt', privkey: 'STAR.example.test_key.pem' };
+export const BENCH_TARGETS = {
+  fullchain: 'STAR.example.test.full.crt',
+  privkey: 'STAR.example.test_key.pem',
+};
 // Measured times come from the server's own timestamps, so polling only decides how soon we
 // notice; slow enough not to load the server (a GetStatus with 1000 nodes is not free).
 const POLL_INTERVAL_MS = 25;
@@ -29,7 +32,11 @@ export class BenchServer {
     readonly credentials: TransportFixture,
   ) {}
 
-  static async start(options: { workDir: string; liveDir: string; settleMs: number }): Promise<BenchServer> {
+  static async start(options: {
+    workDir: string;
+    liveDir: string;
+    settleMs: number;
+  }): Promise<BenchServer> {
     const port = await freePort();
     const credentials = await createTransportFixture(path.join(options.workDir, 'secrets'));
     const configFile = path.join(options.workDir, 'certsync.yml');
@@ -52,7 +59,11 @@ export class BenchServer {
       '',
     ].join('\n');
     await fs.writeFile(configFile, config);
-    const child = await startProcess('server', ['--config', configFile], path.join(options.workDir, 'server.log'));
+    const child = await startProcess(
+      'server',
+      ['--config', configFile],
+      path.join(options.workDir, 'server.log'),
+    );
     const address = `127.0.0.1:${port}`;
     const admin = new AdminClient(address, clientTransport(credentials, 'tls', 'admin'), 5_000);
     const server = new BenchServer(child, admin, address, credentials);
@@ -66,7 +77,11 @@ export class BenchServer {
 
   /** What an agent needs to reach this server. */
   agentTransport() {
-    return { caFile: this.credentials.caFile, tokenFile: this.credentials.agentTokenFile, serverName: LOOPBACK_SERVER_NAME };
+    return {
+      caFile: this.credentials.caFile,
+      tokenFile: this.credentials.agentTokenFile,
+      serverName: LOOPBACK_SERVER_NAME,
+    };
   }
 
   async bundle(): Promise<BundleStatus> {
@@ -77,19 +92,27 @@ export class BenchServer {
   }
 
   /** Polls GetStatus until `done` holds. */
-  async waitForBundle(done: (bundle: BundleStatus) => boolean, timeoutMs: number, intervalMs = POLL_INTERVAL_MS): Promise<BundleStatus> {
+  async waitForBundle(
+    done: (bundle: BundleStatus) => boolean,
+    timeoutMs: number,
+    intervalMs = POLL_INTERVAL_MS,
+  ): Promise<BundleStatus> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const bundle = await this.bundle().catch(() => undefined);
       if (bundle && done(bundle)) return bundle;
-      if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for bundle ${BENCH_BUNDLE}`);
+      if (Date.now() > deadline)
+        throw new Error(`timed out after ${timeoutMs} ms waiting for bundle ${BENCH_BUNDLE}`);
       await sleep(intervalMs);
     }
   }
 
   /** Waits until `version` is accepted; returns the server's acceptance time (ms since epoch). */
   async waitForAccepted(version: number, timeoutMs = 30_000): Promise<number> {
-    const bundle = await this.waitForBundle((candidate) => candidate.currentVersion >= version, timeoutMs);
+    const bundle = await this.waitForBundle(
+      (candidate) => candidate.currentVersion >= version,
+      timeoutMs,
+    );
     return (bundle.acceptedAt as Date).getTime();
   }
 
@@ -100,7 +123,8 @@ export class BenchServer {
   async waitForConverged(version: number, timeoutMs = 120_000): Promise<number> {
     const bundle = await this.waitForBundle(
       (candidate) =>
-        candidate.rollout?.version === version && candidate.rollout.transitions.some((step) => step.to === 'converged'),
+        candidate.rollout?.version === version &&
+        candidate.rollout.transitions.some((step) => step.to === 'converged'),
       timeoutMs,
       CONVERGED_POLL_INTERVAL_MS,
     );
@@ -109,7 +133,10 @@ export class BenchServer {
   }
 
   async waitForConnectedNodes(count: number, timeoutMs = 180_000): Promise<void> {
-    await this.waitForBundle((bundle) => bundle.nodes.filter((node) => node.inSync).length >= count, timeoutMs);
+    await this.waitForBundle(
+      (bundle) => bundle.nodes.filter((node) => node.inSync).length >= count,
+      timeoutMs,
+    );
   }
 
   async stop(): Promise<void> {

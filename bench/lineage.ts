@@ -1,7 +1,17 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
-import { createCertbotTree, LINK_ORDER, linkTarget, highestArchiveVersion } from '../test/support/certbot-tree';
-import { createWildcardSet, issueLeaf, type CertbotPemSet, type IssuedCertificate } from '../test/support/pki';
+import {
+  createCertbotTree,
+  LINK_ORDER,
+  linkTarget,
+  highestArchiveVersion,
+} from '../test/support/certbot-tree';
+import {
+  createWildcardSet,
+  issueLeaf,
+  type CertbotPemSet,
+  type IssuedCertificate,
+} from '../test/support/pki';
 
 export const BENCH_DOMAIN = 'example.test';
 

@@ -31,15 +31,30 @@ async function main(): Promise<void> {
   const program = new Command('bench')
     .option('--agents <list>', 'agent counts for propagation and footprint', '10,100,1000')
     .option('--peer-agents <list>', 'agent counts for the peer comparison', '10,100')
-    .option('--settle-ms <ms>', 'settleMs for the propagation runs and the second detection run', '50')
+    .option(
+      '--settle-ms <ms>',
+      'settleMs for the propagation runs and the second detection run',
+      '50',
+    )
     .option('--detection-renewals <n>', 'renewals per detection run', '25')
     .option('--rollouts <n>', 'rollouts per N (N=1000 does half)', '15')
     .option('--peer-renewals <n>', 'renewals per md5/lsyncd peer run', '5')
     .option('--ansible-runs <n>', 'ansible-playbook runs per N', '1')
-    .option('--tmpfs-agents <list>', 'agent counts to run again with node folders on tmpfs', '100,1000')
+    .option(
+      '--tmpfs-agents <list>',
+      'agent counts to run again with node folders on tmpfs',
+      '100,1000',
+    )
     .option('--no-peers', 'skip the peer tools')
-    .option('--no-swarm', 'skip the swarm scenarios (the e2e swarm: needs root, dockerd, pebble, certbot)')
-    .option('--swarm-runs <n>', 'renewals, secret rotations and bare force-updates each on the swarm', '3')
+    .option(
+      '--no-swarm',
+      'skip the swarm scenarios (the e2e swarm: needs root, dockerd, pebble, certbot)',
+    )
+    .option(
+      '--swarm-runs <n>',
+      'renewals, secret rotations and bare force-updates each on the swarm',
+      '3',
+    )
     .option('--only <list>', 'run only these parts: detection,propagation,peers,swarm')
     .option('--quick', 'a short smoke run: N=10,100, few renewals, no N=1000')
     .option('--compare <file>', 'print deltas against an earlier results.json')
@@ -47,8 +62,22 @@ async function main(): Promise<void> {
     .option('--keep', 'keep the temp folder')
     .parse();
   const options = program.opts<{
-    agents: string; tmpfsAgents: string; peerAgents: string; settleMs: string; detectionRenewals: string; rollouts: string;
-    peerRenewals: string; ansibleRuns: string; peers: boolean; swarm: boolean; swarmRuns: string; only?: string; quick?: boolean; compare?: string; resultsDir: string; keep?: boolean;
+    agents: string;
+    tmpfsAgents: string;
+    peerAgents: string;
+    settleMs: string;
+    detectionRenewals: string;
+    rollouts: string;
+    peerRenewals: string;
+    ansibleRuns: string;
+    peers: boolean;
+    swarm: boolean;
+    swarmRuns: string;
+    only?: string;
+    quick?: boolean;
+    compare?: string;
+    resultsDir: string;
+    keep?: boolean;
   }>();
   const quick = options.quick === true;
   const agentCounts = quick ? [10, 100] : numbers(options.agents);
@@ -58,13 +87,18 @@ async function main(): Promise<void> {
   const rollouts = quick ? 5 : Number(options.rollouts);
   const peerRenewals = quick ? 3 : Number(options.peerRenewals);
 
-  const only = options.only ? new Set(options.only.split(',').map((part) => part.trim())) : undefined;
-  const wanted = (part: 'detection' | 'propagation' | 'peers' | 'swarm') => only === undefined || only.has(part);
+  const only = options.only
+    ? new Set(options.only.split(',').map((part) => part.trim()))
+    : undefined;
+  const wanted = (part: 'detection' | 'propagation' | 'peers' | 'swarm') =>
+    only === undefined || only.has(part);
   const say = (line: string) => process.stdout.write(`${line}\n`);
   const started = new Date();
   const workRoot = await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-bench-'));
   const machine = describeMachine();
-  say(`certsync bench on ${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryMiB} MiB, Node ${machine.node}; work dir ${workRoot}`);
+  say(
+    `certsync bench on ${machine.cpuModel}, ${machine.cores} cores, ${machine.memoryMiB} MiB, Node ${machine.node}; work dir ${workRoot}`,
+  );
   const step = async <T>(name: string, run: (dir: string) => Promise<T>): Promise<T> => {
     const dir = path.join(workRoot, name);
     await fs.mkdir(dir, { recursive: true });
@@ -78,7 +112,9 @@ async function main(): Promise<void> {
   try {
     const detection: DetectionResult[] = [];
     for (const settle of wanted('detection') ? [...new Set([DEFAULT_SETTLE_MS, settleMs])] : []) {
-      detection.push(await step(`detection-settle-${settle}`, (dir) => runDetection(dir, settle, renewals)));
+      detection.push(
+        await step(`detection-settle-${settle}`, (dir) => runDetection(dir, settle, renewals)),
+      );
     }
 
     const propagation: PropagationResult[] = [];
@@ -92,9 +128,12 @@ async function main(): Promise<void> {
             agents,
             rollouts: count,
             settleMs,
-            whileRunning: agentProcess === undefined ? async (server) => {
-              agentProcess = await measureAgentProcess(server, dir, agents);
-            } : undefined,
+            whileRunning:
+              agentProcess === undefined
+                ? async (server) => {
+                    agentProcess = await measureAgentProcess(server, dir, agents);
+                  }
+                : undefined,
           }),
         ),
       );
@@ -104,7 +143,9 @@ async function main(): Promise<void> {
     for (const agents of tmpfsCounts) {
       const count = Math.max(3, Math.ceil(rollouts / 2));
       propagation.push(
-        await step(`propagation-${agents}-tmpfs`, (dir) => runPropagation({ workDir: dir, agents, rollouts: count, settleMs, tmpfsNodes: true })),
+        await step(`propagation-${agents}-tmpfs`, (dir) =>
+          runPropagation({ workDir: dir, agents, rollouts: count, settleMs, tmpfsNodes: true }),
+        ),
       );
     }
 
@@ -113,25 +154,53 @@ async function main(): Promise<void> {
     if (options.peers && wanted('peers')) {
       const missing = ensurePeers(say);
       for (const agents of peerCounts) {
-        const certsync = propagation.find((entry) => entry.agents === agents && entry.nodeFolders === 'disk');
+        const certsync = propagation.find(
+          (entry) => entry.agents === agents && entry.nodeFolders === 'disk',
+        );
         const withRatio = (peer: PeerResult): PeerResult =>
           certsync && peer.time.count > 0
-            ? { ...peer, certsyncP50Ms: certsync.swapToAll.p50Ms, ratio: round(peer.time.p50Ms / certsync.swapToAll.p50Ms) }
+            ? {
+                ...peer,
+                certsyncP50Ms: certsync.swapToAll.p50Ms,
+                ratio: round(peer.time.p50Ms / certsync.swapToAll.p50Ms),
+              }
             : peer;
-        peers.push(withRatio(await step(`md5-poll-${agents}`, (dir) => runMd5Poll(dir, agents, peerRenewals))));
+        peers.push(
+          withRatio(
+            await step(`md5-poll-${agents}`, (dir) => runMd5Poll(dir, agents, peerRenewals)),
+          ),
+        );
         const lsyncdMissing = missing.get('lsyncd');
-        if (lsyncdMissing) skipped.push({ peer: `lsyncd+rsync N=${agents}`, reason: lsyncdMissing });
-        else peers.push(withRatio(await step(`lsyncd-${agents}`, (dir) => runLsyncd(dir, agents, peerRenewals))));
+        if (lsyncdMissing)
+          skipped.push({ peer: `lsyncd+rsync N=${agents}`, reason: lsyncdMissing });
+        else
+          peers.push(
+            withRatio(
+              await step(`lsyncd-${agents}`, (dir) => runLsyncd(dir, agents, peerRenewals)),
+            ),
+          );
         const ansibleMissing = missing.get('ansible-playbook');
         if (ansibleMissing) skipped.push({ peer: `ansible N=${agents}`, reason: ansibleMissing });
-        else peers.push(withRatio(await step(`ansible-${agents}`, (dir) => runAnsible(dir, agents, Number(options.ansibleRuns), 5))));
+        else
+          peers.push(
+            withRatio(
+              await step(`ansible-${agents}`, (dir) =>
+                runAnsible(dir, agents, Number(options.ansibleRuns), 5),
+              ),
+            ),
+          );
       }
     } else {
       skipped.push({ peer: 'all peers', reason: options.peers ? '--only' : '--no-peers' });
     }
     let swarm: SwarmResult | undefined;
-    const swarmName = 'swarm scenarios (secret rotation vs force-update rollout; end-to-end with phases vs bare force-update)';
-    const swarmSkip = !options.swarm ? '--no-swarm' : !wanted('swarm') ? '--only' : swarmSkipReason();
+    const swarmName =
+      'swarm scenarios (secret rotation vs force-update rollout; end-to-end with phases vs bare force-update)';
+    const swarmSkip = !options.swarm
+      ? '--no-swarm'
+      : !wanted('swarm')
+        ? '--only'
+        : swarmSkipReason();
     if (swarmSkip) {
       say(`- swarm scenarios skipped: ${swarmSkip}`);
       skipped.push({ peer: swarmName, reason: swarmSkip });
@@ -158,7 +227,7 @@ async function main(): Promise<void> {
     await fs.writeFile(path.join(outDir, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
     await fs.writeFile(path.join(outDir, 'chart.svg'), renderChart(results));
     await fs.writeFile(path.join(outDir, 'table.md'), `${table}\n`);
-    say('', );
+    say('');
     say(table);
     say(`\nresults: ${outDir} (results.json, chart.svg, table.md); took ${results.durationS} s`);
     if (options.compare) {

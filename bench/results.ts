@@ -29,7 +29,10 @@ export interface BenchResults {
 }
 
 /** Checks the issue's targets against a run. */
-export function checkTargets(results: Omit<BenchResults, 'targets'>, benchSettleMs: number): TargetCheck[] {
+export function checkTargets(
+  results: Omit<BenchResults, 'targets'>,
+  benchSettleMs: number,
+): TargetCheck[] {
   const checks: TargetCheck[] = [];
   const detection = results.detection.find((entry) => entry.settleMs === benchSettleMs);
   if (detection) {
@@ -44,7 +47,9 @@ export function checkTargets(results: Omit<BenchResults, 'targets'>, benchSettle
     [100, 100],
     [1000, 1500],
   ] as const) {
-    const run = results.propagation.find((entry) => entry.agents === agents && entry.nodeFolders === 'disk');
+    const run = results.propagation.find(
+      (entry) => entry.agents === agents && entry.nodeFolders === 'disk',
+    );
     if (run) {
       checks.push({
         target: `propagation p50, N=${agents}`,
@@ -64,7 +69,12 @@ export function checkTargets(results: Omit<BenchResults, 'targets'>, benchSettle
     });
   }
   if (results.agentProcess) {
-    checks.push({ target: 'agent RSS', limit: '≤ 60 MiB', measured: `${results.agentProcess.rssMiB} MiB`, met: results.agentProcess.rssMiB <= 60 });
+    checks.push({
+      target: 'agent RSS',
+      limit: '≤ 60 MiB',
+      measured: `${results.agentProcess.rssMiB} MiB`,
+      met: results.agentProcess.rssMiB <= 60,
+    });
     checks.push({
       target: 'agent idle CPU',
       limit: 'not measurable (< 0.1 %)',
@@ -78,7 +88,12 @@ export function checkTargets(results: Omit<BenchResults, 'targets'>, benchSettle
   ] as const) {
     const result = results.peers.find((entry) => entry.peer === peer && entry.agents === 100);
     if (result?.ratio !== undefined) {
-      checks.push({ target: `${peer} / certsync, N=100`, limit: `≥ ${factor}×`, measured: `${result.ratio}×`, met: result.ratio >= factor });
+      checks.push({
+        target: `${peer} / certsync, N=100`,
+        limit: `≥ ${factor}×`,
+        measured: `${result.ratio}×`,
+        met: result.ratio >= factor,
+      });
     }
   }
   if (results.swarm) {

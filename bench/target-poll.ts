@@ -11,7 +11,11 @@ export interface ExpectedFile {
  * Polls every `intervalMs` until every file holds its expected bytes; returns the wall-clock time
  * the last one was seen right. Files already right are not read again.
  */
-export async function waitForFiles(files: readonly ExpectedFile[], timeoutMs: number, intervalMs = 5): Promise<number> {
+export async function waitForFiles(
+  files: readonly ExpectedFile[],
+  timeoutMs: number,
+  intervalMs = 5,
+): Promise<number> {
   const pending = new Set(files);
   const deadline = Date.now() + timeoutMs;
   for (;;) {
@@ -21,7 +25,9 @@ export async function waitForFiles(files: readonly ExpectedFile[], timeoutMs: nu
     }
     if (pending.size === 0) return Date.now();
     if (Date.now() > deadline) {
-      throw new Error(`${pending.size} of ${files.length} files still old after ${timeoutMs} ms (first: ${[...pending][0]?.path})`);
+      throw new Error(
+        `${pending.size} of ${files.length} files still old after ${timeoutMs} ms (first: ${[...pending][0]?.path})`,
+      );
     }
     await sleep(intervalMs);
   }

@@ -49,10 +49,16 @@ export const MIN_TOKEN_LENGTH = 16;
 export function readTokenFile(file: string, what: string): string {
   const token = readCredentialFile(file, what).toString('utf8').trim();
   if (token.length < MIN_TOKEN_LENGTH) {
-    throw new CredentialFileError(`${what} ${file} holds a token shorter than ${MIN_TOKEN_LENGTH} characters`, file);
+    throw new CredentialFileError(
+      `${what} ${file} holds a token shorter than ${MIN_TOKEN_LENGTH} characters`,
+      file,
+    );
   }
   if (/\s/.test(token)) {
-    throw new CredentialFileError(`${what} ${file} holds whitespace inside the token; put one token on one line`, file);
+    throw new CredentialFileError(
+      `${what} ${file} holds whitespace inside the token; put one token on one line`,
+      file,
+    );
   }
   return token;
 }
@@ -81,13 +87,21 @@ export function createClientTransport(settings: ClientTransportSettings): Client
 
   if (Boolean(settings.certFile) !== Boolean(settings.keyFile)) {
     const file = settings.certFile ?? settings.keyFile ?? '';
-    throw new CredentialFileError('a client certificate needs both --cert-file and --key-file', file);
+    throw new CredentialFileError(
+      'a client certificate needs both --cert-file and --key-file',
+      file,
+    );
   }
   const ca = settings.caFile ? readCredentialFile(settings.caFile, 'CA file') : null;
   const key = settings.keyFile ? readCredentialFile(settings.keyFile, 'client key file') : null;
-  const cert = settings.certFile ? readCredentialFile(settings.certFile, 'client certificate file') : null;
+  const cert = settings.certFile
+    ? readCredentialFile(settings.certFile, 'client certificate file')
+    : null;
   const channelOptions: ChannelOptions = settings.serverName
-    ? { 'grpc.ssl_target_name_override': settings.serverName, 'grpc.default_authority': settings.serverName }
+    ? {
+        'grpc.ssl_target_name_override': settings.serverName,
+        'grpc.default_authority': settings.serverName,
+      }
     : {};
   return { credentials: credentials.createSsl(ca, key, cert), channelOptions, metadata };
 }

@@ -7,6 +7,8 @@ export function sha256Hex(data: Uint8Array | string): string {
 
 /** A stable digest over a set of named digests, used to tell whether two bundles are identical. */
 export function combinedDigest(entries: ReadonlyArray<{ name: string; sha256: string }>): string {
-  const lines = [...entries].sort((a, b) => a.name.localeCompare(b.name)).map((e) => `${e.name}\0${e.sha256}\n`);
+  const lines = [...entries]
+    .sort((a, b) => a.name.localeCompare(b.name))
+    .map((e) => `${e.name}\0${e.sha256}\n`);
   return sha256Hex(lines.join(''));
 }

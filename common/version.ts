@@ -5,7 +5,10 @@ import path from 'node:path';
 export const CERTSYNC_VERSION: string = (() => {
   for (const candidate of ['../package.json', '../../package.json']) {
     try {
-      const manifest = JSON.parse(readFileSync(path.resolve(__dirname, candidate), 'utf8')) as { name?: string; version?: string };
+      const manifest = JSON.parse(readFileSync(path.resolve(__dirname, candidate), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
       if (manifest.name === 'certsync' && manifest.version) return manifest.version;
     } catch {
       // try the next location

@@ -29,7 +29,8 @@ function rolloutExitCode(state: string | undefined): number {
 /** A command-line value that must be a whole number ≥ 0 (commander calls it per option). */
 function count(value: string): number {
   const parsed = Number(value);
-  if (!Number.isInteger(parsed) || parsed < 0) throw new InvalidArgumentError(`expected a whole number ≥ 0, got "${value}"`);
+  if (!Number.isInteger(parsed) || parsed < 0)
+    throw new InvalidArgumentError(`expected a whole number ≥ 0, got "${value}"`);
   return parsed;
 }
 
@@ -38,7 +39,10 @@ function readPemArgument(file: string, what: string): Buffer {
   try {
     return readFileSync(file);
   } catch (error) {
-    throw new CredentialFileError(`cannot read ${what} ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`, file);
+    throw new CredentialFileError(
+      `cannot read ${what} ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`,
+      file,
+    );
   }
 }
 
@@ -47,14 +51,42 @@ const program = new Command('certsyncctl')
   // Not `--version`: `bundle` and `rollout` take `--version N` (a bundle version), and commander would
   // read a program-level `--version` anywhere on the line.
   .version(CERTSYNC_VERSION, '-V, --ctl-version', 'print the certsyncctl version')
-  .option('-s, --server <host:port>', 'server address (env CERTSYNC_SERVER)', process.env['CERTSYNC_SERVER'] ?? '127.0.0.1:7443')
+  .option(
+    '-s, --server <host:port>',
+    'server address (env CERTSYNC_SERVER)',
+    process.env['CERTSYNC_SERVER'] ?? '127.0.0.1:7443',
+  )
   .option('--json', 'print the raw response as JSON', false)
-  .option('--ca-file <file>', 'CA that signed the server certificate (env CERTSYNC_CA_FILE)', process.env['CERTSYNC_CA_FILE'])
-  .option('--token-file <file>', 'admin token file (env CERTSYNC_ADMIN_TOKEN_FILE)', process.env['CERTSYNC_ADMIN_TOKEN_FILE'])
-  .option('--cert-file <file>', 'admin client certificate for mTLS (env CERTSYNC_CERT_FILE)', process.env['CERTSYNC_CERT_FILE'])
-  .option('--key-file <file>', 'key of --cert-file (env CERTSYNC_KEY_FILE)', process.env['CERTSYNC_KEY_FILE'])
-  .option('--server-name <name>', 'name to check the server certificate against (env CERTSYNC_SERVER_NAME)', process.env['CERTSYNC_SERVER_NAME'])
-  .option('--insecure', 'plaintext, for a server with insecure: true (env CERTSYNC_INSECURE=1)', process.env['CERTSYNC_INSECURE'] === '1')
+  .option(
+    '--ca-file <file>',
+    'CA that signed the server certificate (env CERTSYNC_CA_FILE)',
+    process.env['CERTSYNC_CA_FILE'],
+  )
+  .option(
+    '--token-file <file>',
+    'admin token file (env CERTSYNC_ADMIN_TOKEN_FILE)',
+    process.env['CERTSYNC_ADMIN_TOKEN_FILE'],
+  )
+  .option(
+    '--cert-file <file>',
+    'admin client certificate for mTLS (env CERTSYNC_CERT_FILE)',
+    process.env['CERTSYNC_CERT_FILE'],
+  )
+  .option(
+    '--key-file <file>',
+    'key of --cert-file (env CERTSYNC_KEY_FILE)',
+    process.env['CERTSYNC_KEY_FILE'],
+  )
+  .option(
+    '--server-name <name>',
+    'name to check the server certificate against (env CERTSYNC_SERVER_NAME)',
+    process.env['CERTSYNC_SERVER_NAME'],
+  )
+  .option(
+    '--insecure',
+    'plaintext, for a server with insecure: true (env CERTSYNC_INSECURE=1)',
+    process.env['CERTSYNC_INSECURE'] === '1',
+  )
   .showHelpAfterError()
   // Usage errors become exit code 2 (commander's own default is 1, which means "not in sync").
   .exitOverride();
@@ -89,7 +121,9 @@ function print(value: unknown, human: () => string): void {
 
 program
   .command('status')
-  .description('bundles, versions, the per-node sync table, the current rollout and days to expiry; exits 1 when not in sync')
+  .description(
+    'bundles, versions, the per-node sync table, the current rollout and days to expiry; exits 1 when not in sync',
+  )
   .action(async () => {
     const status = await client().getStatus();
     print(status, () => formatStatusTable(status));
@@ -98,17 +132,26 @@ program
 
 program
   .command('nodes')
-  .description('nodes the server has heard from: connected since, or offline and last seen; host, address, folder')
+  .description(
+    'nodes the server has heard from: connected since, or offline and last seen; host, address, folder',
+  )
   .action(async () => {
     const { nodes } = await client().listNodes();
-    print(nodes, () =>
-      nodes
-        .map((node) => {
-          const refused = node.duplicateRefusals > 0 ? `\trefused ${node.duplicateRefusals} duplicate(s), last from ${node.lastDuplicatePeer}` : '';
-          const seen = node.connected ? `since ${node.connectedSince?.toISOString() ?? '?'}` : `last seen ${node.lastSeen?.toISOString() ?? 'never'}`;
-          return `${node.nodeId}\t${node.connected ? 'connected' : 'offline'}\t${seen}\t${node.hostname}\t${node.peer}\t${node.dir}${refused}`;
-        })
-        .join('\n') || '(no nodes)',
+    print(
+      nodes,
+      () =>
+        nodes
+          .map((node) => {
+            const refused =
+              node.duplicateRefusals > 0
+                ? `\trefused ${node.duplicateRefusals} duplicate(s), last from ${node.lastDuplicatePeer}`
+                : '';
+            const seen = node.connected
+              ? `since ${node.connectedSince?.toISOString() ?? '?'}`
+              : `last seen ${node.lastSeen?.toISOString() ?? 'never'}`;
+            return `${node.nodeId}\t${node.connected ? 'connected' : 'offline'}\t${seen}\t${node.hostname}\t${node.peer}\t${node.dir}${refused}`;
+          })
+          .join('\n') || '(no nodes)',
     );
   });
 
@@ -125,36 +168,62 @@ bundleCommand
 
 program
   .command('history')
-  .description('recent rollouts with their timelines, newest first: of one bundle, or of every bundle')
+  .description(
+    'recent rollouts with their timelines, newest first: of one bundle, or of every bundle',
+  )
   .argument('[name]', 'bundle name (default: every bundle)')
   .option('-n, --limit <n>', 'at most this many per bundle', count, 10)
   .action(async (name: string | undefined, options: { limit: number }) => {
     const admin = client();
     const names = name ? [name] : (await admin.getStatus()).bundles.map((bundle) => bundle.name);
     const rollouts: RolloutInfo[] = [];
-    for (const bundle of names) rollouts.push(...(await admin.listRollouts(bundle, options.limit)).rollouts);
-    print(rollouts, () => rollouts.map((rollout) => `${rollout.bundle}: ${formatRollout(rollout, { timeline: true })}`).join('\n\n') || '(no rollouts yet)');
+    for (const bundle of names)
+      rollouts.push(...(await admin.listRollouts(bundle, options.limit)).rollouts);
+    print(
+      rollouts,
+      () =>
+        rollouts
+          .map((rollout) => `${rollout.bundle}: ${formatRollout(rollout, { timeline: true })}`)
+          .join('\n\n') || '(no rollouts yet)',
+    );
   });
 
 const rolloutCommand = program.command('rollout').description('follow or restart rollouts');
 rolloutCommand
   .command('status')
-  .description("the bundle's current rollout; with --watch, its progress live until it ends (exit 0 done, 1 failed, 5 unfinished)")
+  .description(
+    "the bundle's current rollout; with --watch, its progress live until it ends (exit 0 done, 1 failed, 5 unfinished)",
+  )
   .argument('<name>', 'bundle name')
   .option('-w, --watch', 'follow the rollout until it is done, failed or superseded', false)
-  .option('--next', 'with --watch: wait for the next rollout to start (a renewal, import, rollback) and follow it', false)
-  .option('--timeout <seconds>', 'with --watch: stop after this long (exit 5); 0 waits forever', count, 0)
+  .option(
+    '--next',
+    'with --watch: wait for the next rollout to start (a renewal, import, rollback) and follow it',
+    false,
+  )
+  .option(
+    '--timeout <seconds>',
+    'with --watch: stop after this long (exit 5); 0 waits forever',
+    count,
+    0,
+  )
   .action(async (name: string, options: { watch: boolean; next: boolean; timeout: number }) => {
     const admin = client();
     const json = program.opts<{ json: boolean }>().json;
     if (!options.watch) {
       const bundle = (await admin.getStatus()).bundles.find((candidate) => candidate.name === name);
-      if (!bundle) throw new AdminCallError(`no bundle named "${name}" is configured`, grpc.status.NOT_FOUND);
-      print(bundle.rollout ?? null, () => (bundle.rollout ? formatRollout(bundle.rollout, { timeline: true }) : '(no rollout yet)'));
+      if (!bundle)
+        throw new AdminCallError(`no bundle named "${name}" is configured`, grpc.status.NOT_FOUND);
+      print(bundle.rollout ?? null, () =>
+        bundle.rollout ? formatRollout(bundle.rollout, { timeline: true }) : '(no rollout yet)',
+      );
       process.exitCode = rolloutExitCode(bundle.rollout?.state);
       return;
     }
-    const printer = new RolloutWatchPrinter((line) => process.stdout.write(`${line}\n`), process.stdout.isTTY === true && !json);
+    const printer = new RolloutWatchPrinter(
+      (line) => process.stdout.write(`${line}\n`),
+      process.stdout.isTTY === true && !json,
+    );
     let last: RolloutInfo | undefined;
     const ended = await admin.watchRollout(
       name,
@@ -178,12 +247,16 @@ rolloutCommand
   });
 rolloutCommand
   .command('restart')
-  .description('send the current (or an earlier kept) version to every node again, then reload once all confirm')
+  .description(
+    'send the current (or an earlier kept) version to every node again, then reload once all confirm',
+  )
   .argument('<name>', 'bundle name')
   .option('--version <n>', 'an earlier kept version to reinstate (default: current)', count, 0)
   .action(async (name: string, options: { version: number }) => {
     const { rollout } = await client().rollout(name, options.version);
-    print(rollout, () => (rollout ? `rollout started\n${formatRollout(rollout)}` : 'rollout started'));
+    print(rollout, () =>
+      rollout ? `rollout started\n${formatRollout(rollout)}` : 'rollout started',
+    );
   });
 
 program
@@ -193,22 +266,30 @@ program
   .option('--force', 'reload even though some expected nodes have not confirmed the version', false)
   .action(async (name: string, options: { force: boolean }) => {
     const { rollout } = await client().reload(name, options.force);
-    print(rollout, () => (rollout ? `reload requested\n${formatRollout(rollout)}` : 'reload requested'));
+    print(rollout, () =>
+      rollout ? `reload requested\n${formatRollout(rollout)}` : 'reload requested',
+    );
   });
 
 program
   .command('rollback')
-  .description('reinstate the previous version whose rollout finished done (or --to N) and roll it out')
+  .description(
+    'reinstate the previous version whose rollout finished done (or --to N) and roll it out',
+  )
   .argument('<name>', 'bundle name')
   .option('--to <n>', 'the kept version to go back to', count, 0)
   .action(async (name: string, options: { to: number }) => {
     const { rollout } = await client().rollback(name, options.to);
-    print(rollout, () => (rollout ? `rollback started\n${formatRollout(rollout)}` : 'rollback started'));
+    print(rollout, () =>
+      rollout ? `rollback started\n${formatRollout(rollout)}` : 'rollback started',
+    );
   });
 
 program
   .command('pause')
-  .description('stop a bundle: its source is not read, nothing is distributed or reloaded until resume')
+  .description(
+    'stop a bundle: its source is not read, nothing is distributed or reloaded until resume',
+  )
   .argument('<name>', 'bundle name')
   .action(async (name: string) => {
     const response = await client().pause(name);
@@ -221,7 +302,10 @@ program
   .argument('<name>', 'bundle name')
   .action(async (name: string) => {
     const { rollout } = await client().resume(name);
-    print(rollout ?? null, () => `bundle ${name} resumed${rollout ? `\n${formatRollout(rollout)}` : ''}`);
+    print(
+      rollout ?? null,
+      () => `bundle ${name} resumed${rollout ? `\n${formatRollout(rollout)}` : ''}`,
+    );
   });
 
 program
@@ -238,12 +322,18 @@ program
       chain: options.chain ? readPemArgument(options.chain, '--chain') : Buffer.alloc(0),
     };
     const response = await client().import(name, pem);
-    print(response, () => `bundle ${name} version ${response.bundle?.version ?? '?'} imported${response.rollout ? `\n${formatRollout(response.rollout)}` : ''}`);
+    print(
+      response,
+      () =>
+        `bundle ${name} version ${response.bundle?.version ?? '?'} imported${response.rollout ? `\n${formatRollout(response.rollout)}` : ''}`,
+    );
   });
 
 program
   .command('verify')
-  .description('prove now that every replica serves the current certificate (and Vault is unsealed); exit 1 if not')
+  .description(
+    'prove now that every replica serves the current certificate (and Vault is unsealed); exit 1 if not',
+  )
   .argument('<name>', 'bundle name')
   .action(async (name: string) => {
     const response = await client().verify(name);
@@ -251,13 +341,20 @@ program
     process.exitCode = response.proofs.every((proof) => proof.ok) ? EXIT_OK : EXIT_NOT_IN_SYNC;
   });
 
-const UNREACHABLE_CODES = new Set([grpc.status.UNAVAILABLE, grpc.status.DEADLINE_EXCEEDED, undefined]);
+const UNREACHABLE_CODES = new Set([
+  grpc.status.UNAVAILABLE,
+  grpc.status.DEADLINE_EXCEEDED,
+  undefined,
+]);
 
 program.parseAsync().then(
   () => process.exit(process.exitCode ?? EXIT_OK),
   (error: unknown) => {
     // commander printed its own message already.
-    if (!(error instanceof CommanderError)) process.stderr.write(`certsyncctl: ${error instanceof Error ? error.message : String(error)}\n`);
+    if (!(error instanceof CommanderError))
+      process.stderr.write(
+        `certsyncctl: ${error instanceof Error ? error.message : String(error)}\n`,
+      );
     if (error instanceof CommanderError) process.exit(error.exitCode === 0 ? EXIT_OK : EXIT_USAGE);
     if (error instanceof CredentialFileError) process.exit(EXIT_USAGE);
     if (!(error instanceof AdminCallError)) process.exit(EXIT_USAGE);

@@ -12,9 +12,13 @@ export function formatStatusTable(status: GetStatusResponse, now: Date = new Dat
       : undefined;
     const header = [
       `bundle ${bundle.name}`,
-      bundle.paused ? 'PAUSED (nothing is read, distributed or reloaded; `certsyncctl resume` ends it)' : undefined,
+      bundle.paused
+        ? 'PAUSED (nothing is read, distributed or reloaded; `certsyncctl resume` ends it)'
+        : undefined,
       `version ${bundle.currentVersion || 'none'}`,
-      bundle.notAfter ? `expires ${bundle.notAfter.toISOString()} (${expiresInDays} days)` : undefined,
+      bundle.notAfter
+        ? `expires ${bundle.notAfter.toISOString()} (${expiresInDays} days)`
+        : undefined,
       `${bundle.nodesInSync}/${bundle.nodesExpected} nodes in sync`,
     ]
       .filter(Boolean)
@@ -24,7 +28,9 @@ export function formatStatusTable(status: GetStatusResponse, now: Date = new Dat
     if (bundle.expiryWarning) lines.push(`WARNING expiry: ${bundle.expiryWarning}`);
     if (bundle.rollout) lines.push(formatRollout(bundle.rollout));
     if (bundle.lastRejected) {
-      lines.push(`last rejected candidate (${bundle.lastRejected.at?.toISOString() ?? '?'}): ${bundle.lastRejected.reason}`);
+      lines.push(
+        `last rejected candidate (${bundle.lastRejected.at?.toISOString() ?? '?'}): ${bundle.lastRejected.reason}`,
+      );
     }
 
     const table = new Table({
@@ -40,7 +46,9 @@ export function formatStatusTable(status: GetStatusResponse, now: Date = new Dat
         String(node.appliedVersion || '-'),
         node.inSync ? 'yes' : 'NO',
         info?.lastSeen ? formatAge(info.lastSeen, now) : '-',
-        node.files.map((file) => `${file.path} ${file.sha256.slice(0, 12) || 'missing'}`).join('\n'),
+        node.files
+          .map((file) => `${file.path} ${file.sha256.slice(0, 12) || 'missing'}`)
+          .join('\n'),
         node.lastError ? `${node.lastError.code}: ${node.lastError.message}` : '',
       ]);
     }
@@ -70,16 +78,27 @@ export function formatStatusTable(status: GetStatusResponse, now: Date = new Dat
 /** One rollout as a few lines: state, why, and what each reload did. */
 export function formatRollout(rollout: RolloutInfo, options: { timeline?: boolean } = {}): string {
   const confirmed = `${rollout.confirmedNodes.filter((node) => rollout.expectedNodes.includes(node)).length}/${rollout.expectedNodes.length} confirmed`;
-  const trigger = rollout.rollbackOf ? `rollback of version ${rollout.rollbackOf}` : rollout.trigger;
-  const lines = [`rollout of version ${rollout.version}: ${rollout.state.toUpperCase()} (${confirmed}, ${trigger})`];
+  const trigger = rollout.rollbackOf
+    ? `rollback of version ${rollout.rollbackOf}`
+    : rollout.trigger;
+  const lines = [
+    `rollout of version ${rollout.version}: ${rollout.state.toUpperCase()} (${confirmed}, ${trigger})`,
+  ];
   if (rollout.reason) lines.push(`  reason: ${rollout.reason}`);
   if (options.timeline) {
     lines.push(`  ${rollout.startedAt?.toISOString() ?? '?'}  started`);
-    for (const step of rollout.transitions) lines.push(`  ${step.at?.toISOString() ?? '?'}  ${step.from} → ${step.to}${step.detail ? `: ${step.detail}` : ''}`);
+    for (const step of rollout.transitions)
+      lines.push(
+        `  ${step.at?.toISOString() ?? '?'}  ${step.from} → ${step.to}${step.detail ? `: ${step.detail}` : ''}`,
+      );
   }
-  if (rollout.missingNodes.length > 0) lines.push(`  waiting for: ${rollout.missingNodes.join(', ')}`);
+  if (rollout.missingNodes.length > 0)
+    lines.push(`  waiting for: ${rollout.missingNodes.join(', ')}`);
   for (const reload of rollout.reloads) {
-    const what = reload.action === 'signal' ? `${reload.signal} to ${reload.service}` : `force-update of ${reload.service}`;
+    const what =
+      reload.action === 'signal'
+        ? `${reload.signal} to ${reload.service}`
+        : `force-update of ${reload.service}`;
     const detail = reload.ok
       ? reload.action === 'signal'
         ? `${reload.signals.reduce((sum, node) => sum + node.containers.length, 0)} container(s) on ${reload.signals.length} node(s)`
@@ -94,13 +113,21 @@ export function formatRollout(rollout: RolloutInfo, options: { timeline?: boolea
 
 /** A proof: one line for the service, one per replica. */
 export function formatProof(proof: ProofResult): string {
-  const lines = [`proof of ${proof.service} (version ${proof.version}, leaf ${proof.expectedFingerprintSha256.slice(0, 16)}…): ${proof.ok ? 'ok' : `FAILED — ${proof.error}`}`];
+  const lines = [
+    `proof of ${proof.service} (version ${proof.version}, leaf ${proof.expectedFingerprintSha256.slice(0, 16)}…): ${proof.ok ? 'ok' : `FAILED — ${proof.error}`}`,
+  ];
   for (const replica of proof.replicas) {
-    const who = replica.taskId ? `task ${replica.taskId.slice(0, 12)} on ${replica.nodeId.slice(0, 12)}` : replica.endpoint;
-    const served = replica.fingerprintSha256 ? `serves ${replica.fingerprintSha256.slice(0, 16)}…${replica.matches ? ' (matches)' : ' (DIFFERENT)'}` : 'nothing served';
+    const who = replica.taskId
+      ? `task ${replica.taskId.slice(0, 12)} on ${replica.nodeId.slice(0, 12)}`
+      : replica.endpoint;
+    const served = replica.fingerprintSha256
+      ? `serves ${replica.fingerprintSha256.slice(0, 16)}…${replica.matches ? ' (matches)' : ' (DIFFERENT)'}`
+      : 'nothing served';
     const notAfter = replica.notAfter ? `, notAfter ${replica.notAfter.toISOString()}` : '';
     const seal = replica.sealState ? `, vault ${replica.sealState}` : '';
-    lines.push(`  ${replica.ok ? 'ok    ' : 'FAILED'} ${who} ${replica.endpoint}: ${served}${notAfter}${seal}${replica.error ? ` — ${replica.error}` : ''}`);
+    lines.push(
+      `  ${replica.ok ? 'ok    ' : 'FAILED'} ${who} ${replica.endpoint}: ${served}${notAfter}${seal}${replica.error ? ` — ${replica.error}` : ''}`,
+    );
   }
   return lines.join('\n');
 }
@@ -108,7 +135,10 @@ export function formatProof(proof: ProofResult): string {
 /** True when every bundle has a version and every expected node holds it. */
 export function isFleetInSync(status: GetStatusResponse): boolean {
   return status.bundles.every(
-    (bundle) => bundle.currentVersion > 0 && bundle.nodesExpected > 0 && bundle.nodesInSync === bundle.nodesExpected,
+    (bundle) =>
+      bundle.currentVersion > 0 &&
+      bundle.nodesExpected > 0 &&
+      bundle.nodesInSync === bundle.nodesExpected,
   );
 }
 

@@ -6,7 +6,12 @@ import { sha256Hex } from '../common/digest';
 import { AdminClient } from '../ctl/admin-client';
 import { formatStatusTable } from '../ctl/status-table';
 import { createCertbotTree, renewCertbotTree } from '../test/support/certbot-tree';
-import { createWildcardSet, issueLeaf, type CertbotPemSet, type IssuedCertificate } from '../test/support/pki';
+import {
+  createWildcardSet,
+  issueLeaf,
+  type CertbotPemSet,
+  type IssuedCertificate,
+} from '../test/support/pki';
 import { freePort, startProcess, waitFor, type ManagedProcess } from '../test/support/processes';
 import {
   agentTransportArgs,
@@ -43,18 +48,31 @@ async function main(): Promise<void> {
     say(`1. certbot-shaped tree with a wildcard certificate for *.${DOMAIN}: ${liveDir}`);
 
     const secrets = await createTransportFixture(path.join(workDir, 'secrets'));
-    say('2. a transport CA, a server certificate for localhost, an agent token and an admin token: secrets/');
+    say(
+      '2. a transport CA, a server certificate for localhost, an agent token and an admin token: secrets/',
+    );
 
     const port = await freePort();
     const metricsPort = await freePort();
     const configFile = path.join(workDir, 'certsync.yml');
-    await fs.writeFile(configFile, serverConfig(port, metricsPort, path.join(workDir, 'state'), liveDir, secrets));
-    processes.push(await startProcess('server', ['--config', configFile], path.join(workDir, 'logs/server.log')));
-    const admin = new AdminClient(`127.0.0.1:${port}`, clientTransport(secrets, 'tls', 'admin'), 2_000);
+    await fs.writeFile(
+      configFile,
+      serverConfig(port, metricsPort, path.join(workDir, 'state'), liveDir, secrets),
+    );
+    processes.push(
+      await startProcess('server', ['--config', configFile], path.join(workDir, 'logs/server.log')),
+    );
+    const admin = new AdminClient(
+      `127.0.0.1:${port}`,
+      clientTransport(secrets, 'tls', 'admin'),
+      2_000,
+    );
     await waitFor('the server to accept version 1', async () =>
       (await admin.getStatus()).bundles[0]?.currentVersion === 1 ? true : undefined,
     );
-    say(`3. certsync-server on 127.0.0.1:${port} (TLS, tokens) accepted version 1 (log: logs/server.log)`);
+    say(
+      `3. certsync-server on 127.0.0.1:${port} (TLS, tokens) accepted version 1 (log: logs/server.log)`,
+    );
 
     const nodeDirs: string[] = [];
     for (let index = 1; index <= NODE_COUNT; index += 1) {
@@ -63,12 +81,17 @@ async function main(): Promise<void> {
       nodeDirs.push(dir);
       const args = ['--server', `127.0.0.1:${port}`, '--dir', dir, '--node-id', `node-${index}`];
       args.push(...agentTransportArgs(secrets, 'tls'));
-      processes.push(await startProcess('agent', args, path.join(workDir, `logs/agent-${index}.log`)));
+      processes.push(
+        await startProcess('agent', args, path.join(workDir, `logs/agent-${index}.log`)),
+      );
     }
     await waitForConvergence(admin, 1);
     say(`4. ${NODE_COUNT} agents connected and wrote version 1 into nodes/node-1..${NODE_COUNT}`);
 
-    const renewedLeaf = await issueLeaf(first.intermediate, { commonName: `*.${DOMAIN}`, dnsNames: [`*.${DOMAIN}`, DOMAIN] });
+    const renewedLeaf = await issueLeaf(first.intermediate, {
+      commonName: `*.${DOMAIN}`,
+      dnsNames: [`*.${DOMAIN}`, DOMAIN],
+    });
     const renewed: CertbotPemSet = {
       cert: renewedLeaf.certPem,
       chain: first.intermediate.certPem,
@@ -82,7 +105,9 @@ async function main(): Promise<void> {
     const status = await waitForConvergence(admin, 2);
     const elapsedMs = Date.now() - renewedAt;
     await checkNodeFiles(nodeDirs, renewed);
-    say(`6. every node holds version 2 (${elapsedMs} ms after the last link swap); bytes and modes checked on disk\n`);
+    say(
+      `6. every node holds version 2 (${elapsedMs} ms after the last link swap); bytes and modes checked on disk\n`,
+    );
     say(formatStatusTable(status));
     admin.close();
 
@@ -110,7 +135,10 @@ async function stayForOperator(
   intermediate: IssuedCertificate,
   say: (line: string) => void,
 ): Promise<void> {
-  const next = await issueLeaf(intermediate, { commonName: `*.${DOMAIN}`, dnsNames: [`*.${DOMAIN}`, DOMAIN] });
+  const next = await issueLeaf(intermediate, {
+    commonName: `*.${DOMAIN}`,
+    dnsNames: [`*.${DOMAIN}`, DOMAIN],
+  });
   const nextDir = path.join(workDir, 'next');
   await fs.mkdir(nextDir, { mode: 0o700 });
   await fs.writeFile(path.join(nextDir, 'cert.pem'), next.certPem);
@@ -120,7 +148,11 @@ async function stayForOperator(
   const binDir = path.join(workDir, 'bin');
   await fs.mkdir(binDir);
   const ctlEntry = path.resolve(__dirname, '../ctl/main.js');
-  await fs.writeFile(path.join(binDir, 'certsyncctl'), `#!/bin/sh\nexec node ${JSON.stringify(ctlEntry)} "$@"\n`, { mode: 0o755 });
+  await fs.writeFile(
+    path.join(binDir, 'certsyncctl'),
+    `#!/bin/sh\nexec node ${JSON.stringify(ctlEntry)} "$@"\n`,
+    { mode: 0o755 },
+  );
   const envFile = path.join(workDir, 'certsyncctl.env');
   const env = [
     `export DEMO=${workDir}`,
@@ -143,7 +175,13 @@ async function stayForOperator(
   });
 }
 
-function serverConfig(port: number, metricsPort: number, stateDir: string, liveDir: string, secrets: TransportFixture): string {
+function serverConfig(
+  port: number,
+  metricsPort: number,
+  stateDir: string,
+  liveDir: string,
+  secrets: TransportFixture,
+): string {
   return [
     `listen: 127.0.0.1:${port}`,
     `metrics: { listen: 127.0.0.1:${metricsPort} }`,
@@ -165,7 +203,10 @@ async function waitForConvergence(admin: AdminClient, version: number) {
   return waitFor(`all ${NODE_COUNT} nodes to hold version ${version}`, async () => {
     const status = await admin.getStatus();
     const bundle = status.bundles[0];
-    const inSync = bundle?.currentVersion === version && bundle.nodesExpected === NODE_COUNT && bundle.nodesInSync === NODE_COUNT;
+    const inSync =
+      bundle?.currentVersion === version &&
+      bundle.nodesExpected === NODE_COUNT &&
+      bundle.nodesInSync === NODE_COUNT;
     // The demo has no reload targets: its rollouts end "done" right after every node confirmed.
     const done = inSync && bundle.rollout?.version === version && bundle.rollout.state === 'done';
     return done ? status : undefined;
@@ -176,11 +217,26 @@ async function waitForConvergence(admin: AdminClient, version: number) {
 async function readDemoMetrics(url: string): Promise<string[]> {
   const response = await fetch(url);
   if (!response.ok) throw new Error(`${url} answered HTTP ${response.status}`);
-  const wanted = ['certsync_bundle_version', 'certsync_nodes_expected', 'certsync_nodes_in_sync', 'certsync_certificate_expiration_timestamp_seconds'];
-  const lines = (await response.text()).split('\n').filter((line) => wanted.some((name) => line.startsWith(`${name}{`)));
-  const value = (name: string) => Number(lines.find((line) => line.startsWith(`${name}{`))?.split(' ').at(-1));
+  const wanted = [
+    'certsync_bundle_version',
+    'certsync_nodes_expected',
+    'certsync_nodes_in_sync',
+    'certsync_certificate_expiration_timestamp_seconds',
+  ];
+  const lines = (await response.text())
+    .split('\n')
+    .filter((line) => wanted.some((name) => line.startsWith(`${name}{`)));
+  const value = (name: string) =>
+    Number(
+      lines
+        .find((line) => line.startsWith(`${name}{`))
+        ?.split(' ')
+        .at(-1),
+    );
   if (value('certsync_bundle_version') !== 2 || value('certsync_nodes_in_sync') !== NODE_COUNT) {
-    throw new Error(`the metrics do not show version 2 on ${NODE_COUNT} nodes:\n${lines.join('\n')}`);
+    throw new Error(
+      `the metrics do not show version 2 on ${NODE_COUNT} nodes:\n${lines.join('\n')}`,
+    );
   }
   return lines;
 }
@@ -194,7 +250,9 @@ async function checkNodeFiles(nodeDirs: readonly string[], pems: CertbotPemSet):
       const mode = (await fs.stat(file)).mode & 0o777;
       const expectedMode = kind === 'privkey' ? 0o600 : 0o644;
       if (sha256Hex(bytes) !== sha256Hex(pems[kind]) || mode !== expectedMode) {
-        throw new Error(`${file} does not hold the renewed ${kind} with mode ${expectedMode.toString(8)}`);
+        throw new Error(
+          `${file} does not hold the renewed ${kind} with mode ${expectedMode.toString(8)}`,
+        );
       }
     }
   }

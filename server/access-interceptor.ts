@@ -18,7 +18,15 @@ export function createAccessInterceptor(policy: AccessPolicy, log: Logger): Serv
               authorizeCall(policy, method.path, metadata, call.getAuthContext());
             } catch (error) {
               const refusal = toGrpcStatus(error, log, { method: method.path });
-              log.warn({ method: method.path, peer: call.getPeer(), code: refusal.code, reason: refusal.details }, 'Call refused');
+              log.warn(
+                {
+                  method: method.path,
+                  peer: call.getPeer(),
+                  code: refusal.code,
+                  reason: refusal.details,
+                },
+                'Call refused',
+              );
               call.sendStatus(refusal);
               return;
             }

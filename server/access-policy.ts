@@ -44,7 +44,12 @@ export function serviceOfPath(methodPath: string): string {
  * credential) or PermissionDeniedError (a known caller of the wrong role). A pure decision over
  * the path, the metadata and what TLS verified.
  */
-export function authorizeCall(policy: AccessPolicy, methodPath: string, metadata: Metadata, auth: PeerAuthContext): void {
+export function authorizeCall(
+  policy: AccessPolicy,
+  methodPath: string,
+  metadata: Metadata,
+  auth: PeerAuthContext,
+): void {
   const service = serviceOfPath(methodPath);
   if (OPEN_SERVICES.includes(service)) return;
   const required = SERVICE_ROLES[service];
@@ -58,5 +63,7 @@ export function authorizeCall(policy: AccessPolicy, methodPath: string, metadata
       `${methodPath} needs the ${required} credential: send "authorization: Bearer <token>" or a client certificate with OU=certsync-${required}`,
     );
   }
-  throw new PermissionDeniedError(`${methodPath} needs the ${required} role; this caller is ${[...roles].join(', ')}`);
+  throw new PermissionDeniedError(
+    `${methodPath} needs the ${required} role; this caller is ${[...roles].join(', ')}`,
+  );
 }

@@ -20,7 +20,12 @@ import type { ExpiryWatch } from './expiry-watch';
 import { isNodeInSync, type Fleet, type NodeRecord } from './fleet';
 import { missingNodes, type RolloutData } from './rollout';
 import { FINAL_ROLLOUT_STATES, type RolloutEvent, type RolloutTracker } from './rollout-tracker';
-import { FailedPreconditionError, InvalidRequestError, NotFoundError, toGrpcStatus } from './status-mapping';
+import {
+  FailedPreconditionError,
+  InvalidRequestError,
+  NotFoundError,
+  toGrpcStatus,
+} from './status-mapping';
 import type { VersionStorage } from './state-store';
 import type { BundleVersion } from './version-store';
 
@@ -44,7 +49,8 @@ export function createAdminService(deps: AdminServiceDeps): AdminServiceServer {
   const { store, fleet, log, tracker } = deps;
   const requireBundle = (name: string) => {
     if (!name) throw new InvalidRequestError('bundle is required');
-    if (!deps.bundles.some((bundle) => bundle.name === name)) throw new NotFoundError(`no bundle named "${name}" is configured`);
+    if (!deps.bundles.some((bundle) => bundle.name === name))
+      throw new NotFoundError(`no bundle named "${name}" is configured`);
   };
   return {
     getStatus: unary(log, () => ({
@@ -60,7 +66,9 @@ export function createAdminService(deps: AdminServiceDeps): AdminServiceServer {
         throw new NotFoundError(`no bundle named "${request.name}" is configured`);
       }
       const version =
-        request.version === 0 ? store.current(request.name) : await store.get(request.name, request.version);
+        request.version === 0
+          ? store.current(request.name)
+          : await store.get(request.name, request.version);
       if (!version) {
         throw new NotFoundError(
           request.version === 0
@@ -83,7 +91,11 @@ export function createAdminService(deps: AdminServiceDeps): AdminServiceServer {
     listRollouts: unary(log, (request: { bundle: string; limit: number }) => {
       requireBundle(request.bundle);
       const rollouts = tracker.list(request.bundle);
-      return { rollouts: (request.limit > 0 ? rollouts.slice(0, request.limit) : rollouts).map(rolloutInfo) };
+      return {
+        rollouts: (request.limit > 0 ? rollouts.slice(0, request.limit) : rollouts).map(
+          rolloutInfo,
+        ),
+      };
     }),
     verify: unary(log, async (request: { bundle: string }) => {
       requireBundle(request.bundle);
@@ -98,9 +110,18 @@ export function createAdminService(deps: AdminServiceDeps): AdminServiceServer {
         let watched = next ? undefined : atCall;
         log.info({ bundle, next, version: atCall?.version }, 'Rollout watch started');
         const snapshot = (rollout: RolloutData) =>
-          call.write({ kind: 'snapshot', rollout: rolloutInfo(rollout), nodeId: '', transition: undefined, reload: undefined });
+          call.write({
+            kind: 'snapshot',
+            rollout: rolloutInfo(rollout),
+            nodeId: '',
+            transition: undefined,
+            reload: undefined,
+          });
         if (!next) {
-          if (!atCall) throw new FailedPreconditionError(`bundle "${bundle}" has no rollout yet (no accepted version); use --next to wait for one`);
+          if (!atCall)
+            throw new FailedPreconditionError(
+              `bundle "${bundle}" has no rollout yet (no accepted version); use --next to wait for one`,
+            );
           snapshot(atCall);
           if (FINAL_ROLLOUT_STATES.has(atCall.state)) return call.end();
         }
@@ -135,10 +156,17 @@ export function createAdminService(deps: AdminServiceDeps): AdminServiceServer {
       await deps.intakes.get(request.bundle)?.requestCheck();
       const current = store.current(request.bundle);
       const rollout = tracker.current(request.bundle);
-      if (!current || current.version !== before) return { rollout: rollout && rolloutInfo(rollout) };
+      if (!current || current.version !== before)
+        return { rollout: rollout && rolloutInfo(rollout) };
       // Nothing new arrived: roll out again only what the pause left unfinished.
-      const status = bundleStatus(deps.bundles.find((bundle) => bundle.name === request.bundle)!, deps);
-      const settled = rollout?.version === current.version && rollout.state === 'done' && status.nodesInSync === status.nodesExpected;
+      const status = bundleStatus(
+        deps.bundles.find((bundle) => bundle.name === request.bundle)!,
+        deps,
+      );
+      const settled =
+        rollout?.version === current.version &&
+        rollout.state === 'done' &&
+        status.nodesInSync === status.nodesExpected;
       if (settled) return { rollout: rolloutInfo(rollout) };
       return { rollout: rolloutInfo(await tracker.rollout(request.bundle, 0, 'resume')) };
     }),
@@ -147,29 +175,46 @@ export function createAdminService(deps: AdminServiceDeps): AdminServiceServer {
       log.warn({ bundle: request.bundle, toVersion: request.toVersion }, 'Rollback requested');
       return { rollout: rolloutInfo(await tracker.rollback(request.bundle, request.toVersion)) };
     }),
-    import: unary(log, async (request: { bundle: string; cert: Buffer; key: Buffer; chain: Buffer }) => {
-      requireBundle(request.bundle);
-      if (request.cert.length === 0 || request.key.length === 0) throw new InvalidRequestError('cert and key are required');
-      if (deps.pauses.isPaused(request.bundle)) {
-        throw new FailedPreconditionError(`bundle "${request.bundle}" is paused; run \`certsyncctl resume ${request.bundle}\` first`);
-      }
-      // Sizes only: the key bytes are never logged.
-      log.info({ bundle: request.bundle, certBytes: request.cert.length, chainBytes: request.chain.length }, 'Import requested');
-      let accepted;
-      try {
-        accepted = await deps.intakes.get(request.bundle)!.importCandidate({ cert: request.cert, key: request.key, chain: request.chain });
-      } catch (error) {
-        if (error instanceof BundleValidationError) {
-          log.warn({ bundle: request.bundle, reason: error.reason }, 'Imported bundle rejected');
-          throw new InvalidRequestError(`import rejected (${error.reason}): ${error.message}; the current version stays`);
+    import: unary(
+      log,
+      async (request: { bundle: string; cert: Buffer; key: Buffer; chain: Buffer }) => {
+        requireBundle(request.bundle);
+        if (request.cert.length === 0 || request.key.length === 0)
+          throw new InvalidRequestError('cert and key are required');
+        if (deps.pauses.isPaused(request.bundle)) {
+          throw new FailedPreconditionError(
+            `bundle "${request.bundle}" is paused; run \`certsyncctl resume ${request.bundle}\` first`,
+          );
         }
-        if (error instanceof ImportMappingError) throw new FailedPreconditionError(error.message);
-        throw error;
-      }
-      const version = accepted ?? store.current(request.bundle)!;
-      const rollout = tracker.current(request.bundle);
-      return { bundle: bundleInfo(version), rollout: rollout && rolloutInfo(rollout) };
-    }),
+        // Sizes only: the key bytes are never logged.
+        log.info(
+          {
+            bundle: request.bundle,
+            certBytes: request.cert.length,
+            chainBytes: request.chain.length,
+          },
+          'Import requested',
+        );
+        let accepted;
+        try {
+          accepted = await deps.intakes
+            .get(request.bundle)!
+            .importCandidate({ cert: request.cert, key: request.key, chain: request.chain });
+        } catch (error) {
+          if (error instanceof BundleValidationError) {
+            log.warn({ bundle: request.bundle, reason: error.reason }, 'Imported bundle rejected');
+            throw new InvalidRequestError(
+              `import rejected (${error.reason}): ${error.message}; the current version stays`,
+            );
+          }
+          if (error instanceof ImportMappingError) throw new FailedPreconditionError(error.message);
+          throw error;
+        }
+        const version = accepted ?? store.current(request.bundle)!;
+        const rollout = tracker.current(request.bundle);
+        return { bundle: bundleInfo(version), rollout: rollout && rolloutInfo(rollout) };
+      },
+    ),
   };
 }
 
@@ -177,19 +222,40 @@ function watchEvent(event: RolloutEvent): WatchRolloutResponse {
   const rollout = rolloutInfo(event.rollout);
   switch (event.kind) {
     case 'node-confirmed':
-      return { kind: event.kind, rollout, nodeId: event.nodeId, transition: undefined, reload: undefined };
+      return {
+        kind: event.kind,
+        rollout,
+        nodeId: event.nodeId,
+        transition: undefined,
+        reload: undefined,
+      };
     case 'transition':
-      return { kind: event.kind, rollout, nodeId: '', transition: { ...event.transition }, reload: undefined };
+      return {
+        kind: event.kind,
+        rollout,
+        nodeId: '',
+        transition: { ...event.transition },
+        reload: undefined,
+      };
     case 'started':
       return { kind: 'snapshot', rollout, nodeId: '', transition: undefined, reload: undefined };
     case 'reload':
     case 'proof':
-      return { kind: event.kind, rollout, nodeId: '', transition: undefined, reload: { ...event.reload } };
+      return {
+        kind: event.kind,
+        rollout,
+        nodeId: '',
+        transition: undefined,
+        reload: { ...event.reload },
+      };
   }
 }
 
 /** Wraps a handler so every failure goes through the one error-to-status mapping. */
-function unary<Request, Response>(log: Logger, handler: (request: Request) => Response | Promise<Response>) {
+function unary<Request, Response>(
+  log: Logger,
+  handler: (request: Request) => Response | Promise<Response>,
+) {
   return (call: ServerUnaryCall<Request, Response>, callback: sendUnaryData<Response>) => {
     Promise.resolve()
       .then(() => handler(call.request))
@@ -220,7 +286,15 @@ function bundleStatus(bundle: BundleConfig, deps: AdminServiceDeps): BundleStatu
   // An expected node whose agent never connected is shown too: it is what a rollout waits for.
   const neverSeen = expected
     .filter((nodeId) => !fleet.get(nodeId))
-    .map((nodeId) => ({ nodeId, appliedVersion: 0, inSync: false, files: [], lastError: undefined, updatedAt: undefined, driftRepairs: 0 }));
+    .map((nodeId) => ({
+      nodeId,
+      appliedVersion: 0,
+      inSync: false,
+      files: [],
+      lastError: undefined,
+      updatedAt: undefined,
+      driftRepairs: 0,
+    }));
   const nodes = [...seen, ...neverSeen].sort((a, b) => a.nodeId.localeCompare(b.nodeId));
   const rollout = deps.tracker.current(bundle.name);
   return {
@@ -233,7 +307,12 @@ function bundleStatus(bundle: BundleConfig, deps: AdminServiceDeps): BundleStatu
       ? {
           at: rejected.at,
           reason: `${rejected.reason}: ${rejected.message}`,
-          files: rejected.files.map((file) => ({ path: file.source, sha256: file.sha256, size: file.size, mode: 0 })),
+          files: rejected.files.map((file) => ({
+            path: file.source,
+            sha256: file.sha256,
+            size: file.size,
+            mode: 0,
+          })),
         }
       : undefined,
     nodes,

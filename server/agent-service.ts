@@ -47,15 +47,22 @@ export function createAgentService(
         try {
           const message = request.message;
           if (!session) {
-            if (message?.$case !== 'hello') throw new InvalidRequestError('the first message on Sync must be a hello');
+            if (message?.$case !== 'hello')
+              throw new InvalidRequestError('the first message on Sync must be a hello');
             const nodeId = message.value.nodeId;
             if (!NODE_ID_PATTERN.test(nodeId)) {
-              throw new InvalidRequestError(`node ID "${nodeId.slice(0, 64)}" is not valid (letters, digits, ".", "_", "-")`);
+              throw new InvalidRequestError(
+                `node ID "${nodeId.slice(0, 64)}" is not valid (letters, digits, ".", "_", "-")`,
+              );
             }
             clearTimeout(helloTimer);
             await expectedNodes.admit(nodeId);
             if (closed) return;
-            const candidate: AgentSession = { nodeId, peer, send: (response) => call.write(response) };
+            const candidate: AgentSession = {
+              nodeId,
+              peer,
+              send: (response) => call.write(response),
+            };
             hub.attach(candidate, message.value);
             session = candidate;
             return;
@@ -71,7 +78,9 @@ export function createAgentService(
               signals.handleReport(session, message.value);
               return;
             default:
-              throw new InvalidRequestError(`unexpected message ${message?.$case ?? '(empty)'} after hello`);
+              throw new InvalidRequestError(
+                `unexpected message ${message?.$case ?? '(empty)'} after hello`,
+              );
           }
         } catch (error) {
           fail(error);

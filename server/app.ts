@@ -40,7 +40,11 @@ export interface ServerAppOptions {
   onLeaseLost?: (holder: string) => void;
 }
 
-export async function startServerApp(config: ServerConfig, log: Logger, options: ServerAppOptions = {}): Promise<ServerApp> {
+export async function startServerApp(
+  config: ServerConfig,
+  log: Logger,
+  options: ServerAppOptions = {},
+): Promise<ServerApp> {
   const appLog = log.child({ component: 'server' });
   // Credentials first: a missing secret fails the start before anything else is opened.
   const transport = loadServerTransport(config, log.child({ component: 'transport' }));
@@ -55,15 +59,38 @@ export async function startServerApp(config: ServerConfig, log: Logger, options:
   const pauses = await PauseRegistry.open(config.stateDir, log.child({ component: 'pause' }));
   const isPaused = (bundle: string) => pauses.isPaused(bundle);
   const fleet = new Fleet();
-  const hub = new FanoutHub(store, fleet, bundleNames, log.child({ component: 'hub' }), undefined, isPaused);
+  const hub = new FanoutHub(
+    store,
+    fleet,
+    bundleNames,
+    log.child({ component: 'hub' }),
+    undefined,
+    isPaused,
+  );
   // Docker is only reached when the fleet or a reload target needs it.
   let docker: DockerClient | undefined;
   const dockerClient = () => (docker ??= createDockerClient());
-  const expectedNodes = createExpectedNodes(config.fleet, { fleet, docker: dockerClient, log: log.child({ component: 'fleet' }) });
+  const expectedNodes = createExpectedNodes(config.fleet, {
+    fleet,
+    docker: dockerClient,
+    log: log.child({ component: 'fleet' }),
+  });
   const signals = new SignalDispatcher(hub, log.child({ component: 'signals' }));
-  const expiry = new ExpiryWatch({ bundleNames, store, windowDays: config.expiryWarningDays, log: log.child({ component: 'expiry' }) });
+  const expiry = new ExpiryWatch({
+    bundleNames,
+    store,
+    windowDays: config.expiryWarningDays,
+    log: log.child({ component: 'expiry' }),
+  });
   const metrics = config.metrics
-    ? new ServerMetrics({ bundleNames, store, fleet, expectedNodes, expiry, serverVersion: CERTSYNC_VERSION })
+    ? new ServerMetrics({
+        bundleNames,
+        store,
+        fleet,
+        expectedNodes,
+        expiry,
+        serverVersion: CERTSYNC_VERSION,
+      })
     : undefined;
   if (metrics) hub.onAgentConnected((nodeId) => metrics.agentConnected(nodeId));
   const tracker = new RolloutTracker({
@@ -115,7 +142,8 @@ export async function startServerApp(config: ServerConfig, log: Logger, options:
         listen: config.metrics.listen,
         registry: metrics.registry,
         // The version store is loaded before this point; gRPC and the first source check are not.
-        notReadyReasons: () => (serving ? [] : ['gRPC server not serving yet (starting or stopping)']),
+        notReadyReasons: () =>
+          serving ? [] : ['gRPC server not serving yet (starting or stopping)'],
         log: log.child({ component: 'metrics' }),
       });
     }
@@ -125,7 +153,12 @@ export async function startServerApp(config: ServerConfig, log: Logger, options:
       transport,
       maxMessageBytes: config.limits.maxMessageBytes,
       log: log.child({ component: 'access' }),
-      agentService: createAgentService(hub, expectedNodes, signals, log.child({ component: 'agent-service' })),
+      agentService: createAgentService(
+        hub,
+        expectedNodes,
+        signals,
+        log.child({ component: 'agent-service' }),
+      ),
       adminService: createAdminService({
         bundles: config.bundles,
         store,
@@ -158,7 +191,12 @@ export async function startServerApp(config: ServerConfig, log: Logger, options:
   for (const bundle of config.bundles) {
     const current = store.current(bundle.name);
     appLog.info(
-      { bundle: bundle.name, version: current?.version ?? 0, source: bundle.source, rejected: store.lastRejected(bundle.name)?.reason },
+      {
+        bundle: bundle.name,
+        version: current?.version ?? 0,
+        source: bundle.source,
+        rejected: store.lastRejected(bundle.name)?.reason,
+      },
       current ? 'Serving bundle' : 'Bundle has no valid version yet',
     );
   }

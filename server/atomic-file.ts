@@ -7,7 +7,11 @@ import path from 'node:path';
  * folder, write, fsync, rename over the target, fsync the folder. The server's state directory is
  * the only place this is used; the agent has its own two-phase writer.
  */
-export async function writeFileAtomic(file: string, data: Uint8Array | string, mode = 0o600): Promise<void> {
+export async function writeFileAtomic(
+  file: string,
+  data: Uint8Array | string,
+  mode = 0o600,
+): Promise<void> {
   const dir = path.dirname(file);
   const temp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   const handle = await fs.open(temp, 'wx', mode);

@@ -54,7 +54,10 @@ export class ImportMappingError extends Error {
 
 /** Which imported parts make each certbot file name. */
 function importedContent(source: string, pem: ImportedPem): Buffer | undefined {
-  const withNewline = (part: Buffer) => (part.length > 0 && part[part.length - 1] !== 0x0a ? Buffer.concat([part, Buffer.from('\n')]) : part);
+  const withNewline = (part: Buffer) =>
+    part.length > 0 && part[part.length - 1] !== 0x0a
+      ? Buffer.concat([part, Buffer.from('\n')])
+      : part;
   switch (path.basename(source)) {
     case 'cert.pem':
       return pem.cert;
@@ -109,7 +112,9 @@ export class BundleIntake {
     }
     this.running = this.check()
       .then(() => undefined)
-      .catch((error: unknown) => this.options.log.error({ err: error }, 'Bundle check failed unexpectedly'))
+      .catch((error: unknown) =>
+        this.options.log.error({ err: error }, 'Bundle check failed unexpectedly'),
+      )
       .finally(() => {
         this.running = undefined;
         if (this.checkQueued) {
@@ -165,11 +170,23 @@ export class BundleIntake {
           file.source,
         );
       }
-      return { source: file.source, path: `import:${file.source}`, target: file.target, mode: file.mode, content };
+      return {
+        source: file.source,
+        path: `import:${file.source}`,
+        target: file.target,
+        mode: file.mode,
+        content,
+      };
     });
-    const digest = combinedDigest(files.map((file) => ({ name: file.target, sha256: sha256Hex(file.content) })));
+    const digest = combinedDigest(
+      files.map((file) => ({ name: file.target, sha256: sha256Hex(file.content) })),
+    );
     if (store.current(bundle.name)?.digest === digest) return undefined;
-    const validated = validateBundle(files, { expectNames: bundle.expectNames, requireChain: bundle.requireChain, now: this.now() });
+    const validated = validateBundle(files, {
+      expectNames: bundle.expectNames,
+      requireChain: bundle.requireChain,
+      now: this.now(),
+    });
     const sourceDigest = await this.sourceDigest();
     const accepted = await this.acceptValidated(files, digest, validated, IMPORT_SOURCE);
     if (sourceDigest) await store.withdraw(bundle.name, sourceDigest);
@@ -180,8 +197,12 @@ export class BundleIntake {
   /** The digest of what the watched source holds now; undefined when it cannot be read. */
   private async sourceDigest(): Promise<string | undefined> {
     try {
-      const snapshot = await readSourceFiles(this.options.bundle, { maxFileBytes: this.options.limits.maxFileBytes });
-      return combinedDigest(snapshot.files.map((file) => ({ name: file.target, sha256: sha256Hex(file.content) })));
+      const snapshot = await readSourceFiles(this.options.bundle, {
+        maxFileBytes: this.options.limits.maxFileBytes,
+      });
+      return combinedDigest(
+        snapshot.files.map((file) => ({ name: file.target, sha256: sha256Hex(file.content) })),
+      );
     } catch (error) {
       if (error instanceof SourceReadError) return undefined;
       throw error;
@@ -196,7 +217,9 @@ export class BundleIntake {
     }
     let files: CandidateFile[];
     try {
-      const snapshot = await readSourceFiles(bundle, { maxFileBytes: this.options.limits.maxFileBytes });
+      const snapshot = await readSourceFiles(bundle, {
+        maxFileBytes: this.options.limits.maxFileBytes,
+      });
       this.watcher.watchAlso(snapshot.resolvedDirs);
       files = snapshot.files;
     } catch (error) {
@@ -209,7 +232,9 @@ export class BundleIntake {
       return this.handleFailure('too-large', message, files, new Error(message));
     }
 
-    const digest = combinedDigest(files.map((file) => ({ name: file.target, sha256: sha256Hex(file.content) })));
+    const digest = combinedDigest(
+      files.map((file) => ({ name: file.target, sha256: sha256Hex(file.content) })),
+    );
     const current = store.current(bundle.name);
     if (current?.digest === digest) {
       this.failedAttempts = 0;
@@ -218,7 +243,10 @@ export class BundleIntake {
     }
     if (store.isWithdrawn(bundle.name, digest)) {
       this.failedAttempts = 0;
-      log.debug({ bundle: bundle.name, version: current?.version }, 'Source holds withdrawn content; waiting for a new renewal');
+      log.debug(
+        { bundle: bundle.name, version: current?.version },
+        'Source holds withdrawn content; waiting for a new renewal',
+      );
       return 'unchanged';
     }
 
@@ -293,7 +321,10 @@ export class BundleIntake {
     }
     if (this.failedAttempts < retries) {
       this.failedAttempts += 1;
-      log.debug({ bundle: bundle.name, reason, attempt: this.failedAttempts }, 'Candidate not valid yet, waiting');
+      log.debug(
+        { bundle: bundle.name, reason, attempt: this.failedAttempts },
+        'Candidate not valid yet, waiting',
+      );
       if (this.retryTimer) clearTimeout(this.retryTimer);
       this.retryTimer = setTimeout(() => void this.requestCheck(), this.options.settleMs);
       this.retryTimer.unref();
@@ -301,9 +332,20 @@ export class BundleIntake {
     }
 
     const previous = store.lastRejected(bundle.name);
-    if (previous && previous.digest === digest && previous.reason === reason && previous.message === message) return 'rejected';
+    if (
+      previous &&
+      previous.digest === digest &&
+      previous.reason === reason &&
+      previous.message === message
+    )
+      return 'rejected';
     log.warn(
-      { bundle: bundle.name, reason, err: { message: error.message }, keptVersion: store.current(bundle.name)?.version },
+      {
+        bundle: bundle.name,
+        reason,
+        err: { message: error.message },
+        keptVersion: store.current(bundle.name)?.version,
+      },
       'Candidate bundle rejected; current version stays authoritative',
     );
     await store.recordRejection(bundle.name, {
@@ -311,7 +353,11 @@ export class BundleIntake {
       reason,
       message,
       digest,
-      files: files.map((file) => ({ source: file.source, sha256: sha256Hex(file.content), size: file.content.length })),
+      files: files.map((file) => ({
+        source: file.source,
+        sha256: sha256Hex(file.content),
+        size: file.content.length,
+      })),
     });
     this.options.onRejected?.(reason);
     return 'rejected';
@@ -323,5 +369,9 @@ const PUSH_OVERHEAD_PER_FILE_BYTES = 1024;
 
 /** An upper bound of the push message that would carry `files`. */
 function estimatePushBytes(files: readonly CandidateFile[]): number {
-  return files.reduce((total, file) => total + file.content.length + file.target.length + PUSH_OVERHEAD_PER_FILE_BYTES, 1024);
+  return files.reduce(
+    (total, file) =>
+      total + file.content.length + file.target.length + PUSH_OVERHEAD_PER_FILE_BYTES,
+    1024,
+  );
 }

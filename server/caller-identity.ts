@@ -48,13 +48,18 @@ export function tokenDigest(token: string): Buffer {
  * client certificate's OU. A token that is present but matches no configured token is refused
  * outright, even next to a good certificate, so a stale or mistyped secret never goes unnoticed.
  */
-export function identifyCaller(metadata: Metadata, auth: PeerAuthContext, tokens: TokenDigests): Set<CallerRole> {
+export function identifyCaller(
+  metadata: Metadata,
+  auth: PeerAuthContext,
+  tokens: TokenDigests,
+): Set<CallerRole> {
   const roles = new Set<CallerRole>();
   const header = metadata.get('authorization');
   if (header.length > 1) throw new UnauthenticatedError('more than one authorization header');
   if (header.length === 1) {
     const match = /^Bearer\s+(\S+)\s*$/i.exec(String(header[0]));
-    if (!match?.[1]) throw new UnauthenticatedError('authorization metadata must be "Bearer <token>"');
+    if (!match?.[1])
+      throw new UnauthenticatedError('authorization metadata must be "Bearer <token>"');
     const presented = tokenDigest(match[1]);
     // Both comparisons always run, so timing does not tell which role a token almost matched.
     const isAgent = tokens.agent !== undefined && timingSafeEqual(presented, tokens.agent);
@@ -69,10 +74,14 @@ export function identifyCaller(metadata: Metadata, auth: PeerAuthContext, tokens
 }
 
 /** The role named by a verified client certificate's subject OU, if any. */
-export function roleOfCertificate(certificate: PeerCertificate | undefined): CallerRole | undefined {
+export function roleOfCertificate(
+  certificate: PeerCertificate | undefined,
+): CallerRole | undefined {
   const unit: unknown = certificate?.subject?.OU;
   const units = Array.isArray(unit) ? unit : [unit];
-  const roles = (Object.keys(CERTIFICATE_ROLE_OU) as CallerRole[]).filter((role) => units.includes(CERTIFICATE_ROLE_OU[role]));
+  const roles = (Object.keys(CERTIFICATE_ROLE_OU) as CallerRole[]).filter((role) =>
+    units.includes(CERTIFICATE_ROLE_OU[role]),
+  );
   // A certificate naming both roles is ambiguous; it gets neither.
   return roles.length === 1 ? roles[0] : undefined;
 }

@@ -31,7 +31,15 @@ const DEFAULT_MAX_FILES_PER_BUNDLE = 16;
 const DEFAULT_MAX_FILE_BYTES = 1024 * 1024;
 
 /** Signals an agent may send to a service's containers (see agent/local-signaller.ts). */
-export const RELOAD_SIGNALS = ['SIGHUP', 'SIGUSR1', 'SIGUSR2', 'SIGINT', 'SIGQUIT', 'SIGTERM', 'SIGWINCH'] as const;
+export const RELOAD_SIGNALS = [
+  'SIGHUP',
+  'SIGUSR1',
+  'SIGUSR2',
+  'SIGINT',
+  'SIGQUIT',
+  'SIGTERM',
+  'SIGWINCH',
+] as const;
 
 const modeSchema = z
   .string({
@@ -68,12 +76,18 @@ const MAX_OWNER_ID = 4_294_967_294;
  */
 const ownerSchema = z
   .string()
-  .regex(/^\d{1,10}:\d{1,10}$/, 'must be a numeric "uid:gid" such as "100:1000" (names are not accepted)')
+  .regex(
+    /^\d{1,10}:\d{1,10}$/,
+    'must be a numeric "uid:gid" such as "100:1000" (names are not accepted)',
+  )
   .transform((text) => {
     const [uid, gid] = text.split(':').map(Number) as [number, number];
     return { uid, gid };
   })
-  .refine(({ uid, gid }) => uid <= MAX_OWNER_ID && gid <= MAX_OWNER_ID, `uid and gid must be at most ${MAX_OWNER_ID}`);
+  .refine(
+    ({ uid, gid }) => uid <= MAX_OWNER_ID && gid <= MAX_OWNER_ID,
+    `uid and gid must be at most ${MAX_OWNER_ID}`,
+  );
 
 const bundleFileSchema = z.strictObject({
   source: z.string().min(1),
@@ -83,10 +97,19 @@ const bundleFileSchema = z.strictObject({
   owner: ownerSchema.optional(),
 });
 
-const serviceNameSchema = z.string().regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'must be a Docker service name');
-const reloadTimeoutSchema = z.number().int().min(1000).max(3_600_000).default(DEFAULT_RELOAD_TIMEOUT_MS);
+const serviceNameSchema = z
+  .string()
+  .regex(/^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$/, 'must be a Docker service name');
+const reloadTimeoutSchema = z
+  .number()
+  .int()
+  .min(1000)
+  .max(3_600_000)
+  .default(DEFAULT_RELOAD_TIMEOUT_MS);
 
-const endpointSchema = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be HOST:PORT');
+const endpointSchema = z
+  .string()
+  .regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be HOST:PORT');
 
 /** How to prove a reload: the certificate each replica serves, and Vault's seal state. */
 const verifySchema = z.strictObject({
@@ -117,11 +140,17 @@ const reloadCommon = {
 /** One service to reload once every expected node holds a new version; run in config order. */
 const reloadTargetSchema = z.discriminatedUnion('action', [
   z.strictObject({ ...reloadCommon, action: z.literal('force-update') }),
-  z.strictObject({ ...reloadCommon, action: z.literal('signal'), signal: z.enum(RELOAD_SIGNALS).default('SIGHUP') }),
+  z.strictObject({
+    ...reloadCommon,
+    action: z.literal('signal'),
+    signal: z.enum(RELOAD_SIGNALS).default('SIGHUP'),
+  }),
 ]);
 
 const bundleSchema = z.strictObject({
-  name: z.string().regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be lower-case letters, digits, ".", "_" or "-"'),
+  name: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9._-]{0,62}$/, 'must be lower-case letters, digits, ".", "_" or "-"'),
   source: z.string().min(1),
   files: z.array(bundleFileSchema).min(1),
   expectNames: z.array(z.string().min(1)).default([]),
@@ -135,17 +164,27 @@ const bundleSchema = z.strictObject({
   reload: z.array(reloadTargetSchema).default([]),
 });
 
-const hostPortSchema = z.string().regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be HOST:PORT');
+const hostPortSchema = z
+  .string()
+  .regex(/^[^\s:]+:\d{1,5}$|^\[[0-9a-fA-F:]+\]:\d{1,5}$/, 'must be HOST:PORT');
 
 const nodeIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/, 'must be a node ID');
 
 const fleetSchema = z.discriminatedUnion('mode', [
   z.strictObject({ mode: z.literal('connected') }),
-  z.strictObject({ mode: z.literal('static'), nodes: z.array(nodeIdSchema).min(1, 'list at least one node ID') }),
+  z.strictObject({
+    mode: z.literal('static'),
+    nodes: z.array(nodeIdSchema).min(1, 'list at least one node ID'),
+  }),
   z.strictObject({
     mode: z.literal('swarm'),
     agentService: serviceNameSchema,
-    refreshIntervalMs: z.number().int().min(1000).max(3_600_000).default(DEFAULT_SWARM_REFRESH_INTERVAL_MS),
+    refreshIntervalMs: z
+      .number()
+      .int()
+      .min(1000)
+      .max(3_600_000)
+      .default(DEFAULT_SWARM_REFRESH_INTERVAL_MS),
   }),
 ]);
 
@@ -165,10 +204,20 @@ const authSchema = z.strictObject({
 
 const limitsSchema = z.strictObject({
   /** Largest gRPC message received or sent; a bundle push is one message. */
-  maxMessageBytes: z.number().int().min(64 * 1024).max(256 * 1024 * 1024).default(DEFAULT_MAX_MESSAGE_BYTES),
+  maxMessageBytes: z
+    .number()
+    .int()
+    .min(64 * 1024)
+    .max(256 * 1024 * 1024)
+    .default(DEFAULT_MAX_MESSAGE_BYTES),
   maxFilesPerBundle: z.number().int().min(1).max(1000).default(DEFAULT_MAX_FILES_PER_BUNDLE),
   /** Largest source file read into a bundle. */
-  maxFileBytes: z.number().int().min(1024).max(256 * 1024 * 1024).default(DEFAULT_MAX_FILE_BYTES),
+  maxFileBytes: z
+    .number()
+    .int()
+    .min(1024)
+    .max(256 * 1024 * 1024)
+    .default(DEFAULT_MAX_FILE_BYTES),
 });
 
 /** The plain-HTTP listener for /metrics, /healthz and /readyz; none when the key is absent. */
@@ -200,7 +249,12 @@ const configSchema = z.strictObject({
   rescanIntervalMs: z.number().int().min(1000).max(86_400_000).default(DEFAULT_RESCAN_INTERVAL_MS),
   usePolling: z.boolean().default(false),
   versionsKept: z.number().int().min(2).max(1000).default(DEFAULT_VERSIONS_KEPT),
-  convergeTimeoutMs: z.number().int().min(1000).max(86_400_000).default(DEFAULT_CONVERGE_TIMEOUT_MS),
+  convergeTimeoutMs: z
+    .number()
+    .int()
+    .min(1000)
+    .max(86_400_000)
+    .default(DEFAULT_CONVERGE_TIMEOUT_MS),
   /** Warn (log, status, metric) when the current leaf expires within this many days. */
   expiryWarningDays: z.number().min(0).max(3650).default(DEFAULT_EXPIRY_WARNING_DAYS),
   metrics: metricsSchema.optional(),
@@ -242,7 +296,9 @@ export interface ConfigOverrides {
 export function parseServerConfig(raw: unknown, origin = 'config'): ServerConfig {
   const result = configSchema.safeParse(raw);
   if (!result.success) {
-    const problems = result.error.issues.map((issue) => `  ${formatKeyPath(issue.path)}: ${issue.message}`);
+    const problems = result.error.issues.map(
+      (issue) => `  ${formatKeyPath(issue.path)}: ${issue.message}`,
+    );
     throw new ConfigError(`${origin} is invalid:\n${problems.join('\n')}`);
   }
 
@@ -254,7 +310,9 @@ export function parseServerConfig(raw: unknown, origin = 'config'): ServerConfig
   const targetOwners = new Map<string, string>();
   for (const [index, bundle] of config.bundles.entries()) {
     if (names.has(bundle.name)) {
-      throw new ConfigError(`${origin} is invalid:\n  bundles[${index}].name: "${bundle.name}" is used twice`);
+      throw new ConfigError(
+        `${origin} is invalid:\n  bundles[${index}].name: "${bundle.name}" is used twice`,
+      );
     }
     names.add(bundle.name);
     if (bundle.files.length > config.limits.maxFilesPerBundle) {
@@ -265,7 +323,9 @@ export function parseServerConfig(raw: unknown, origin = 'config'): ServerConfig
     }
     const targets = new Set(bundle.files.map((file) => file.target));
     if (targets.size !== bundle.files.length) {
-      throw new ConfigError(`${origin} is invalid:\n  bundles[${index}].files: two files have the same target`);
+      throw new ConfigError(
+        `${origin} is invalid:\n  bundles[${index}].files: two files have the same target`,
+      );
     }
     for (const [fileIndex, file] of bundle.files.entries()) {
       const owner = targetOwners.get(file.target);
@@ -294,7 +354,10 @@ function transportProblemOf(config: z.output<typeof configSchema>): string | und
     return 'tls: no transport chosen; set tls: { certFile, keyFile } (plus auth.agentTokenFile and auth.adminTokenFile, or tls.clientCaFile), or insecure: true for plaintext';
   }
   if (tls && !tls.clientCaFile) {
-    const missing = [auth.agentTokenFile ? '' : 'auth.agentTokenFile', auth.adminTokenFile ? '' : 'auth.adminTokenFile'].filter(Boolean);
+    const missing = [
+      auth.agentTokenFile ? '' : 'auth.agentTokenFile',
+      auth.adminTokenFile ? '' : 'auth.adminTokenFile',
+    ].filter(Boolean);
     if (missing.length > 0) {
       return `${missing.join(', ')}: with tls every caller must authenticate; set ${missing.join(' and ')}, or tls.clientCaFile for client certificates`;
     }
@@ -311,14 +374,18 @@ export function loadServerConfig(file: string, overrides: ConfigOverrides = {}):
   try {
     text = readFileSync(file, 'utf8');
   } catch (error) {
-    throw new ConfigError(`cannot read config file ${file}: ${(error as Error).message}`, { cause: error });
+    throw new ConfigError(`cannot read config file ${file}: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
 
   let raw: unknown;
   try {
     raw = parseYaml(text);
   } catch (error) {
-    throw new ConfigError(`config file ${file} is not valid YAML: ${(error as Error).message}`, { cause: error });
+    throw new ConfigError(`config file ${file} is not valid YAML: ${(error as Error).message}`, {
+      cause: error,
+    });
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
     throw new ConfigError(`config file ${file} must hold a YAML mapping at the top level`);
@@ -334,7 +401,9 @@ export function loadServerConfig(file: string, overrides: ConfigOverrides = {}):
 function formatKeyPath(keyPath: ReadonlyArray<PropertyKey>): string {
   if (keyPath.length === 0) return '(top level)';
   return keyPath
-    .map((part, index) => (typeof part === 'number' ? `[${part}]` : `${index === 0 ? '' : '.'}${String(part)}`))
+    .map((part, index) =>
+      typeof part === 'number' ? `[${part}]` : `${index === 0 ? '' : '.'}${String(part)}`,
+    )
     .join('');
 }
 

@@ -98,7 +98,10 @@ export class ConfigNotFoundError extends Error {
 
 /** Thrown when a config with this name already exists (another writer got there first). */
 export class ConfigNameConflictError extends Error {
-  constructor(readonly config: string, options?: { cause?: unknown }) {
+  constructor(
+    readonly config: string,
+    options?: { cause?: unknown },
+  ) {
     super(`swarm config "${config}" already exists`, options);
     this.name = 'ConfigNameConflictError';
   }
@@ -106,8 +109,15 @@ export class ConfigNameConflictError extends Error {
 
 /** Thrown when a config update carried an outdated version index: another writer changed it first. */
 export class StaleVersionIndexError extends Error {
-  constructor(readonly config: string, readonly versionIndex: number, options?: { cause?: unknown }) {
-    super(`swarm config "${config}" changed since version index ${versionIndex}; read it again`, options);
+  constructor(
+    readonly config: string,
+    readonly versionIndex: number,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `swarm config "${config}" changed since version index ${versionIndex}; read it again`,
+      options,
+    );
     this.name = 'StaleVersionIndexError';
   }
 }
@@ -115,7 +125,9 @@ export class StaleVersionIndexError extends Error {
 /** Thrown when a configured service is not in the swarm (typo, or its stack is not deployed). */
 export class ServiceNotFoundError extends Error {
   constructor(readonly service: string) {
-    super(`service "${service}" does not exist in the swarm (check the name; stacks prefix it, e.g. iklimco_vault)`);
+    super(
+      `service "${service}" does not exist in the swarm (check the name; stacks prefix it, e.g. iklimco_vault)`,
+    );
     this.name = 'ServiceNotFoundError';
   }
 }
@@ -124,11 +136,15 @@ export class ServiceNotFoundError extends Error {
  * Builds the client over dockerode. `DOCKER_HOST` is honoured (dockerode reads it); otherwise the
  * local socket `/var/run/docker.sock` is used.
  */
-export function createDockerClient(options: { socketPath?: string } = {}): DockerClient & DockerConfigClient {
+export function createDockerClient(
+  options: { socketPath?: string } = {},
+): DockerClient & DockerConfigClient {
   // Loaded here, not at the top: dockerode and what it pulls in (ssh2, protobufjs, …) add about
   // 23 MB of RSS, and a server with a connected/static fleet and signal reloads never needs it.
   const DockerClass = require('dockerode') as typeof Docker;
-  const docker = options.socketPath ? new DockerClass({ socketPath: options.socketPath }) : new DockerClass();
+  const docker = options.socketPath
+    ? new DockerClass({ socketPath: options.socketPath })
+    : new DockerClass();
   return {
     async listNodes() {
       const nodes = (await docker.listNodes()) as RawNode[];
@@ -144,9 +160,13 @@ export function createDockerClient(options: { socketPath?: string } = {}): Docke
     async listServiceTasks(service) {
       // The API's name filter matches prefixes; keep the service with exactly this name.
       const services = await docker.listServices({ filters: { name: [service] } });
-      const serviceIds = new Set(services.filter((entry) => entry.Spec?.Name === service).map((entry) => entry.ID));
+      const serviceIds = new Set(
+        services.filter((entry) => entry.Spec?.Name === service).map((entry) => entry.ID),
+      );
       if (serviceIds.size === 0) return [];
-      const tasks = (await docker.listTasks({ filters: { service: [...serviceIds] } })) as RawTask[];
+      const tasks = (await docker.listTasks({
+        filters: { service: [...serviceIds] },
+      })) as RawTask[];
       return tasks
         .filter((task) => serviceIds.has(task.ServiceID))
         .map((task) => ({
@@ -167,11 +187,15 @@ export function createDockerClient(options: { socketPath?: string } = {}): Docke
       try {
         info = (await docker.getService(service).inspect()) as Docker.Service;
       } catch (error) {
-        if ((error as { statusCode?: number }).statusCode === 404) throw new ServiceNotFoundError(service);
+        if ((error as { statusCode?: number }).statusCode === 404)
+          throw new ServiceNotFoundError(service);
         throw error;
       }
       const spec = info.Spec ?? {};
-      const containerSpec = spec.TaskTemplate && 'ContainerSpec' in spec.TaskTemplate ? spec.TaskTemplate.ContainerSpec : undefined;
+      const containerSpec =
+        spec.TaskTemplate && 'ContainerSpec' in spec.TaskTemplate
+          ? spec.TaskTemplate.ContainerSpec
+          : undefined;
       return {
         id: info.ID,
         name: spec.Name ?? service,
@@ -190,14 +214,18 @@ export function createDockerClient(options: { socketPath?: string } = {}): Docke
     },
 
     async updateService(id, versionIndex, spec) {
-      const response = (await docker.getService(id).update({ _query: { version: versionIndex }, _body: spec })) as {
+      const response = (await docker
+        .getService(id)
+        .update({ _query: { version: versionIndex }, _body: spec })) as {
         Warnings?: string[] | null;
       };
       return response?.Warnings ?? [];
     },
 
     async listConfigs(labels) {
-      const label = Object.entries(labels).map(([key, value]) => (value === '' ? key : `${key}=${value}`));
+      const label = Object.entries(labels).map(([key, value]) =>
+        value === '' ? key : `${key}=${value}`,
+      );
       const configs = (await docker.listConfigs({ filters: { label } })) as RawConfig[];
       return configs.map(toConfigObject);
     },
@@ -213,7 +241,11 @@ export function createDockerClient(options: { socketPath?: string } = {}): Docke
 
     async createConfig(name, labels, data) {
       try {
-        const created = (await docker.createConfig({ Name: name, Labels: labels, Data: data.toString('base64') })) as { id?: string; ID?: string };
+        const created = (await docker.createConfig({
+          Name: name,
+          Labels: labels,
+          Data: data.toString('base64'),
+        })) as { id?: string; ID?: string };
         return created.id ?? created.ID ?? '';
       } catch (error) {
         if (statusCodeOf(error) === 409) throw new ConfigNameConflictError(name, { cause: error });
@@ -224,9 +256,12 @@ export function createDockerClient(options: { socketPath?: string } = {}): Docke
     async updateConfigLabels(config, labels) {
       const spec = { Name: config.name, Labels: labels, Data: config.data.toString('base64') };
       try {
-        await docker.getConfig(config.id).update({ _query: { version: config.versionIndex }, _body: spec });
+        await docker
+          .getConfig(config.id)
+          .update({ _query: { version: config.versionIndex }, _body: spec });
       } catch (error) {
-        if (isOutOfSequence(error)) throw new StaleVersionIndexError(config.name, config.versionIndex, { cause: error });
+        if (isOutOfSequence(error))
+          throw new StaleVersionIndexError(config.name, config.versionIndex, { cause: error });
         if (statusCodeOf(error) === 404) throw new ConfigNotFoundError(config.name);
         throw error;
       }

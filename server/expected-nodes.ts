@@ -57,29 +57,49 @@ export function createExpectedNodes(
         mode: 'static',
         current: () => nodes,
         admit: async (nodeId) => {
-          if (!nodes.includes(nodeId)) throw new NodeNotExpectedError(nodeId, `it is not in fleet.nodes (${nodes.join(', ')})`);
+          if (!nodes.includes(nodeId))
+            throw new NodeNotExpectedError(
+              nodeId,
+              `it is not in fleet.nodes (${nodes.join(', ')})`,
+            );
         },
         start: async () => undefined,
         close: () => undefined,
       };
     }
     case 'swarm':
-      return new SwarmExpectedNodes(config.agentService, config.refreshIntervalMs, deps.docker(), deps.log);
+      return new SwarmExpectedNodes(
+        config.agentService,
+        config.refreshIntervalMs,
+        deps.docker(),
+        deps.log,
+      );
   }
 }
 
 /** Why one swarm node is or is not expected; a pure decision over the Docker API's data. */
-export function swarmNodeVerdict(node: SwarmNode | undefined, agentTasks: readonly SwarmTask[], agentService: string): string | undefined {
+export function swarmNodeVerdict(
+  node: SwarmNode | undefined,
+  agentTasks: readonly SwarmTask[],
+  agentService: string,
+): string | undefined {
   if (!node) return 'it is not a node of this swarm';
   if (node.state !== 'ready') return `its swarm status is "${node.state}", not "ready"`;
-  if (node.availability !== 'active') return `its availability is "${node.availability}", not "active"`;
-  const scheduled = agentTasks.some((task) => task.nodeId === node.id && task.desiredState === 'running');
+  if (node.availability !== 'active')
+    return `its availability is "${node.availability}", not "active"`;
+  const scheduled = agentTasks.some(
+    (task) => task.nodeId === node.id && task.desiredState === 'running',
+  );
   if (!scheduled) return `the swarm does not schedule the agent service "${agentService}" on it`;
   return undefined;
 }
 
 /** The expected node IDs: ready, active nodes where the global agent service has (or should have) a task. */
-export function expectedSwarmNodeIds(nodes: readonly SwarmNode[], agentTasks: readonly SwarmTask[], agentService: string): string[] {
+export function expectedSwarmNodeIds(
+  nodes: readonly SwarmNode[],
+  agentTasks: readonly SwarmTask[],
+  agentService: string,
+): string[] {
   return nodes
     .filter((node) => swarmNodeVerdict(node, agentTasks, agentService) === undefined)
     .map((node) => node.id)
@@ -115,7 +135,10 @@ class SwarmExpectedNodes implements ExpectedNodes {
     if (this.expected.includes(nodeId)) return;
     await this.refresh();
     if (this.expected.includes(nodeId)) return;
-    throw new NodeNotExpectedError(nodeId, this.verdicts.get(nodeId) ?? 'it is not a node of this swarm');
+    throw new NodeNotExpectedError(
+      nodeId,
+      this.verdicts.get(nodeId) ?? 'it is not a node of this swarm',
+    );
   }
 
   async start(onChange: () => void): Promise<void> {
@@ -124,10 +147,15 @@ class SwarmExpectedNodes implements ExpectedNodes {
       await this.refresh();
     } catch (error) {
       // The server still starts: rollouts wait (and stall, named) until the swarm can be read.
-      this.log.error({ err: error, agentService: this.agentService }, 'Swarm fleet not read; retrying');
+      this.log.error(
+        { err: error, agentService: this.agentService },
+        'Swarm fleet not read; retrying',
+      );
     }
     this.timer = setInterval(() => {
-      this.refresh().catch((error: unknown) => this.log.warn({ err: error }, 'Swarm fleet refresh failed'));
+      this.refresh().catch((error: unknown) =>
+        this.log.warn({ err: error }, 'Swarm fleet refresh failed'),
+      );
     }, this.refreshIntervalMs);
     this.timer.unref();
   }
@@ -146,12 +174,21 @@ class SwarmExpectedNodes implements ExpectedNodes {
     let nodes: SwarmNode[];
     let tasks: SwarmTask[];
     try {
-      [nodes, tasks] = await Promise.all([this.docker.listNodes(), this.docker.listServiceTasks(this.agentService)]);
+      [nodes, tasks] = await Promise.all([
+        this.docker.listNodes(),
+        this.docker.listServiceTasks(this.agentService),
+      ]);
     } catch (error) {
-      throw new FleetUnavailableError(`cannot read the swarm's nodes from the Docker API: ${(error as Error).message}`, { cause: error });
+      throw new FleetUnavailableError(
+        `cannot read the swarm's nodes from the Docker API: ${(error as Error).message}`,
+        { cause: error },
+      );
     }
     if (tasks.length === 0) {
-      this.log.warn({ agentService: this.agentService }, 'Agent service has no tasks; is fleet.agentService the stack-prefixed name?');
+      this.log.warn(
+        { agentService: this.agentService },
+        'Agent service has no tasks; is fleet.agentService the stack-prefixed name?',
+      );
     }
     const verdicts = new Map<string, string>();
     for (const node of nodes) {

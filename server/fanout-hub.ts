@@ -1,4 +1,10 @@
-import type { AgentHello, ApplyReport, BundlePush, DriftReport, SyncResponse } from '../common/contract';
+import type {
+  AgentHello,
+  ApplyReport,
+  BundlePush,
+  DriftReport,
+  SyncResponse,
+} from '../common/contract';
 import type { Logger } from '../common/log';
 import { filesMatchVersion, type Fleet } from './fleet';
 import type { VersionStorage } from './state-store';
@@ -21,7 +27,9 @@ export class DuplicateNodeError extends Error {
     readonly nodeId: string,
     readonly existingPeer: string,
   ) {
-    super(`node "${nodeId}" is already connected from ${existingPeer}; a second agent with the same --node-id was refused`);
+    super(
+      `node "${nodeId}" is already connected from ${existingPeer}; a second agent with the same --node-id was refused`,
+    );
     this.name = 'DuplicateNodeError';
   }
 }
@@ -62,7 +70,12 @@ export class FanoutHub {
     if (existing) {
       const record = this.fleet.recordDuplicate(session.nodeId, session.peer, this.now());
       this.log.warn(
-        { node: session.nodeId, peer: session.peer, connectedPeer: existing.peer, refusals: record?.duplicateRefusals },
+        {
+          node: session.nodeId,
+          peer: session.peer,
+          connectedPeer: existing.peer,
+          refusals: record?.duplicateRefusals,
+        },
         'Duplicate node identity refused',
       );
       throw new DuplicateNodeError(session.nodeId, existing.peer);
@@ -71,9 +84,20 @@ export class FanoutHub {
     this.sessions.set(session.nodeId, session);
     const versions = this.currentVersions();
     const record = this.fleet.connect(hello, session.peer, versions, this.now());
-    const applied = Object.fromEntries(versions.map((version) => [version.bundle, record.bundles.get(version.bundle)?.appliedVersion ?? 0]));
+    const applied = Object.fromEntries(
+      versions.map((version) => [
+        version.bundle,
+        record.bundles.get(version.bundle)?.appliedVersion ?? 0,
+      ]),
+    );
     this.log.info(
-      { node: session.nodeId, peer: session.peer, hostname: hello.hostname, agentVersion: hello.agentVersion, applied },
+      {
+        node: session.nodeId,
+        peer: session.peer,
+        hostname: hello.hostname,
+        agentVersion: hello.agentVersion,
+        applied,
+      },
       'Agent connected',
     );
     for (const listener of this.connectListeners) listener(session.nodeId);
@@ -93,7 +117,10 @@ export class FanoutHub {
     const now = this.now();
     this.fleet.disconnect(session.nodeId, now);
     const durationMs = connectedSince ? now.getTime() - connectedSince.getTime() : undefined;
-    this.log.info({ node: session.nodeId, peer: session.peer, reason, durationMs }, 'Agent disconnected');
+    this.log.info(
+      { node: session.nodeId, peer: session.peer, reason, durationMs },
+      'Agent disconnected',
+    );
     this.notifyFleetChange();
     return true;
   }
@@ -101,10 +128,16 @@ export class FanoutHub {
   /** Called by the intake when a new version becomes current. */
   distribute(version: BundleVersion): void {
     if (this.isPaused(version.bundle)) {
-      this.log.info({ bundle: version.bundle, version: version.version }, 'Bundle paused; not distributed');
+      this.log.info(
+        { bundle: version.bundle, version: version.version },
+        'Bundle paused; not distributed',
+      );
       return;
     }
-    this.log.info({ bundle: version.bundle, version: version.version, nodes: this.sessions.size }, 'Distributing bundle');
+    this.log.info(
+      { bundle: version.bundle, version: version.version, nodes: this.sessions.size },
+      'Distributing bundle',
+    );
     for (const session of this.sessions.values()) this.push(session, version, false);
   }
 
@@ -112,19 +145,33 @@ export class FanoutHub {
     const current = this.store.current(report.bundle);
     const version = current?.version === report.version ? current : undefined;
     const record = this.fleet.recordApply(session.nodeId, report, version, this.now());
-    const fields = { node: session.nodeId, bundle: report.bundle, version: report.version, filesWritten: report.filesWritten };
+    const fields = {
+      node: session.nodeId,
+      bundle: report.bundle,
+      version: report.version,
+      filesWritten: report.filesWritten,
+    };
 
     if (report.ok && version && filesMatchVersion(report.files, version)) {
-      this.log.info(fields, report.filesWritten > 0 ? 'Node applied bundle' : 'Node confirmed bundle');
+      this.log.info(
+        fields,
+        report.filesWritten > 0 ? 'Node applied bundle' : 'Node confirmed bundle',
+      );
       this.notifyFleetChange();
       return;
     }
     if (report.ok) {
-      this.log.warn({ ...fields, current: current?.version }, 'Node confirmed a version that is not current');
+      this.log.warn(
+        { ...fields, current: current?.version },
+        'Node confirmed a version that is not current',
+      );
       if (current) this.push(session, current, false);
       return;
     }
-    this.log.warn({ ...fields, error: report.error, appliedVersion: record.appliedVersion }, 'Node failed to apply bundle');
+    this.log.warn(
+      { ...fields, error: report.error, appliedVersion: record.appliedVersion },
+      'Node failed to apply bundle',
+    );
     // A manifest the node does not match is answered with the bytes. A failed write is not
     // re-sent from here: the agent keeps the push and retries it itself, with backoff.
     if (report.error?.code === 'DIGEST_MISMATCH' && current) this.push(session, current, false);
@@ -186,6 +233,9 @@ export class FanoutHub {
       })),
     };
     session.send({ message: { $case: 'push', value: push } });
-    this.log.debug({ node: session.nodeId, bundle: version.bundle, version: version.version, manifestOnly }, 'Pushed bundle');
+    this.log.debug(
+      { node: session.nodeId, bundle: version.bundle, version: version.version, manifestOnly },
+      'Pushed bundle',
+    );
   }
 }

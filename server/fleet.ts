@@ -1,4 +1,10 @@
-import type { AgentError, AgentHello, ApplyReport, DriftReport, FileDigest } from '../common/contract';
+import type {
+  AgentError,
+  AgentHello,
+  ApplyReport,
+  DriftReport,
+  FileDigest,
+} from '../common/contract';
 import type { BundleVersion } from './version-store';
 
 /** What the server knows one node holds of one bundle. */
@@ -32,7 +38,10 @@ export interface NodeRecord {
  * True when every file of `version` is on the node with the version's digest. A pure decision over
  * data, so it is tested without sockets.
  */
-export function isNodeInSync(record: NodeBundleRecord | undefined, version: BundleVersion | undefined): boolean {
+export function isNodeInSync(
+  record: NodeBundleRecord | undefined,
+  version: BundleVersion | undefined,
+): boolean {
   if (!version) return true;
   if (!record) return false;
   return filesMatchVersion(record.files, version);
@@ -64,7 +73,12 @@ export class Fleet {
   }
 
   /** Records a hello; what the node already holds counts as applied when it matches a version. */
-  connect(hello: AgentHello, peer: string, currentVersions: readonly BundleVersion[], now: Date): NodeRecord {
+  connect(
+    hello: AgentHello,
+    peer: string,
+    currentVersions: readonly BundleVersion[],
+    now: Date,
+  ): NodeRecord {
     const record: NodeRecord = this.records.get(hello.nodeId) ?? {
       nodeId: hello.nodeId,
       hostname: '',
@@ -124,10 +138,16 @@ export class Fleet {
   }
 
   /** Records an apply report; the applied version moves only when the read-back digests match it. */
-  recordApply(nodeId: string, report: ApplyReport, version: BundleVersion | undefined, now: Date): NodeBundleRecord {
+  recordApply(
+    nodeId: string,
+    report: ApplyReport,
+    version: BundleVersion | undefined,
+    now: Date,
+  ): NodeBundleRecord {
     const bundleRecord = this.bundleRecord(nodeId, report.bundle, now);
     if (report.files.length > 0) bundleRecord.files = report.files;
-    const confirmed = report.ok && version !== undefined && filesMatchVersion(report.files, version);
+    const confirmed =
+      report.ok && version !== undefined && filesMatchVersion(report.files, version);
     if (confirmed) bundleRecord.appliedVersion = report.version;
     bundleRecord.lastError = report.ok ? undefined : report.error;
     bundleRecord.updatedAt = now;
@@ -149,7 +169,13 @@ export class Fleet {
     record.lastSeen = now;
     let bundleRecord = record.bundles.get(bundle);
     if (!bundleRecord) {
-      bundleRecord = { appliedVersion: 0, files: [], lastError: undefined, updatedAt: now, driftRepairs: 0 };
+      bundleRecord = {
+        appliedVersion: 0,
+        files: [],
+        lastError: undefined,
+        updatedAt: now,
+        driftRepairs: 0,
+      };
       record.bundles.set(bundle, bundleRecord);
     }
     return bundleRecord;

@@ -29,7 +29,12 @@ export interface ForceUpdateOptions {
 }
 
 const DEFAULT_POLL_INTERVAL_MS = 500;
-const FAILED_UPDATE_STATES = new Set(['paused', 'rollback_started', 'rollback_paused', 'rollback_completed']);
+const FAILED_UPDATE_STATES = new Set([
+  'paused',
+  'rollback_started',
+  'rollback_paused',
+  'rollback_completed',
+]);
 
 /** The task IDs of a service that are running and meant to be. */
 export function runningTaskIds(tasks: readonly SwarmTask[]): string[] {
@@ -48,26 +53,45 @@ export function assessForceUpdate(
   service: Pick<SwarmService, 'updateState' | 'updateMessage'>,
   tasks: readonly SwarmTask[],
   tasksBefore: readonly string[],
-): { kind: 'done'; tasksAfter: string[] } | { kind: 'failed'; reason: string } | { kind: 'waiting'; detail: string } {
+):
+  | { kind: 'done'; tasksAfter: string[] }
+  | { kind: 'failed'; reason: string }
+  | { kind: 'waiting'; detail: string } {
   if (FAILED_UPDATE_STATES.has(service.updateState)) {
     const message = service.updateMessage || 'no message from Docker';
-    return { kind: 'failed', reason: `Docker reports the update as ${service.updateState}: ${message}` };
+    return {
+      kind: 'failed',
+      reason: `Docker reports the update as ${service.updateState}: ${message}`,
+    };
   }
   const desired = tasks.filter((task) => task.desiredState === 'running');
   const before = new Set(tasksBefore);
   const pending = desired.filter((task) => task.state !== 'running' || before.has(task.id));
-  if (service.updateState !== 'updating' && pending.length === 0 && (desired.length > 0 || tasksBefore.length === 0)) {
+  if (
+    service.updateState !== 'updating' &&
+    pending.length === 0 &&
+    (desired.length > 0 || tasksBefore.length === 0)
+  ) {
     return { kind: 'done', tasksAfter: runningTaskIds(tasks) };
   }
-  const states = desired.map((task) => `${task.id.slice(0, 12)}=${task.state}${task.error ? ` (${task.error})` : ''}`);
-  return { kind: 'waiting', detail: `update state "${service.updateState || 'none'}", tasks: ${states.join(', ') || 'none'}` };
+  const states = desired.map(
+    (task) => `${task.id.slice(0, 12)}=${task.state}${task.error ? ` (${task.error})` : ''}`,
+  );
+  return {
+    kind: 'waiting',
+    detail: `update state "${service.updateState || 'none'}", tasks: ${states.join(', ') || 'none'}`,
+  };
 }
 
 /**
  * `docker service update --force` through the API: bumps TaskTemplate.ForceUpdate, updates with the
  * version index just read, then waits until the service's tasks are replaced and running.
  */
-export async function forceUpdateService(docker: DockerClient, serviceName: string, options: ForceUpdateOptions): Promise<ForceUpdateResult> {
+export async function forceUpdateService(
+  docker: DockerClient,
+  serviceName: string,
+  options: ForceUpdateOptions,
+): Promise<ForceUpdateResult> {
   const pollIntervalMs = options.pollIntervalMs ?? DEFAULT_POLL_INTERVAL_MS;
   const deadline = Date.now() + options.timeoutMs;
 
@@ -79,19 +103,44 @@ export async function forceUpdateService(docker: DockerClient, serviceName: stri
   try {
     dockerWarnings = await docker.updateService(service.id, service.versionIndex, spec);
   } catch (error) {
-    throw new ReloadError(serviceName, `Docker refused the update of "${serviceName}": ${(error as Error).message}`, tasksBefore, { cause: error });
+    throw new ReloadError(
+      serviceName,
+      `Docker refused the update of "${serviceName}": ${(error as Error).message}`,
+      tasksBefore,
+      { cause: error },
+    );
   }
-  options.log.info({ service: serviceName, forceUpdate: service.forceUpdate + 1, tasksBefore: tasksBefore.length }, 'Service update started');
+  options.log.info(
+    { service: serviceName, forceUpdate: service.forceUpdate + 1, tasksBefore: tasksBefore.length },
+    'Service update started',
+  );
 
   let lastDetail = '';
   while (Date.now() < deadline) {
     await sleep(pollIntervalMs);
-    const [current, tasks] = await Promise.all([docker.inspectService(serviceName), docker.listServiceTasks(serviceName)]);
+    const [current, tasks] = await Promise.all([
+      docker.inspectService(serviceName),
+      docker.listServiceTasks(serviceName),
+    ]);
     const verdict = assessForceUpdate(current, tasks, tasksBefore);
-    if (verdict.kind === 'done') return { tasksBefore, tasksAfter: verdict.tasksAfter, dockerWarnings };
-    if (verdict.kind === 'failed') throw new ReloadError(serviceName, `update of "${serviceName}" failed: ${verdict.reason}`, tasksBefore);
-    if (verdict.detail !== lastDetail) options.log.debug({ service: serviceName, detail: verdict.detail }, 'Waiting for service update');
+    if (verdict.kind === 'done')
+      return { tasksBefore, tasksAfter: verdict.tasksAfter, dockerWarnings };
+    if (verdict.kind === 'failed')
+      throw new ReloadError(
+        serviceName,
+        `update of "${serviceName}" failed: ${verdict.reason}`,
+        tasksBefore,
+      );
+    if (verdict.detail !== lastDetail)
+      options.log.debug(
+        { service: serviceName, detail: verdict.detail },
+        'Waiting for service update',
+      );
     lastDetail = verdict.detail;
   }
-  throw new ReloadError(serviceName, `update of "${serviceName}" did not finish within ${options.timeoutMs} ms (${lastDetail})`, tasksBefore);
+  throw new ReloadError(
+    serviceName,
+    `update of "${serviceName}" did not finish within ${options.timeoutMs} ms (${lastDetail})`,
+    tasksBefore,
+  );
 }

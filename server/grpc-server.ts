@@ -33,7 +33,10 @@ export interface RunningGrpcServer {
  * reflection (so `grpcurl` and `buf curl` work without the .proto files). Every call passes the
  * access interceptor first; health and reflection are open, the rest need their role.
  */
-export async function startGrpcServer(listen: string, parts: GrpcServerParts): Promise<RunningGrpcServer> {
+export async function startGrpcServer(
+  listen: string,
+  parts: GrpcServerParts,
+): Promise<RunningGrpcServer> {
   const server = new grpc.Server({
     'grpc.keepalive_time_ms': 20_000,
     'grpc.keepalive_timeout_ms': 10_000,
@@ -56,7 +59,9 @@ export async function startGrpcServer(listen: string, parts: GrpcServerParts): P
 
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(listen, parts.transport.credentials, (error, boundPort) =>
-      error ? reject(new Error(`cannot listen on ${listen}: ${error.message}`, { cause: error })) : resolve(boundPort),
+      error
+        ? reject(new Error(`cannot listen on ${listen}: ${error.message}`, { cause: error }))
+        : resolve(boundPort),
     );
   });
 

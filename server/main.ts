@@ -7,26 +7,60 @@ import { ConfigError, loadServerConfig } from './config';
 
 async function main(): Promise<void> {
   const program = new Command('certsync-server')
-    .description('Watches renewed certificates, validates them and streams them to certsync agents.')
+    .description(
+      'Watches renewed certificates, validates them and streams them to certsync agents.',
+    )
     .version(CERTSYNC_VERSION)
-    .requiredOption('-c, --config <file>', 'YAML config file (env CERTSYNC_CONFIG)', process.env['CERTSYNC_CONFIG'])
-    .option('--listen <host:port>', 'override the listen address (env CERTSYNC_LISTEN)', process.env['CERTSYNC_LISTEN'])
-    .option('--state-dir <dir>', 'override stateDir (env CERTSYNC_STATE_DIR)', process.env['CERTSYNC_STATE_DIR'])
-    .option('--log-level <level>', 'override logLevel (env CERTSYNC_LOG_LEVEL)', process.env['CERTSYNC_LOG_LEVEL'])
-    .option('--log-format <format>', 'json or pretty; default pretty on a terminal, else json (env CERTSYNC_LOG_FORMAT)', process.env['CERTSYNC_LOG_FORMAT'])
+    .requiredOption(
+      '-c, --config <file>',
+      'YAML config file (env CERTSYNC_CONFIG)',
+      process.env['CERTSYNC_CONFIG'],
+    )
+    .option(
+      '--listen <host:port>',
+      'override the listen address (env CERTSYNC_LISTEN)',
+      process.env['CERTSYNC_LISTEN'],
+    )
+    .option(
+      '--state-dir <dir>',
+      'override stateDir (env CERTSYNC_STATE_DIR)',
+      process.env['CERTSYNC_STATE_DIR'],
+    )
+    .option(
+      '--log-level <level>',
+      'override logLevel (env CERTSYNC_LOG_LEVEL)',
+      process.env['CERTSYNC_LOG_LEVEL'],
+    )
+    .option(
+      '--log-format <format>',
+      'json or pretty; default pretty on a terminal, else json (env CERTSYNC_LOG_FORMAT)',
+      process.env['CERTSYNC_LOG_FORMAT'],
+    )
     // A usage error (missing --config, unknown flag) exits 2 like a config error; help and
     // --version exit 0.
     .exitOverride((error) => process.exit(error.exitCode === 0 ? 0 : 2))
     .parse();
-  const flags = program.opts<{ config: string; listen?: string; stateDir?: string; logLevel?: string; logFormat?: string }>();
+  const flags = program.opts<{
+    config: string;
+    listen?: string;
+    stateDir?: string;
+    logLevel?: string;
+    logFormat?: string;
+  }>();
   if (flags.logFormat !== undefined && !isLogFormat(flags.logFormat)) {
-    process.stderr.write(`certsync-server: --log-format ${JSON.stringify(flags.logFormat)} is not json or pretty\n`);
+    process.stderr.write(
+      `certsync-server: --log-format ${JSON.stringify(flags.logFormat)} is not json or pretty\n`,
+    );
     process.exit(2);
   }
 
   let config;
   try {
-    config = loadServerConfig(flags.config, { listen: flags.listen, stateDir: flags.stateDir, logLevel: flags.logLevel });
+    config = loadServerConfig(flags.config, {
+      listen: flags.listen,
+      stateDir: flags.stateDir,
+      logLevel: flags.logLevel,
+    });
   } catch (error) {
     if (error instanceof ConfigError) {
       process.stderr.write(`certsync-server: ${error.message}\n`);
@@ -35,7 +69,10 @@ async function main(): Promise<void> {
     throw error;
   }
 
-  const log = createRootLogger(config.logLevel, chooseLogFormat(flags.logFormat, process.stdout.isTTY === true));
+  const log = createRootLogger(
+    config.logLevel,
+    chooseLogFormat(flags.logFormat, process.stdout.isTTY === true),
+  );
   let app;
   try {
     app = await startServerApp(config, log, {
@@ -68,6 +105,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error: unknown) => {
-  process.stderr.write(`certsync-server: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.stderr.write(
+    `certsync-server: ${error instanceof Error ? error.message : String(error)}\n`,
+  );
   process.exit(1);
 });

@@ -33,7 +33,8 @@ export async function openStateStore(
   options: OpenStateOptions,
 ): Promise<OpenedState> {
   const stateStore = config.stateStore;
-  if (stateStore.kind === 'local') return { ...(await openLocalState(config, bundleNames, log)), lease: undefined };
+  if (stateStore.kind === 'local')
+    return { ...(await openLocalState(config, bundleNames, log)), lease: undefined };
 
   let cipher: StateCipher;
   try {
@@ -52,16 +53,40 @@ export async function openStateStore(
     onLost: options.onLeaseLost,
   });
   await lease.acquire();
-  const versions = await SwarmVersionStore.open(docker, cipher, bundleNames, config.versionsKept, log.child({ component: 'store' }));
-  const history = await SwarmRolloutHistory.open(docker, cipher, bundleNames, log.child({ component: 'history' }));
+  const versions = await SwarmVersionStore.open(
+    docker,
+    cipher,
+    bundleNames,
+    config.versionsKept,
+    log.child({ component: 'store' }),
+  );
+  const history = await SwarmRolloutHistory.open(
+    docker,
+    cipher,
+    bundleNames,
+    log.child({ component: 'history' }),
+  );
   return { versions, history, lease };
 }
 
 /** Opens the state folder; a folder that cannot be made or written is the operator's to fix. */
-async function openLocalState(config: ServerConfig, bundleNames: readonly string[], log: Logger): Promise<StateStore> {
+async function openLocalState(
+  config: ServerConfig,
+  bundleNames: readonly string[],
+  log: Logger,
+): Promise<StateStore> {
   try {
-    const versions = await VersionStore.open(config.stateDir, bundleNames, config.versionsKept, log.child({ component: 'store' }));
-    const history = await RolloutHistory.open(config.stateDir, bundleNames, log.child({ component: 'history' }));
+    const versions = await VersionStore.open(
+      config.stateDir,
+      bundleNames,
+      config.versionsKept,
+      log.child({ component: 'store' }),
+    );
+    const history = await RolloutHistory.open(
+      config.stateDir,
+      bundleNames,
+      log.child({ component: 'history' }),
+    );
     return { versions, history };
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;

@@ -31,7 +31,11 @@ export class Prover {
     private readonly now: () => Date = () => new Date(),
   ) {}
 
-  async prove(service: string, verify: VerifyConfig, expected: { version: number; fingerprintSha256: string }): Promise<ProofResultData> {
+  async prove(
+    service: string,
+    verify: VerifyConfig,
+    expected: { version: number; fingerprintSha256: string },
+  ): Promise<ProofResultData> {
     const startedAt = this.now();
     const deadline = Date.now() + verify.timeoutMs;
     const result = (ok: boolean, error: string, replicas: ReplicaProofData[]): ProofResultData => ({
@@ -49,34 +53,71 @@ export class Prover {
     let keys: string[] | undefined;
     try {
       replicas = await this.replicas(service, verify);
-      keys = verify.vault?.unsealKeyFile ? await readUnsealKeys(verify.vault.unsealKeyFile) : undefined;
+      keys = verify.vault?.unsealKeyFile
+        ? await readUnsealKeys(verify.vault.unsealKeyFile)
+        : undefined;
     } catch (error) {
-      return result(false, `proof of "${service}" could not start: ${(error as Error).message}`, []);
+      return result(
+        false,
+        `proof of "${service}" could not start: ${(error as Error).message}`,
+        [],
+      );
     }
-    if (replicas.length === 0) return result(false, `service "${service}" has no running task to probe`, []);
+    if (replicas.length === 0)
+      return result(false, `service "${service}" has no running task to probe`, []);
 
-    const proofs = await Promise.all(replicas.map((replica) => this.proveReplica(replica, verify, expected.fingerprintSha256, keys, deadline)));
+    const proofs = await Promise.all(
+      replicas.map((replica) =>
+        this.proveReplica(replica, verify, expected.fingerprintSha256, keys, deadline),
+      ),
+    );
     const failed = proofs.filter((proof) => !proof.ok);
-    const error = failed.map((proof) => `${proof.taskId.slice(0, 12) || proof.endpoint}: ${proof.error}`).join('; ');
-    const fields = { service, version: expected.version, replicas: proofs.length, failed: failed.length };
+    const error = failed
+      .map((proof) => `${proof.taskId.slice(0, 12) || proof.endpoint}: ${proof.error}`)
+      .join('; ');
+    const fields = {
+      service,
+      version: expected.version,
+      replicas: proofs.length,
+      failed: failed.length,
+    };
     if (failed.length === 0) this.log.info(fields, 'Reload proved');
     else this.log.error({ ...fields, error }, 'Reload not proved');
-    return result(failed.length === 0, failed.length === 0 ? '' : `${failed.length} of ${proofs.length} replica(s) failed the proof: ${error}`, proofs);
+    return result(
+      failed.length === 0,
+      failed.length === 0
+        ? ''
+        : `${failed.length} of ${proofs.length} replica(s) failed the proof: ${error}`,
+      proofs,
+    );
   }
 
   private async replicas(service: string, verify: VerifyConfig): Promise<Replica[]> {
-    if (verify.tls.endpoints) return verify.tls.endpoints.map((endpoint) => ({ taskId: '', nodeId: '', endpoints: [endpoint] }));
+    if (verify.tls.endpoints)
+      return verify.tls.endpoints.map((endpoint) => ({
+        taskId: '',
+        nodeId: '',
+        endpoints: [endpoint],
+      }));
     const tasks = await this.docker().listServiceTasks(service);
     return tasks
       .filter((task) => task.desiredState === 'running' && task.state === 'running')
       .map((task) => ({
         taskId: task.id,
         nodeId: task.nodeId,
-        endpoints: task.addresses.map((address) => (address.includes(':') ? `[${address}]` : address) + `:${verify.tls.port}`),
+        endpoints: task.addresses.map(
+          (address) => (address.includes(':') ? `[${address}]` : address) + `:${verify.tls.port}`,
+        ),
       }));
   }
 
-  private async proveReplica(replica: Replica, verify: VerifyConfig, expectedFingerprint: string, keys: string[] | undefined, deadline: number): Promise<ReplicaProofData> {
+  private async proveReplica(
+    replica: Replica,
+    verify: VerifyConfig,
+    expectedFingerprint: string,
+    keys: string[] | undefined,
+    deadline: number,
+  ): Promise<ReplicaProofData> {
     const proof: ReplicaProofData = {
       taskId: replica.taskId,
       nodeId: replica.nodeId,
@@ -94,7 +135,10 @@ export class Prover {
       proof.attempts += 1;
       // Each try gets what is left of the deadline (at most ATTEMPT_TIMEOUT_MS), so a replica
       // that accepts connections but never answers cannot push the proof past verify.timeoutMs.
-      const attemptTimeoutMs = Math.max(MIN_ATTEMPT_TIMEOUT_MS, Math.min(ATTEMPT_TIMEOUT_MS, deadline - Date.now()));
+      const attemptTimeoutMs = Math.max(
+        MIN_ATTEMPT_TIMEOUT_MS,
+        Math.min(ATTEMPT_TIMEOUT_MS, deadline - Date.now()),
+      );
       await this.attempt(replica, verify, expectedFingerprint, keys, proof, attemptTimeoutMs);
       if (proof.ok || Date.now() + delayMs > deadline) break;
       await sleep(delayMs);
@@ -117,14 +161,23 @@ export class Prover {
     for (const endpoint of replica.endpoints) {
       try {
         const served = await probeServedCertificate(endpoint, serverName, timeoutMs);
-        Object.assign(proof, { endpoint, fingerprintSha256: served.fingerprintSha256, notAfter: served.notAfter });
+        Object.assign(proof, {
+          endpoint,
+          fingerprintSha256: served.fingerprintSha256,
+          notAfter: served.notAfter,
+        });
         proof.matches = served.fingerprintSha256 === expectedFingerprint;
         if (!proof.matches) {
           proof.error = `serves leaf ${served.fingerprintSha256.slice(0, 16)}…, expected ${expectedFingerprint.slice(0, 16)}…`;
           return;
         }
         if (verify.vault) {
-          proof.sealState = await ensureUnsealed(endpoint, { serverName, expectedFingerprint, keys, timeoutMs });
+          proof.sealState = await ensureUnsealed(endpoint, {
+            serverName,
+            expectedFingerprint,
+            keys,
+            timeoutMs,
+          });
         }
         proof.ok = true;
         proof.error = '';

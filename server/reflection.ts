@@ -8,7 +8,10 @@ import { ReflectionService } from '@grpc/reflection';
 
 /** `buf build` outputs written by `npm run generate`; found from source and from dist/. */
 const DESCRIPTOR_SETS = ['certsync.binpb', 'health.binpb'];
-const GENERATED_DIR_CANDIDATES = [path.resolve(__dirname, '../common/gen'), path.resolve(__dirname, '../../common/gen')];
+const GENERATED_DIR_CANDIDATES = [
+  path.resolve(__dirname, '../common/gen'),
+  path.resolve(__dirname, '../../common/gen'),
+];
 
 /**
  * Adds server reflection so grpcurl and `buf curl` can list and call everything without .proto
@@ -21,13 +24,17 @@ const GENERATED_DIR_CANDIDATES = [path.resolve(__dirname, '../common/gen'), path
  * keeping file names and imports, the plain route would work again.
  */
 export function addReflection(server: grpc.Server): void {
-  const generatedDir = GENERATED_DIR_CANDIDATES.find((dir) => DESCRIPTOR_SETS.every((file) => existsSync(path.join(dir, file))));
+  const generatedDir = GENERATED_DIR_CANDIDATES.find((dir) =>
+    DESCRIPTOR_SETS.every((file) => existsSync(path.join(dir, file))),
+  );
   if (!generatedDir) {
-    throw new Error(`descriptor sets not found in ${GENERATED_DIR_CANDIDATES.join(' or ')}; run npm run build`);
+    throw new Error(
+      `descriptor sets not found in ${GENERATED_DIR_CANDIDATES.join(' or ')}; run npm run build`,
+    );
   }
   const fileDescriptorProtos = DESCRIPTOR_SETS.flatMap((file) =>
-    fromBinary(FileDescriptorSetSchema, readFileSync(path.join(generatedDir, file))).file.map((descriptor) =>
-      Buffer.from(toBinary(FileDescriptorProtoSchema, descriptor)),
+    fromBinary(FileDescriptorSetSchema, readFileSync(path.join(generatedDir, file))).file.map(
+      (descriptor) => Buffer.from(toBinary(FileDescriptorProtoSchema, descriptor)),
     ),
   );
 

@@ -17,7 +17,13 @@ export interface NodeSignalOutcome {
 export interface SignalSender {
   signalNodes(
     nodeIds: readonly string[],
-    request: { service: string; signal: string; bundle: string; version: number; timeoutMs: number },
+    request: {
+      service: string;
+      signal: string;
+      bundle: string;
+      version: number;
+      timeoutMs: number;
+    },
   ): Promise<NodeSignalOutcome[]>;
 }
 
@@ -36,9 +42,21 @@ export interface ReloadContext {
  * by renaming a new one over it; a container that bind-mounted the old file keeps seeing the old
  * inode until it is recreated, so a signal reload would reload the old certificate.
  */
-export function singleFileMountWarnings(service: string, mounts: readonly ServiceMount[], managedTargets: readonly string[]): string[] {
+export function singleFileMountWarnings(
+  service: string,
+  mounts: readonly ServiceMount[],
+  managedTargets: readonly string[],
+): string[] {
   return mounts
-    .filter((mount) => mount.type === 'bind' && managedTargets.some((target) => mount.source.endsWith(`/${target}`) || path.basename(mount.source) === path.basename(target)))
+    .filter(
+      (mount) =>
+        mount.type === 'bind' &&
+        managedTargets.some(
+          (target) =>
+            mount.source.endsWith(`/${target}`) ||
+            path.basename(mount.source) === path.basename(target),
+        ),
+    )
     .map(
       (mount) =>
         `service "${service}" bind-mounts the single file ${mount.source} (at ${mount.target}); it will not see the new file after an atomic rename until its containers are recreated — mount the folder instead`,
@@ -69,34 +87,58 @@ export class Reloader {
       warnings: [],
       proof: undefined,
     };
-    const fields = { bundle: context.bundle, version: context.version, service: target.service, action: target.action };
+    const fields = {
+      bundle: context.bundle,
+      version: context.version,
+      service: target.service,
+      action: target.action,
+    };
     this.log.info(fields, 'Reload started');
     try {
       record.warnings = await this.mountWarnings(target.service, context.managedTargets);
-      for (const warning of record.warnings) this.log.warn({ ...fields, warning }, 'Reload target mounts a single file');
+      for (const warning of record.warnings)
+        this.log.warn({ ...fields, warning }, 'Reload target mounts a single file');
       if (target.action === 'force-update') await this.forceUpdate(target, record);
       else await this.signal(target, context, record);
     } catch (error) {
       record.ok = false;
-      record.error = error instanceof ReloadError ? error.message : `reload of "${target.service}" failed: ${(error as Error).message}`;
-      if (error instanceof ReloadError && record.tasksBefore.length === 0) record.tasksBefore = error.tasksBefore;
+      record.error =
+        error instanceof ReloadError
+          ? error.message
+          : `reload of "${target.service}" failed: ${(error as Error).message}`;
+      if (error instanceof ReloadError && record.tasksBefore.length === 0)
+        record.tasksBefore = error.tasksBefore;
     }
     record.finishedAt = this.now();
     const durationMs = record.finishedAt.getTime() - record.startedAt.getTime();
-    if (record.ok) this.log.info({ ...fields, durationMs, tasksAfter: record.tasksAfter.length }, 'Reload finished');
+    if (record.ok)
+      this.log.info(
+        { ...fields, durationMs, tasksAfter: record.tasksAfter.length },
+        'Reload finished',
+      );
     else this.log.error({ ...fields, durationMs, error: record.error }, 'Reload failed');
     return record;
   }
 
-  private async forceUpdate(target: Extract<ReloadTargetConfig, { action: 'force-update' }>, record: ReloadRecordData) {
-    const result = await forceUpdateService(this.docker(), target.service, { timeoutMs: target.timeoutMs, log: this.log });
+  private async forceUpdate(
+    target: Extract<ReloadTargetConfig, { action: 'force-update' }>,
+    record: ReloadRecordData,
+  ) {
+    const result = await forceUpdateService(this.docker(), target.service, {
+      timeoutMs: target.timeoutMs,
+      log: this.log,
+    });
     record.tasksBefore = result.tasksBefore;
     record.tasksAfter = result.tasksAfter;
     record.warnings.push(...result.dockerWarnings);
     record.ok = true;
   }
 
-  private async signal(target: Extract<ReloadTargetConfig, { action: 'signal' }>, context: ReloadContext, record: ReloadRecordData) {
+  private async signal(
+    target: Extract<ReloadTargetConfig, { action: 'signal' }>,
+    context: ReloadContext,
+    record: ReloadRecordData,
+  ) {
     const outcomes = await this.signals.signalNodes(context.nodeIds, {
       service: target.service,
       signal: target.signal,
@@ -113,12 +155,17 @@ export class Reloader {
   }
 
   /** Inspects the service for single-file bind mounts; a service Docker cannot show is a warning here, not a failure. */
-  private async mountWarnings(service: string, managedTargets: readonly string[]): Promise<string[]> {
+  private async mountWarnings(
+    service: string,
+    managedTargets: readonly string[],
+  ): Promise<string[]> {
     try {
       const inspected = await this.docker().inspectService(service);
       return singleFileMountWarnings(service, inspected.mounts, managedTargets);
     } catch (error) {
-      return [`could not inspect service "${service}" for single-file mounts: ${(error as Error).message}`];
+      return [
+        `could not inspect service "${service}" for single-file mounts: ${(error as Error).message}`,
+      ];
     }
   }
 }

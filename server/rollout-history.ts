@@ -24,7 +24,11 @@ export class RolloutHistory implements RolloutStorage {
     private readonly log: Logger,
   ) {}
 
-  static async open(stateDir: string, bundleNames: readonly string[], log: Logger): Promise<RolloutHistory> {
+  static async open(
+    stateDir: string,
+    bundleNames: readonly string[],
+    log: Logger,
+  ): Promise<RolloutHistory> {
     const history = new RolloutHistory(path.join(stateDir, 'rollouts'), log);
     await ensurePrivateDirectory(history.dir);
     for (const bundle of bundleNames) history.byBundle.set(bundle, await history.read(bundle));
@@ -77,7 +81,10 @@ export class RolloutHistory implements RolloutStorage {
       await writeFileAtomic(this.file(rollout.bundle), snapshot, 0o600);
     } catch (error) {
       // The rollout goes on; only its record after a restart is at risk, so say so loudly.
-      this.log.error({ err: error, bundle: rollout.bundle, version: rollout.version }, 'Rollout history not saved');
+      this.log.error(
+        { err: error, bundle: rollout.bundle, version: rollout.version },
+        'Rollout history not saved',
+      );
     }
   }
 
@@ -92,7 +99,10 @@ export class RolloutHistory implements RolloutStorage {
     try {
       return (JSON.parse(text) as RolloutData[]).map(reviveRollout);
     } catch (error) {
-      throw new Error(`rollout history ${this.file(bundle)} is unreadable; move it aside to start a fresh history`, { cause: error });
+      throw new Error(
+        `rollout history ${this.file(bundle)} is unreadable; move it aside to start a fresh history`,
+        { cause: error },
+      );
     }
   }
 
@@ -103,13 +113,19 @@ export class RolloutHistory implements RolloutStorage {
 
 /** JSON turns Dates into strings; bring them back. */
 export function reviveRollout(raw: RolloutData): RolloutData {
-  const date = (value: Date | string | undefined) => (value === undefined ? undefined : new Date(value));
+  const date = (value: Date | string | undefined) =>
+    value === undefined ? undefined : new Date(value);
   return {
     ...raw,
     startedAt: new Date(raw.startedAt),
     updatedAt: new Date(raw.updatedAt),
-    confirmedAt: Object.fromEntries(Object.entries(raw.confirmedAt).map(([node, at]) => [node, new Date(at)])),
-    transitions: raw.transitions.map((transition) => ({ ...transition, at: new Date(transition.at) })),
+    confirmedAt: Object.fromEntries(
+      Object.entries(raw.confirmedAt).map(([node, at]) => [node, new Date(at)]),
+    ),
+    transitions: raw.transitions.map((transition) => ({
+      ...transition,
+      at: new Date(transition.at),
+    })),
     rollbackOf: raw.rollbackOf ?? 0,
     reloadInFlight: raw.reloadInFlight ?? '',
     reloads: raw.reloads.map((reload) => ({
@@ -120,7 +136,10 @@ export function reviveRollout(raw: RolloutData): RolloutData {
         ...reload.proof,
         startedAt: new Date(reload.proof.startedAt),
         finishedAt: new Date(reload.proof.finishedAt),
-        replicas: reload.proof.replicas.map((replica) => ({ ...replica, notAfter: date(replica.notAfter) })),
+        replicas: reload.proof.replicas.map((replica) => ({
+          ...replica,
+          notAfter: date(replica.notAfter),
+        })),
       },
     })),
   };

@@ -57,7 +57,11 @@ export type RolloutEvent =
   | { kind: 'proof'; rollout: RolloutData; reload: ReloadRecordData };
 
 /** A rollout in one of these states never changes again. */
-export const FINAL_ROLLOUT_STATES: ReadonlySet<RolloutState> = new Set(['done', 'failed', 'superseded']);
+export const FINAL_ROLLOUT_STATES: ReadonlySet<RolloutState> = new Set([
+  'done',
+  'failed',
+  'superseded',
+]);
 
 /** How often waiting rollouts are re-assessed even without a fleet event (for the stall timeout). */
 const TICK_MS = 1_000;
@@ -108,7 +112,10 @@ export class RolloutTracker {
       this.active.set(bundle.name, latest);
       if (latest.state === 'converged' || latest.state === 'reloading') {
         // Started from evaluateNow, once the agents a signal reload needs are back.
-        this.resumed.set(bundle.name, { resuming: latest.state === 'reloading', since: this.now() });
+        this.resumed.set(bundle.name, {
+          resuming: latest.state === 'reloading',
+          since: this.now(),
+        });
       }
     }
     this.timer = setInterval(() => this.evaluateAll(), TICK_MS);
@@ -136,7 +143,9 @@ export class RolloutTracker {
 
   private refuseWhenPaused(bundle: string): void {
     if (this.isPaused(bundle)) {
-      throw new FailedPreconditionError(`bundle "${bundle}" is paused; run \`certsyncctl resume ${bundle}\` first`);
+      throw new FailedPreconditionError(
+        `bundle "${bundle}" is paused; run \`certsyncctl resume ${bundle}\` first`,
+      );
     }
   }
 
@@ -146,13 +155,18 @@ export class RolloutTracker {
    */
   async rollback(bundle: string, toVersion: number): Promise<RolloutData> {
     const current = this.options.store.current(bundle);
-    if (!this.configs.has(bundle)) throw new FailedPreconditionError(`no bundle named "${bundle}" is configured`);
-    if (!current) throw new FailedPreconditionError(`bundle "${bundle}" has no accepted version yet`);
+    if (!this.configs.has(bundle))
+      throw new FailedPreconditionError(`no bundle named "${bundle}" is configured`);
+    if (!current)
+      throw new FailedPreconditionError(`bundle "${bundle}" has no accepted version yet`);
     const target = toVersion || (await this.lastProvenVersionBefore(bundle, current.version));
     if (target === undefined) {
-      throw new FailedPreconditionError(`bundle "${bundle}" has no earlier version whose rollout finished done; name one with --to`);
+      throw new FailedPreconditionError(
+        `bundle "${bundle}" has no earlier version whose rollout finished done; name one with --to`,
+      );
     }
-    if (target === current.version) throw new FailedPreconditionError(`bundle "${bundle}" is at version ${target} already`);
+    if (target === current.version)
+      throw new FailedPreconditionError(`bundle "${bundle}" is at version ${target} already`);
     return this.rollout(bundle, target, 'rollback');
   }
 
@@ -165,13 +179,20 @@ export class RolloutTracker {
     const previous = this.active.get(version.bundle);
     // Only an unfinished rollout is superseded; a done or failed one keeps its outcome in history.
     if (previous && (isWaitingForNodes(previous.state) || previous.state === 'converged')) {
-      await this.move(previous, 'superseded', `version ${version.version} (${trigger}) replaced it`);
+      await this.move(
+        previous,
+        'superseded',
+        `version ${version.version} (${trigger}) replaced it`,
+      );
     }
     const rollout = newRollout(version.bundle, version.version, trigger, this.now());
     // Known from the start, so a watcher's first snapshot counts against the right total.
     rollout.expectedNodes = [...this.options.expectedNodes.current()];
     this.active.set(version.bundle, rollout);
-    this.options.log.info({ bundle: rollout.bundle, version: rollout.version, trigger }, 'Rollout started');
+    this.options.log.info(
+      { bundle: rollout.bundle, version: rollout.version, trigger },
+      'Rollout started',
+    );
     await this.options.history.save(rollout);
     this.emit({ kind: 'started', rollout });
     await this.evaluate(version.bundle);
@@ -181,7 +202,9 @@ export class RolloutTracker {
   /** Re-assesses every waiting rollout; called on fleet events and by the timer. */
   evaluateAll(): void {
     for (const bundle of this.active.keys()) {
-      this.evaluate(bundle).catch((error: unknown) => this.options.log.error({ err: error, bundle }, 'Rollout evaluation failed'));
+      this.evaluate(bundle).catch((error: unknown) =>
+        this.options.log.error({ err: error, bundle }, 'Rollout evaluation failed'),
+      );
     }
   }
 
@@ -190,22 +213,35 @@ export class RolloutTracker {
    * reloads once they all confirm. Rolling back to an earlier version withdraws the newer ones, so
    * the watcher does not put them back while the source still holds them.
    */
-  async rollout(bundle: string, version: number, trigger: RolloutTrigger = 'rollout'): Promise<RolloutData> {
+  async rollout(
+    bundle: string,
+    version: number,
+    trigger: RolloutTrigger = 'rollout',
+  ): Promise<RolloutData> {
     const current = this.options.store.current(bundle);
-    if (!this.configs.has(bundle)) throw new FailedPreconditionError(`no bundle named "${bundle}" is configured`);
-    if (!current) throw new FailedPreconditionError(`bundle "${bundle}" has no accepted version yet`);
+    if (!this.configs.has(bundle))
+      throw new FailedPreconditionError(`no bundle named "${bundle}" is configured`);
+    if (!current)
+      throw new FailedPreconditionError(`bundle "${bundle}" has no accepted version yet`);
     this.refuseWhenPaused(bundle);
     if (this.active.get(bundle)?.state === 'reloading') {
-      throw new FailedPreconditionError(`bundle "${bundle}" is reloading; wait for it to finish before a new rollout`);
+      throw new FailedPreconditionError(
+        `bundle "${bundle}" is reloading; wait for it to finish before a new rollout`,
+      );
     }
     let target = current;
     if (version !== 0 && version !== current.version) {
       const kept = await this.options.store.listVersions(bundle);
       if (!kept.includes(version)) {
-        throw new FailedPreconditionError(`bundle "${bundle}" has no version ${version} (kept: ${kept.join(', ')})`);
+        throw new FailedPreconditionError(
+          `bundle "${bundle}" has no version ${version} (kept: ${kept.join(', ')})`,
+        );
       }
       target = await this.options.store.reinstate(bundle, version);
-      this.options.log.warn({ bundle, version, from: current.version }, 'Earlier version reinstated');
+      this.options.log.warn(
+        { bundle, version, from: current.version },
+        'Earlier version reinstated',
+      );
     }
     this.options.distribute(target);
     return this.begin(target, trigger);
@@ -216,18 +252,27 @@ export class RolloutTracker {
     const current = this.options.store.current(bundle);
     const config = this.configs.get(bundle);
     if (!config) throw new FailedPreconditionError(`no bundle named "${bundle}" is configured`);
-    if (!current) throw new FailedPreconditionError(`bundle "${bundle}" has no accepted version yet`);
+    if (!current)
+      throw new FailedPreconditionError(`bundle "${bundle}" has no accepted version yet`);
     const targets = config.reload.filter((target) => target.verify);
-    if (targets.length === 0) throw new FailedPreconditionError(`no reload target of bundle "${bundle}" has a verify section`);
-    const expected = { version: current.version, fingerprintSha256: current.validated.leaf.fingerprintSha256 };
+    if (targets.length === 0)
+      throw new FailedPreconditionError(
+        `no reload target of bundle "${bundle}" has a verify section`,
+      );
+    const expected = {
+      version: current.version,
+      fingerprintSha256: current.validated.leaf.fingerprintSha256,
+    };
     const proofs: ProofResultData[] = [];
-    for (const target of targets) proofs.push(await this.options.prover.prove(target.service, target.verify!, expected));
+    for (const target of targets)
+      proofs.push(await this.options.prover.prove(target.service, target.verify!, expected));
     return { version: current.version, proofs };
   }
 
   /** Rollouts of the bundle, newest first. */
   list(bundle: string): RolloutData[] {
-    if (!this.configs.has(bundle)) throw new FailedPreconditionError(`no bundle named "${bundle}" is configured`);
+    if (!this.configs.has(bundle))
+      throw new FailedPreconditionError(`no bundle named "${bundle}" is configured`);
     return this.options.history.list(bundle);
   }
 
@@ -235,7 +280,10 @@ export class RolloutTracker {
   reload(bundle: string, force: boolean): RolloutData {
     const rollout = this.requireRollout(bundle);
     this.refuseWhenPaused(bundle);
-    if (rollout.state === 'reloading') throw new FailedPreconditionError(`bundle "${bundle}" version ${rollout.version} is reloading already`);
+    if (rollout.state === 'reloading')
+      throw new FailedPreconditionError(
+        `bundle "${bundle}" version ${rollout.version} is reloading already`,
+      );
     if (isWaitingForNodes(rollout.state) && !force) {
       const missing = missingNodes(rollout);
       throw new FailedPreconditionError(
@@ -244,14 +292,21 @@ export class RolloutTracker {
     }
     const missing = missingNodes(rollout);
     this.resumed.delete(bundle);
-    this.startReload(rollout, force && missing.length > 0 ? `forced with ${missing.length} node(s) missing: ${missing.join(', ')}` : 'requested');
+    this.startReload(
+      rollout,
+      force && missing.length > 0
+        ? `forced with ${missing.length} node(s) missing: ${missing.join(', ')}`
+        : 'requested',
+    );
     return rollout;
   }
 
   private requireRollout(bundle: string): RolloutData {
-    if (!this.configs.has(bundle)) throw new FailedPreconditionError(`no bundle named "${bundle}" is configured`);
+    if (!this.configs.has(bundle))
+      throw new FailedPreconditionError(`no bundle named "${bundle}" is configured`);
     const rollout = this.active.get(bundle);
-    if (!rollout) throw new FailedPreconditionError(`bundle "${bundle}" has no accepted version yet`);
+    if (!rollout)
+      throw new FailedPreconditionError(`bundle "${bundle}" has no accepted version yet`);
     return rollout;
   }
 
@@ -269,7 +324,10 @@ export class RolloutTracker {
       return this.evaluateNow(bundle);
     });
     this.queuedEvaluations.set(bundle, next);
-    this.evaluations.set(bundle, next.catch(() => undefined));
+    this.evaluations.set(
+      bundle,
+      next.catch(() => undefined),
+    );
     return next;
   }
 
@@ -283,11 +341,14 @@ export class RolloutTracker {
       // Past convergeTimeoutMs the reload runs anyway and names the agents still away.
       if (away.length > 0 && waitedMs < this.options.convergeTimeoutMs) return;
       this.resumed.delete(bundle);
-      const why = resumed.resuming ? 'resumed after a server restart' : 'converged before a server restart';
+      const why = resumed.resuming
+        ? 'resumed after a server restart'
+        : 'converged before a server restart';
       this.startReload(rollout, why, { resuming: resumed.resuming });
       return;
     }
-    if (!rollout || !isWaitingForNodes(rollout.state) || version?.version !== rollout.version) return;
+    if (!rollout || !isWaitingForNodes(rollout.state) || version?.version !== rollout.version)
+      return;
     if (this.isPaused(bundle)) return;
 
     const now = this.now();
@@ -296,24 +357,43 @@ export class RolloutTracker {
     rollout.expectedNodes = [...expected];
     for (const node of this.options.fleet.nodes()) {
       const record = node.bundles.get(bundle);
-      if (rollout.confirmedAt[node.nodeId] || record?.appliedVersion !== rollout.version || !isNodeInSync(record, version)) continue;
+      if (
+        rollout.confirmedAt[node.nodeId] ||
+        record?.appliedVersion !== rollout.version ||
+        !isNodeInSync(record, version)
+      )
+        continue;
       rollout.confirmedAt[node.nodeId] = now;
       changed = true;
       const durationMs = now.getTime() - rollout.startedAt.getTime();
-      this.options.log.info({ bundle, version: rollout.version, node: node.nodeId, durationMs }, 'Node confirmed rollout');
+      this.options.log.info(
+        { bundle, version: rollout.version, node: node.nodeId, durationMs },
+        'Node confirmed rollout',
+      );
       this.emit({ kind: 'node-confirmed', rollout, nodeId: node.nodeId });
     }
 
     const confirmed = new Set(Object.keys(rollout.confirmedAt));
-    const verdict = assessConvergence(expected, confirmed, rollout.startedAt, now, this.options.convergeTimeoutMs);
-    const disconnected = verdict.kind === 'converged' ? this.disconnectedForSignals(bundle, expected) : [];
+    const verdict = assessConvergence(
+      expected,
+      confirmed,
+      rollout.startedAt,
+      now,
+      this.options.convergeTimeoutMs,
+    );
+    const disconnected =
+      verdict.kind === 'converged' ? this.disconnectedForSignals(bundle, expected) : [];
     if (verdict.kind === 'converged' && disconnected.length > 0) {
       // Every node holds the bytes, but a signal reload needs each agent connected (after a server
       // restart they reconnect within seconds); wait for them, stalling after convergeTimeoutMs.
       const waitedMs = now.getTime() - rollout.startedAt.getTime();
       if (rollout.state === 'distributing' && waitedMs >= this.options.convergeTimeoutMs) {
         const reason = `every node confirmed, but a signal reload needs these agents connected: ${disconnected.join(', ')}`;
-        await this.move(rollout, 'stalled', `${reason}${this.describeMissing(bundle, disconnected)}`);
+        await this.move(
+          rollout,
+          'stalled',
+          `${reason}${this.describeMissing(bundle, disconnected)}`,
+        );
       } else if (changed) {
         rollout.updatedAt = now;
         await this.options.history.save(rollout);
@@ -322,7 +402,11 @@ export class RolloutTracker {
       await this.move(rollout, 'converged', `all ${expected.length} expected nodes confirmed`);
       this.startReload(rollout, 'converged');
     } else if (verdict.kind === 'stalled' && rollout.state === 'distributing') {
-      await this.move(rollout, 'stalled', `${verdict.reason}${this.describeMissing(bundle, verdict.missing)}`);
+      await this.move(
+        rollout,
+        'stalled',
+        `${verdict.reason}${this.describeMissing(bundle, verdict.missing)}`,
+      );
     } else if (changed) {
       rollout.updatedAt = now;
       this.options.history.saveProgress(rollout);
@@ -331,7 +415,8 @@ export class RolloutTracker {
 
   /** Expected nodes whose agent is not connected, when a reload target of the bundle is a signal. */
   private disconnectedForSignals(bundle: string, expected: readonly string[]): string[] {
-    const signals = this.configs.get(bundle)?.reload.some((target) => target.action === 'signal') ?? false;
+    const signals =
+      this.configs.get(bundle)?.reload.some((target) => target.action === 'signal') ?? false;
     if (!signals) return [];
     return expected.filter((nodeId) => this.options.fleet.get(nodeId)?.connected !== true);
   }
@@ -343,10 +428,14 @@ export class RolloutTracker {
       if (!node) return `${nodeId}: agent never connected`;
       const error = node.bundles.get(bundle)?.lastError;
       if (error) return `${nodeId}: ${error.code} ${error.path}`.trim();
-      return node.connected ? `${nodeId}: connected, no confirmation` : `${nodeId}: agent disconnected`;
+      return node.connected
+        ? `${nodeId}: connected, no confirmation`
+        : `${nodeId}: agent disconnected`;
     });
     if (notes.length === 0) return '';
-    const failed = missing.some((nodeId) => this.options.fleet.get(nodeId)?.bundles.get(bundle)?.lastError);
+    const failed = missing.some(
+      (nodeId) => this.options.fleet.get(nodeId)?.bundles.get(bundle)?.lastError,
+    );
     const hint = failed
       ? `; a node that failed to write retries by itself with backoff, \`certsyncctl rollout restart ${bundle}\` re-sends now`
       : '';
@@ -354,11 +443,17 @@ export class RolloutTracker {
   }
 
   /** Queues the reload of `rollout` behind any reload of the same bundle still running. */
-  private startReload(rollout: RolloutData, why: string, options: { resuming?: boolean } = {}): void {
+  private startReload(
+    rollout: RolloutData,
+    why: string,
+    options: { resuming?: boolean } = {},
+  ): void {
     const previous = this.reloadChains.get(rollout.bundle) ?? Promise.resolve();
     const next = previous
       .then(() => this.runReloads(rollout, why, options.resuming ?? false))
-      .catch((error: unknown) => this.options.log.error({ err: error, bundle: rollout.bundle }, 'Reload crashed'));
+      .catch((error: unknown) =>
+        this.options.log.error({ err: error, bundle: rollout.bundle }, 'Reload crashed'),
+      );
     this.reloadChains.set(rollout.bundle, next);
   }
 
@@ -366,16 +461,25 @@ export class RolloutTracker {
     if (rollout.state === 'superseded') return;
     const targets = this.configs.get(rollout.bundle)?.reload ?? [];
     if (targets.length === 0) {
-      if (rollout.state !== 'done') await this.move(rollout, 'done', 'no reload targets configured');
+      if (rollout.state !== 'done')
+        await this.move(rollout, 'done', 'no reload targets configured');
       return;
     }
     if (!resuming) await this.move(rollout, 'reloading', why);
-    else this.options.log.info({ bundle: rollout.bundle, version: rollout.version }, 'Resuming rollout reloads');
+    else
+      this.options.log.info(
+        { bundle: rollout.bundle, version: rollout.version },
+        'Resuming rollout reloads',
+      );
     const roundStartedAt = lastEntryInto(rollout, 'reloading');
     const managedTargets = this.configs.get(rollout.bundle)?.files.map((file) => file.target) ?? [];
     for (const [index, target] of targets.entries()) {
       let record = resuming
-        ? rollout.reloads.find((done) => done.service === target.service && done.startedAt.getTime() >= roundStartedAt.getTime())
+        ? rollout.reloads.find(
+            (done) =>
+              done.service === target.service &&
+              done.startedAt.getTime() >= roundStartedAt.getTime(),
+          )
         : undefined;
       if (!record && resuming && rollout.reloadInFlight === target.service) {
         await this.move(
@@ -401,7 +505,10 @@ export class RolloutTracker {
       }
       if (record.ok && target.verify && !record.proof) {
         const version = await this.options.store.get(rollout.bundle, rollout.version);
-        const expected = { version: rollout.version, fingerprintSha256: version?.validated.leaf.fingerprintSha256 ?? '' };
+        const expected = {
+          version: rollout.version,
+          fingerprintSha256: version?.validated.leaf.fingerprintSha256 ?? '',
+        };
         record.proof = await this.options.prover.prove(target.service, target.verify, expected);
         record.ok = record.proof.ok;
         record.error = record.proof.error;
@@ -413,7 +520,11 @@ export class RolloutTracker {
         const skipped = targets.slice(index + 1).map((next) => next.service);
         const tail = skipped.length > 0 ? `; not reloaded: ${skipped.join(', ')}` : '';
         const failedProof = record.proof !== undefined && !record.proof.ok;
-        await this.fail(rollout, `${record.error}${tail}`, failedProof ? target.onFailure : 'reload-failed');
+        await this.fail(
+          rollout,
+          `${record.error}${tail}`,
+          failedProof ? target.onFailure : 'reload-failed',
+        );
         return;
       }
     }
@@ -425,21 +536,40 @@ export class RolloutTracker {
    * version back (which withdraws the failed one from the watcher) and rolls it out. A rollback
    * that fails in turn is held: certsync never loops between two versions.
    */
-  private async fail(rollout: RolloutData, reason: string, onFailure: 'hold' | 'rollback' | 'reload-failed'): Promise<void> {
+  private async fail(
+    rollout: RolloutData,
+    reason: string,
+    onFailure: 'hold' | 'rollback' | 'reload-failed',
+  ): Promise<void> {
     if (onFailure === 'reload-failed') {
       // onFailure is about proofs: a reload Docker or an agent refused proves nothing either way.
       const fix = `fix the service, then run certsyncctl reload ${rollout.bundle}`;
-      await this.move(rollout, 'failed', `${reason} (the reload failed, nothing is rolled back: every node keeps version ${rollout.version}; ${fix})`);
+      await this.move(
+        rollout,
+        'failed',
+        `${reason} (the reload failed, nothing is rolled back: every node keeps version ${rollout.version}; ${fix})`,
+      );
       return;
     }
     if (onFailure === 'hold' || rollout.trigger === 'rollback') {
-      const why = rollout.trigger === 'rollback' ? 'the rollback itself failed; nothing more is tried' : 'onFailure is hold';
-      await this.move(rollout, 'failed', `${reason} (${why}: every node keeps version ${rollout.version})`);
+      const why =
+        rollout.trigger === 'rollback'
+          ? 'the rollback itself failed; nothing more is tried'
+          : 'onFailure is hold';
+      await this.move(
+        rollout,
+        'failed',
+        `${reason} (${why}: every node keeps version ${rollout.version})`,
+      );
       return;
     }
     const previous = await this.lastProvenVersion(rollout);
     if (previous === undefined) {
-      await this.move(rollout, 'failed', `${reason} (no earlier proven version is kept to roll back to)`);
+      await this.move(
+        rollout,
+        'failed',
+        `${reason} (no earlier proven version is kept to roll back to)`,
+      );
       return;
     }
     await this.move(rollout, 'failed', `${reason} (rolling back to version ${previous})`);
@@ -453,11 +583,19 @@ export class RolloutTracker {
     return this.lastProvenVersionBefore(rollout.bundle, rollout.version);
   }
 
-  private async lastProvenVersionBefore(bundle: string, version: number): Promise<number | undefined> {
+  private async lastProvenVersionBefore(
+    bundle: string,
+    version: number,
+  ): Promise<number | undefined> {
     const kept = new Set(await this.options.store.listVersions(bundle));
     const proven = this.options.history
       .list(bundle)
-      .find((earlier) => earlier.version !== version && kept.has(earlier.version) && earlier.transitions.some((step) => step.to === 'done'));
+      .find(
+        (earlier) =>
+          earlier.version !== version &&
+          kept.has(earlier.version) &&
+          earlier.transitions.some((step) => step.to === 'done'),
+      );
     return proven?.version;
   }
 
@@ -473,7 +611,8 @@ export class RolloutTracker {
       detail,
       durationMs: transition.at.getTime() - rollout.startedAt.getTime(),
     };
-    if (to === 'stalled' || to === 'failed') this.options.log.error(fields, 'Rollout state changed');
+    if (to === 'stalled' || to === 'failed')
+      this.options.log.error(fields, 'Rollout state changed');
     else this.options.log.info(fields, 'Rollout state changed');
     this.events.rolloutChanged(rollout, transition);
     await this.options.history.save(rollout);

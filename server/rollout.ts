@@ -3,7 +3,8 @@
  * the decisions (pure functions over data and `now`); rollout-tracker.ts drives them.
  */
 
-export type RolloutState = 'distributing' | 'converged' | 'reloading' | 'done' | 'stalled' | 'failed' | 'superseded';
+export type RolloutState =
+  'distributing' | 'converged' | 'reloading' | 'done' | 'stalled' | 'failed' | 'superseded';
 
 /** How a rollout began. */
 export type RolloutTrigger = 'accepted' | 'rollout' | 'restart' | 'rollback' | 'resume' | 'import';
@@ -105,7 +106,12 @@ export function isWaitingForNodes(state: RolloutState): boolean {
   return state === 'distributing' || state === 'stalled';
 }
 
-export function newRollout(bundle: string, version: number, trigger: RolloutTrigger, now: Date): RolloutData {
+export function newRollout(
+  bundle: string,
+  version: number,
+  trigger: RolloutTrigger,
+  now: Date,
+): RolloutData {
   return {
     bundle,
     version,
@@ -124,7 +130,12 @@ export function newRollout(bundle: string, version: number, trigger: RolloutTrig
 }
 
 /** The one guarded state change: records it in the timeline and returns the transition. */
-export function transitionRollout(rollout: RolloutData, to: RolloutState, now: Date, detail = ''): RolloutTransitionData {
+export function transitionRollout(
+  rollout: RolloutData,
+  to: RolloutState,
+  now: Date,
+  detail = '',
+): RolloutTransitionData {
   const from = rollout.state;
   if (!ALLOWED_TRANSITIONS[from].includes(to)) throw new RolloutTransitionError(from, to);
   const transition = { from, to, at: now, detail };

@@ -37,7 +37,10 @@ class OptionalClientCertificateCredentials extends ServerCredentials {
  * the credentials and access policy. Errors name the file and the key, never the content. Logs
  * a warning for plaintext at every start.
  */
-export function loadServerTransport(config: Pick<ServerConfig, 'tls' | 'insecure' | 'auth'>, log: Logger): ServerTransport {
+export function loadServerTransport(
+  config: Pick<ServerConfig, 'tls' | 'insecure' | 'auth'>,
+  log: Logger,
+): ServerTransport {
   const tokens = loadTokens(config.auth);
   const hasClientCa = Boolean(config.tls?.clientCaFile);
   const openRoles = new Set<CallerRole>();
@@ -66,7 +69,9 @@ function loadTokens(auth: AuthConfig): TokenDigests {
   const agent = read(auth.agentTokenFile, 'auth.agentTokenFile');
   const admin = read(auth.adminTokenFile, 'auth.adminTokenFile');
   if (agent && admin && agent.equals(admin)) {
-    throw new ConfigError('auth.agentTokenFile and auth.adminTokenFile hold the same token; agents could call admin RPCs');
+    throw new ConfigError(
+      'auth.agentTokenFile and auth.adminTokenFile hold the same token; agents could call admin RPCs',
+    );
   }
   return { ...(agent ? { agent } : {}), ...(admin ? { admin } : {}) };
 }
@@ -87,20 +92,31 @@ function loadTlsCredentials(tls: TlsConfig): ServerCredentials {
   try {
     leaf = new X509Certificate(cert);
   } catch (error) {
-    throw new ConfigError(`tls.certFile ${tls.certFile} does not hold a PEM certificate`, { cause: error });
+    throw new ConfigError(`tls.certFile ${tls.certFile} does not hold a PEM certificate`, {
+      cause: error,
+    });
   }
   let matches: boolean;
   try {
     matches = leaf.checkPrivateKey(createPrivateKey(key));
   } catch (error) {
-    throw new ConfigError(`tls.keyFile ${tls.keyFile} does not hold an unencrypted PEM private key`, { cause: error });
+    throw new ConfigError(
+      `tls.keyFile ${tls.keyFile} does not hold an unencrypted PEM private key`,
+      { cause: error },
+    );
   }
-  if (!matches) throw new ConfigError(`tls.keyFile ${tls.keyFile} does not match the certificate in tls.certFile ${tls.certFile}`);
+  if (!matches)
+    throw new ConfigError(
+      `tls.keyFile ${tls.keyFile} does not match the certificate in tls.certFile ${tls.certFile}`,
+    );
   if (clientCa) {
     try {
       new X509Certificate(clientCa);
     } catch (error) {
-      throw new ConfigError(`tls.clientCaFile ${tls.clientCaFile} does not hold a PEM certificate`, { cause: error });
+      throw new ConfigError(
+        `tls.clientCaFile ${tls.clientCaFile} does not hold a PEM certificate`,
+        { cause: error },
+      );
     }
   }
   return new OptionalClientCertificateCredentials(cert, key, clientCa);

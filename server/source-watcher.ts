@@ -39,7 +39,9 @@ export class SourceWatcher {
       options.log.debug({ event, path: changedPath }, 'Source folder event');
       this.scheduleSettle();
     });
-    this.watcher.on('error', (error) => options.log.warn({ err: error, dir: options.dir }, 'Source watcher error'));
+    this.watcher.on('error', (error) =>
+      options.log.warn({ err: error, dir: options.dir }, 'Source watcher error'),
+    );
     this.rescanTimer = setInterval(() => options.onSettled('rescan'), options.rescanIntervalMs);
     this.rescanTimer.unref();
   }

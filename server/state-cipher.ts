@@ -20,8 +20,14 @@ export class StateKeyError extends Error {
  * bundle/version's object under this name (the AAD binds each object to its place).
  */
 export class StateDecryptionError extends Error {
-  constructor(readonly context: string, options?: { cause?: unknown }) {
-    super(`state object ${context} does not decrypt with the state key (wrong stateStore.keyFile, or the object was changed)`, options);
+  constructor(
+    readonly context: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `state object ${context} does not decrypt with the state key (wrong stateStore.keyFile, or the object was changed)`,
+      options,
+    );
     this.name = 'StateDecryptionError';
   }
 }
@@ -35,12 +41,20 @@ export function loadStateKey(keyFile: string): Buffer {
   try {
     text = readFileSync(keyFile, 'utf8').trim();
   } catch (error) {
-    throw new StateKeyError(`cannot read stateStore.keyFile ${keyFile}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`, {
-      cause: error,
-    });
+    throw new StateKeyError(
+      `cannot read stateStore.keyFile ${keyFile}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+      {
+        cause: error,
+      },
+    );
   }
-  const key = /^[0-9a-fA-F]{64}$/.test(text) ? Buffer.from(text, 'hex') : Buffer.from(text, 'base64');
-  if (key.length !== KEY_BYTES || (!/^[0-9a-fA-F]{64}$/.test(text) && !/^[A-Za-z0-9+/]{43}=$/.test(text))) {
+  const key = /^[0-9a-fA-F]{64}$/.test(text)
+    ? Buffer.from(text, 'hex')
+    : Buffer.from(text, 'base64');
+  if (
+    key.length !== KEY_BYTES ||
+    (!/^[0-9a-fA-F]{64}$/.test(text) && !/^[A-Za-z0-9+/]{43}=$/.test(text))
+  ) {
     throw new StateKeyError(
       `stateStore.keyFile ${keyFile} must hold a 32-byte key as 64 hex characters or base64 (make one with: openssl rand -hex 32)`,
     );
@@ -51,7 +65,8 @@ export function loadStateKey(keyFile: string): Buffer {
 /** Authenticated encryption (AES-256-GCM) of state objects; `aad` names the object's place. */
 export class StateCipher {
   constructor(private readonly key: Buffer) {
-    if (key.length !== KEY_BYTES) throw new StateKeyError(`the state key must be ${KEY_BYTES} bytes`);
+    if (key.length !== KEY_BYTES)
+      throw new StateKeyError(`the state key must be ${KEY_BYTES} bytes`);
   }
 
   /** magic ‖ IV (random, 12 bytes) ‖ tag (16 bytes) ‖ ciphertext. */
@@ -65,7 +80,10 @@ export class StateCipher {
 
   open(sealed: Buffer, aad: string): Buffer {
     const headerBytes = FORMAT_MAGIC.length + IV_BYTES + TAG_BYTES;
-    if (sealed.length < headerBytes || !sealed.subarray(0, FORMAT_MAGIC.length).equals(FORMAT_MAGIC)) {
+    if (
+      sealed.length < headerBytes ||
+      !sealed.subarray(0, FORMAT_MAGIC.length).equals(FORMAT_MAGIC)
+    ) {
       throw new StateDecryptionError(aad);
     }
     const iv = sealed.subarray(FORMAT_MAGIC.length, FORMAT_MAGIC.length + IV_BYTES);

@@ -47,8 +47,16 @@ export interface GrpcStatusError {
  * written for the operator and carry no secrets); anything else is logged once with its stack and
  * reaches the client only as a generic INTERNAL status.
  */
-export function toGrpcStatus(error: unknown, log: Logger, context: Record<string, unknown> = {}): Partial<ServiceError> & GrpcStatusError {
-  const make = (code: status, details: string): GrpcStatusError => ({ code, details, metadata: new Metadata() });
+export function toGrpcStatus(
+  error: unknown,
+  log: Logger,
+  context: Record<string, unknown> = {},
+): Partial<ServiceError> & GrpcStatusError {
+  const make = (code: status, details: string): GrpcStatusError => ({
+    code,
+    details,
+    metadata: new Metadata(),
+  });
   if (error instanceof UnauthenticatedError) return make(status.UNAUTHENTICATED, error.message);
   if (error instanceof PermissionDeniedError) return make(status.PERMISSION_DENIED, error.message);
   if (error instanceof NotFoundError) return make(status.NOT_FOUND, error.message);
@@ -57,7 +65,8 @@ export function toGrpcStatus(error: unknown, log: Logger, context: Record<string
   if (error instanceof NodeNotExpectedError) return make(status.PERMISSION_DENIED, error.message);
   if (error instanceof FleetUnavailableError) return make(status.UNAVAILABLE, error.message);
   if (error instanceof UnimplementedError) return make(status.UNIMPLEMENTED, error.message);
-  if (error instanceof FailedPreconditionError) return make(status.FAILED_PRECONDITION, error.message);
+  if (error instanceof FailedPreconditionError)
+    return make(status.FAILED_PRECONDITION, error.message);
 
   log.error({ ...context, err: error }, 'Unexpected error in request handler');
   return make(status.INTERNAL, 'internal error; see the certsync-server log');

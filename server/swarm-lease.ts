@@ -1,6 +1,12 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../common/log';
-import { ConfigNameConflictError, ConfigNotFoundError, StaleVersionIndexError, type DockerConfigClient, type SwarmConfigObject } from './docker-client';
+import {
+  ConfigNameConflictError,
+  ConfigNotFoundError,
+  StaleVersionIndexError,
+  type DockerConfigClient,
+  type SwarmConfigObject,
+} from './docker-client';
 import { LABEL, LABELS_ONLY_DATA, LEASE_OBJECT_NAME } from './swarm-objects';
 
 /** What the lease config says: who holds it and until when. */
@@ -11,7 +17,12 @@ export interface LeaseState {
 
 /** Pure decision: may `holderId` take (or keep) the lease described by `state` at `now`? */
 export function mayTakeLease(state: LeaseState | undefined, holderId: string, now: Date): boolean {
-  return state === undefined || state.holder === '' || state.holder === holderId || state.expiresAt.getTime() <= now.getTime();
+  return (
+    state === undefined ||
+    state.holder === '' ||
+    state.holder === holderId ||
+    state.expiresAt.getTime() <= now.getTime()
+  );
 }
 
 export interface SwarmLeaseOptions {
@@ -59,7 +70,11 @@ export class SwarmLease {
   async tryAcquire(): Promise<boolean> {
     const now = this.now();
     const expiresAt = new Date(now.getTime() + this.options.ttlMs);
-    const labels = { [LABEL.kind]: 'lease', [LABEL.holder]: this.options.holderId, [LABEL.expiresAt]: expiresAt.toISOString() };
+    const labels = {
+      [LABEL.kind]: 'lease',
+      [LABEL.holder]: this.options.holderId,
+      [LABEL.expiresAt]: expiresAt.toISOString(),
+    };
     const config = await this.inspect();
     try {
       if (!config) {
@@ -69,7 +84,8 @@ export class SwarmLease {
         await this.options.docker.updateConfigLabels(config, labels);
       }
     } catch (error) {
-      if (error instanceof ConfigNameConflictError || error instanceof StaleVersionIndexError) return false;
+      if (error instanceof ConfigNameConflictError || error instanceof StaleVersionIndexError)
+        return false;
       throw error;
     }
     this.heldUntil = expiresAt;
@@ -81,7 +97,10 @@ export class SwarmLease {
     let lastHolder = '';
     while (!this.closed) {
       if (await this.tryAcquire().catch((error: unknown) => this.logRetry(error))) {
-        this.options.log.info({ holder: this.options.holderId, expiresAt: this.heldUntil.toISOString() }, 'Lease acquired');
+        this.options.log.info(
+          { holder: this.options.holderId, expiresAt: this.heldUntil.toISOString() },
+          'Lease acquired',
+        );
         this.scheduleRenewal();
         return;
       }
@@ -89,7 +108,11 @@ export class SwarmLease {
       if (state && state.holder !== lastHolder) {
         lastHolder = state.holder;
         this.options.log.warn(
-          { holder: state.holder, until: state.expiresAt.toISOString(), self: this.options.holderId },
+          {
+            holder: state.holder,
+            until: state.expiresAt.toISOString(),
+            self: this.options.holderId,
+          },
           'Waiting for the lease held by another server; not distributing or reloading',
         );
       }
@@ -104,7 +127,11 @@ export class SwarmLease {
     const config = await this.inspect().catch(() => undefined);
     if (config && config.labels[LABEL.holder] === this.options.holderId) {
       await this.options.docker
-        .updateConfigLabels(config, { [LABEL.kind]: 'lease', [LABEL.holder]: '', [LABEL.expiresAt]: new Date(0).toISOString() })
+        .updateConfigLabels(config, {
+          [LABEL.kind]: 'lease',
+          [LABEL.holder]: '',
+          [LABEL.expiresAt]: new Date(0).toISOString(),
+        })
         .catch(() => undefined);
     }
   }
@@ -150,5 +177,8 @@ export class SwarmLease {
 
 function leaseStateOf(config: SwarmConfigObject): LeaseState {
   const expiresAt = new Date(config.labels[LABEL.expiresAt] ?? 0);
-  return { holder: config.labels[LABEL.holder] ?? '', expiresAt: Number.isNaN(expiresAt.getTime()) ? new Date(0) : expiresAt };
+  return {
+    holder: config.labels[LABEL.holder] ?? '',
+    expiresAt: Number.isNaN(expiresAt.getTime()) ? new Date(0) : expiresAt,
+  };
 }

@@ -28,7 +28,12 @@ export class SwarmRolloutHistory implements RolloutStorage {
     private readonly log: Logger,
   ) {}
 
-  static async open(docker: DockerConfigClient, cipher: StateCipher, bundleNames: readonly string[], log: Logger) {
+  static async open(
+    docker: DockerConfigClient,
+    cipher: StateCipher,
+    bundleNames: readonly string[],
+    log: Logger,
+  ) {
     const history = new SwarmRolloutHistory(docker, cipher, log);
     for (const bundle of bundleNames) await history.load(bundle);
     return history;
@@ -53,7 +58,10 @@ export class SwarmRolloutHistory implements RolloutStorage {
         await this.write(rollout.bundle, snapshot);
       } catch (error) {
         // The rollout goes on; only its record for a successor is at risk, so say so loudly.
-        this.log.error({ err: error, bundle: rollout.bundle, version: rollout.version }, 'Rollout history not saved');
+        this.log.error(
+          { err: error, bundle: rollout.bundle, version: rollout.version },
+          'Rollout history not saved',
+        );
       }
     });
     await this.writing;
@@ -74,7 +82,10 @@ export class SwarmRolloutHistory implements RolloutStorage {
       try {
         await this.write(rollout.bundle, JSON.stringify(this.byBundle.get(rollout.bundle) ?? []));
       } catch (error) {
-        this.log.error({ err: error, bundle: rollout.bundle, version: rollout.version }, 'Rollout history not saved');
+        this.log.error(
+          { err: error, bundle: rollout.bundle, version: rollout.version },
+          'Rollout history not saved',
+        );
       }
     });
   }
@@ -83,12 +94,19 @@ export class SwarmRolloutHistory implements RolloutStorage {
     let rollouts = JSON.parse(snapshot) as unknown[];
     for (;;) {
       const sequence = (this.sequenceByBundle.get(bundle) ?? 0) + 1;
-      const sealed = this.cipher.seal(Buffer.from(JSON.stringify(rollouts)), historyAad(bundle, sequence));
+      const sealed = this.cipher.seal(
+        Buffer.from(JSON.stringify(rollouts)),
+        historyAad(bundle, sequence),
+      );
       if (sealed.length > SWARM_OBJECT_MAX_BYTES && rollouts.length > 1) {
         rollouts = rollouts.slice(1);
         continue;
       }
-      const labels = { [LABEL.kind]: 'history', [LABEL.bundle]: bundle, [LABEL.sequence]: String(sequence) };
+      const labels = {
+        [LABEL.kind]: 'history',
+        [LABEL.bundle]: bundle,
+        [LABEL.sequence]: String(sequence),
+      };
       try {
         await this.docker.createConfig(historyObjectName(bundle, sequence), labels, sealed);
       } catch (error) {
@@ -117,14 +135,20 @@ export class SwarmRolloutHistory implements RolloutStorage {
         this.byBundle.set(bundle, (JSON.parse(text) as RolloutData[]).map(reviveRollout));
         return;
       } catch (error) {
-        this.log.warn({ err: error, bundle, sequence }, 'Rollout history object unreadable, trying the one before');
+        this.log.warn(
+          { err: error, bundle, sequence },
+          'Rollout history object unreadable, trying the one before',
+        );
       }
     }
     this.byBundle.set(bundle, []);
   }
 
   private async sequences(bundle: string): Promise<number[]> {
-    const configs = await this.docker.listConfigs({ [LABEL.kind]: 'history', [LABEL.bundle]: bundle });
+    const configs = await this.docker.listConfigs({
+      [LABEL.kind]: 'history',
+      [LABEL.bundle]: bundle,
+    });
     return configs
       .map((config) => labelNumber(config.labels, LABEL.sequence))
       .filter((sequence): sequence is number => sequence !== undefined)

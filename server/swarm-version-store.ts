@@ -17,15 +17,28 @@ import {
   SWARM_OBJECT_MAX_BYTES,
   versionObjectName,
 } from './swarm-objects';
-import { fromMeta, toMeta, type BundleVersion, type NewVersion, type RejectedCandidateRecord, type StoredMeta } from './version-store';
+import {
+  fromMeta,
+  toMeta,
+  type BundleVersion,
+  type NewVersion,
+  type RejectedCandidateRecord,
+  type StoredMeta,
+} from './version-store';
 
 /** How often a write re-reads the head and tries again after losing a compare-and-set. */
 const CAS_ATTEMPTS = 8;
 
 /** Thrown when a head update kept losing to other writers. */
 export class StateWriteConflictError extends Error {
-  constructor(readonly bundle: string, options?: { cause?: unknown }) {
-    super(`bundle "${bundle}": the state head kept changing under this server (${CAS_ATTEMPTS} attempts); is a second server writing?`, options);
+  constructor(
+    readonly bundle: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `bundle "${bundle}": the state head kept changing under this server (${CAS_ATTEMPTS} attempts); is a second server writing?`,
+      options,
+    );
     this.name = 'StateWriteConflictError';
   }
 }
@@ -87,7 +100,10 @@ export class SwarmVersionStore implements VersionStorage {
   }
 
   async listVersions(bundle: string): Promise<number[]> {
-    const configs = await this.docker.listConfigs({ [LABEL.kind]: 'version', [LABEL.bundle]: bundle });
+    const configs = await this.docker.listConfigs({
+      [LABEL.kind]: 'version',
+      [LABEL.bundle]: bundle,
+    });
     return configs
       .map((config) => labelNumber(config.labels, LABEL.version))
       .filter((version): version is number => version !== undefined)
@@ -112,7 +128,11 @@ export class SwarmVersionStore implements VersionStorage {
       const withdrawn = parseWithdrawn(head.labels).filter((digest) => digest !== accepted.digest);
       const { [LABEL.rejected]: _rejected, ...kept } = head.labels;
       try {
-        await this.docker.updateConfigLabels(head, { ...kept, [LABEL.current]: String(version), [LABEL.withdrawn]: withdrawn.join(',') });
+        await this.docker.updateConfigLabels(head, {
+          ...kept,
+          [LABEL.current]: String(version),
+          [LABEL.withdrawn]: withdrawn.join(','),
+        });
       } catch (error) {
         await this.docker.removeConfig(name);
         if (error instanceof StaleVersionIndexError) continue;
@@ -163,11 +183,17 @@ export class SwarmVersionStore implements VersionStorage {
 
   async recordRejection(bundle: string, record: RejectedCandidateRecord): Promise<void> {
     this.rejectedByBundle.set(bundle, record);
-    await this.updateHead(bundle, (labels) => ({ ...labels, [LABEL.rejected]: JSON.stringify(record) }));
+    await this.updateHead(bundle, (labels) => ({
+      ...labels,
+      [LABEL.rejected]: JSON.stringify(record),
+    }));
   }
 
   /** Applies `change` to the head's labels with compare-and-set, re-reading after a lost race. */
-  private async updateHead(bundle: string, change: (labels: Record<string, string>) => Record<string, string>) {
+  private async updateHead(
+    bundle: string,
+    change: (labels: Record<string, string>) => Record<string, string>,
+  ) {
     for (let attempt = 1; attempt <= CAS_ATTEMPTS; attempt += 1) {
       const head = await this.readHead(bundle);
       const labels = change(head.labels);
@@ -191,7 +217,11 @@ export class SwarmVersionStore implements VersionStorage {
       if (!(error instanceof ConfigNotFoundError)) throw error;
     }
     try {
-      await this.docker.createConfig(name, { [LABEL.kind]: 'head', [LABEL.bundle]: bundle }, LABELS_ONLY_DATA);
+      await this.docker.createConfig(
+        name,
+        { [LABEL.kind]: 'head', [LABEL.bundle]: bundle },
+        LABELS_ONLY_DATA,
+      );
     } catch (error) {
       if (!(error instanceof ConfigNameConflictError)) throw error;
     }
@@ -206,15 +236,19 @@ export class SwarmVersionStore implements VersionStorage {
       const record = JSON.parse(rejected) as RejectedCandidateRecord & { at: string };
       this.rejectedByBundle.set(bundle, { ...record, at: new Date(record.at) });
     }
-    const wanted = labelNumber(head.labels, LABEL.current) ?? (await this.listVersions(bundle)).at(-1);
+    const wanted =
+      labelNumber(head.labels, LABEL.current) ?? (await this.listVersions(bundle)).at(-1);
     if (wanted === undefined) return;
     try {
       this.currentByBundle.set(bundle, await this.readVersion(bundle, wanted));
     } catch (error) {
       this.log.error({ bundle, version: wanted, err: error }, 'Stored bundle version unreadable');
-      throw new Error(`state for bundle "${bundle}" version ${wanted} in swarm config ${versionObjectName(bundle, wanted)} is unreadable`, {
-        cause: error,
-      });
+      throw new Error(
+        `state for bundle "${bundle}" version ${wanted} in swarm config ${versionObjectName(bundle, wanted)} is unreadable`,
+        {
+          cause: error,
+        },
+      );
     }
   }
 
@@ -224,15 +258,24 @@ export class SwarmVersionStore implements VersionStorage {
       contents: version.files.map((file) => file.content.toString('base64')),
     };
     const name = versionObjectName(version.bundle, version.version);
-    const sealed = this.cipher.seal(Buffer.from(JSON.stringify(payload)), versionAad(version.bundle, version.version));
-    if (sealed.length > SWARM_OBJECT_MAX_BYTES) throw new StateObjectTooLargeError(name, sealed.length);
+    const sealed = this.cipher.seal(
+      Buffer.from(JSON.stringify(payload)),
+      versionAad(version.bundle, version.version),
+    );
+    if (sealed.length > SWARM_OBJECT_MAX_BYTES)
+      throw new StateObjectTooLargeError(name, sealed.length);
     return sealed;
   }
 
   private async readVersion(bundle: string, version: number): Promise<BundleVersion> {
     const config = await this.docker.inspectConfig(versionObjectName(bundle, version));
-    const payload = JSON.parse(this.cipher.open(config.data, versionAad(bundle, version)).toString('utf8')) as SealedVersionPayload;
-    const files = payload.meta.files.map((file, index) => ({ ...file, content: Buffer.from(payload.contents[index] ?? '', 'base64') }));
+    const payload = JSON.parse(
+      this.cipher.open(config.data, versionAad(bundle, version)).toString('utf8'),
+    ) as SealedVersionPayload;
+    const files = payload.meta.files.map((file, index) => ({
+      ...file,
+      content: Buffer.from(payload.contents[index] ?? '', 'base64'),
+    }));
     return fromMeta(payload.meta, files);
   }
 

@@ -11,7 +11,9 @@ export interface ServedCertificate {
 /** Thrown when a replica serves a certificate other than the one certsync may talk to. */
 export class UnexpectedCertificateError extends Error {
   constructor(endpoint: string, expected: string, served: string) {
-    super(`${endpoint} serves leaf ${served.slice(0, 16)}…, not the expected ${expected.slice(0, 16)}…`);
+    super(
+      `${endpoint} serves leaf ${served.slice(0, 16)}…, not the expected ${expected.slice(0, 16)}…`,
+    );
     this.name = 'UnexpectedCertificateError';
   }
 }
@@ -38,10 +40,20 @@ export function fingerprintOf(certificate: X509Certificate): string {
  * Connects to `endpoint` with `serverName` as SNI and returns the leaf it serves. The chain is not
  * verified here: the caller compares the fingerprint with the bundle's own leaf, a stricter check.
  */
-export function probeServedCertificate(endpoint: string, serverName: string | undefined, timeoutMs: number): Promise<ServedCertificate> {
+export function probeServedCertificate(
+  endpoint: string,
+  serverName: string | undefined,
+  timeoutMs: number,
+): Promise<ServedCertificate> {
   const { host, port } = splitEndpoint(endpoint);
   return new Promise((resolve, reject) => {
-    const socket = tls.connect({ host, port, servername: serverName, rejectUnauthorized: false, timeout: timeoutMs });
+    const socket = tls.connect({
+      host,
+      port,
+      servername: serverName,
+      rejectUnauthorized: false,
+      timeout: timeoutMs,
+    });
     socket.once('secureConnect', () => {
       try {
         resolve(servedBy(socket));
@@ -51,7 +63,9 @@ export function probeServedCertificate(endpoint: string, serverName: string | un
         socket.end();
       }
     });
-    socket.once('timeout', () => socket.destroy(new Error(`no TLS handshake within ${timeoutMs} ms`)));
+    socket.once('timeout', () =>
+      socket.destroy(new Error(`no TLS handshake within ${timeoutMs} ms`)),
+    );
     socket.once('error', reject);
   });
 }
@@ -63,7 +77,14 @@ export function probeServedCertificate(endpoint: string, serverName: string | un
  */
 export function pinnedJsonRequest(
   endpoint: string,
-  options: { serverName: string | undefined; expectedFingerprint: string; method: 'GET' | 'PUT'; path: string; body?: unknown; timeoutMs: number },
+  options: {
+    serverName: string | undefined;
+    expectedFingerprint: string;
+    method: 'GET' | 'PUT';
+    path: string;
+    body?: unknown;
+    timeoutMs: number;
+  },
 ): Promise<{ status: number; body: unknown }> {
   const { host, port } = splitEndpoint(endpoint);
   const payload = options.body === undefined ? undefined : JSON.stringify(options.body);
@@ -77,19 +98,25 @@ export function pinnedJsonRequest(
       rejectUnauthorized: false,
       agent: false,
       timeout: options.timeoutMs,
-      headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {},
+      headers: payload
+        ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }
+        : {},
     });
     request.once('socket', (socket: tls.TLSSocket) => {
       socket.once('secureConnect', () => {
         const served = servedBy(socket).fingerprintSha256;
         if (served !== options.expectedFingerprint) {
-          request.destroy(new UnexpectedCertificateError(endpoint, options.expectedFingerprint, served));
+          request.destroy(
+            new UnexpectedCertificateError(endpoint, options.expectedFingerprint, served),
+          );
           return;
         }
         request.end(payload);
       });
     });
-    request.once('timeout', () => request.destroy(new Error(`no answer within ${options.timeoutMs} ms`)));
+    request.once('timeout', () =>
+      request.destroy(new Error(`no answer within ${options.timeoutMs} ms`)),
+    );
     request.once('error', reject);
     request.once('response', (response) => {
       let text = '';
@@ -97,9 +124,16 @@ export function pinnedJsonRequest(
       response.on('data', (chunk: string) => (text += chunk));
       response.once('end', () => {
         try {
-          resolve({ status: response.statusCode ?? 0, body: text ? (JSON.parse(text) as unknown) : undefined });
+          resolve({
+            status: response.statusCode ?? 0,
+            body: text ? (JSON.parse(text) as unknown) : undefined,
+          });
         } catch {
-          reject(new Error(`${options.method} ${options.path} answered ${response.statusCode} with a body that is not JSON`));
+          reject(
+            new Error(
+              `${options.method} ${options.path} answered ${response.statusCode} with a body that is not JSON`,
+            ),
+          );
         }
       });
     });

@@ -28,7 +28,9 @@ export async function readUnsealKeys(file: string): Promise<string[]> {
   try {
     text = await readFile(file, 'utf8');
   } catch (error) {
-    throw new SealedError(`cannot read the unseal key file ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`);
+    throw new SealedError(
+      `cannot read the unseal key file ${file}: ${(error as NodeJS.ErrnoException).code ?? 'error'}`,
+    );
   }
   const keys = text
     .split(/\r?\n/)
@@ -40,8 +42,14 @@ export async function readUnsealKeys(file: string): Promise<string[]> {
 
 function parseSealStatus(body: unknown, what: string): SealStatus {
   const status = body as Partial<SealStatus> | undefined;
-  if (typeof status?.sealed !== 'boolean') throw new Error(`${what} did not answer with Vault's seal status`);
-  return { sealed: status.sealed, t: Number(status.t ?? 0), n: Number(status.n ?? 0), progress: Number(status.progress ?? 0) };
+  if (typeof status?.sealed !== 'boolean')
+    throw new Error(`${what} did not answer with Vault's seal status`);
+  return {
+    sealed: status.sealed,
+    t: Number(status.t ?? 0),
+    n: Number(status.n ?? 0),
+    progress: Number(status.progress ?? 0),
+  };
 }
 
 /**
@@ -51,17 +59,26 @@ function parseSealStatus(body: unknown, what: string): SealStatus {
  */
 export async function ensureUnsealed(
   endpoint: string,
-  options: { serverName: string | undefined; expectedFingerprint: string; keys: readonly string[] | undefined; timeoutMs: number },
+  options: {
+    serverName: string | undefined;
+    expectedFingerprint: string;
+    keys: readonly string[] | undefined;
+    timeoutMs: number;
+  },
 ): Promise<SealOutcome> {
   const call = async (method: 'GET' | 'PUT', path: string, body?: unknown) => {
     const response = await pinnedJsonRequest(endpoint, { ...options, method, path, body });
-    if (response.status !== 200) throw new Error(`${method} ${path} answered HTTP ${response.status}`);
+    if (response.status !== 200)
+      throw new Error(`${method} ${path} answered HTTP ${response.status}`);
     return parseSealStatus(response.body, `${method} ${path}`);
   };
 
   let status = await call('GET', '/v1/sys/seal-status');
   if (!status.sealed) return 'unsealed';
-  if (!options.keys) throw new SealedError(`sealed (threshold ${status.t}, progress ${status.progress}) and no unseal key file is configured`);
+  if (!options.keys)
+    throw new SealedError(
+      `sealed (threshold ${status.t}, progress ${status.progress}) and no unseal key file is configured`,
+    );
 
   // Progress left by someone else's half-finished unseal counts against the threshold: Vault
   // expects the remaining keys, and a key it already holds would be refused, so start over.

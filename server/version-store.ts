@@ -61,7 +61,12 @@ export class VersionStore implements VersionStorage {
   ) {}
 
   /** Opens (creating if needed) the state directory and loads the current version of each bundle. */
-  static async open(stateDir: string, bundleNames: readonly string[], versionsKept: number, log: Logger) {
+  static async open(
+    stateDir: string,
+    bundleNames: readonly string[],
+    versionsKept: number,
+    log: Logger,
+  ) {
     const store = new VersionStore(stateDir, versionsKept, log);
     await ensurePrivateDirectory(path.join(stateDir, 'bundles'));
     for (const name of bundleNames) await store.load(name);
@@ -135,7 +140,8 @@ export class VersionStore implements VersionStorage {
     const bundleDir = this.bundleDir(candidate.bundle);
     await ensurePrivateDirectory(bundleDir);
     const existing = await this.listVersions(candidate.bundle);
-    const version = Math.max(0, this.currentByBundle.get(candidate.bundle)?.version ?? 0, ...existing) + 1;
+    const version =
+      Math.max(0, this.currentByBundle.get(candidate.bundle)?.version ?? 0, ...existing) + 1;
     const accepted: BundleVersion = { ...candidate, version, acceptedAt: now };
 
     const finalDir = path.join(bundleDir, versionDirName(version));
@@ -145,10 +151,16 @@ export class VersionStore implements VersionStorage {
     for (const [index, file] of accepted.files.entries()) {
       await writeFileAtomic(path.join(tempDir, `${index}.bin`), file.content, 0o600);
     }
-    await writeFileAtomic(path.join(tempDir, 'meta.json'), JSON.stringify(toMeta(accepted), null, 2), 0o600);
+    await writeFileAtomic(
+      path.join(tempDir, 'meta.json'),
+      JSON.stringify(toMeta(accepted), null, 2),
+      0o600,
+    );
     await fs.rename(tempDir, finalDir);
     await fsyncDirectory(bundleDir);
-    const withdrawn = (this.withdrawnByBundle.get(candidate.bundle) ?? []).filter((digest) => digest !== accepted.digest);
+    const withdrawn = (this.withdrawnByBundle.get(candidate.bundle) ?? []).filter(
+      (digest) => digest !== accepted.digest,
+    );
     await this.writePointer(candidate.bundle, version, withdrawn);
 
     this.withdrawnByBundle.set(candidate.bundle, withdrawn);
@@ -163,7 +175,11 @@ export class VersionStore implements VersionStorage {
   async recordRejection(bundle: string, record: RejectedCandidateRecord): Promise<void> {
     this.rejectedByBundle.set(bundle, record);
     await ensurePrivateDirectory(this.bundleDir(bundle));
-    await writeFileAtomic(path.join(this.bundleDir(bundle), 'rejected.json'), JSON.stringify(record), 0o600);
+    await writeFileAtomic(
+      path.join(this.bundleDir(bundle), 'rejected.json'),
+      JSON.stringify(record),
+      0o600,
+    );
   }
 
   private async load(bundle: string): Promise<void> {
@@ -173,9 +189,14 @@ export class VersionStore implements VersionStorage {
       await fs.rm(path.join(bundleDir, entry), { recursive: true, force: true });
     }
 
-    const pointer = await readJson<{ version?: unknown; withdrawn?: unknown }>(path.join(bundleDir, 'current.json'));
+    const pointer = await readJson<{ version?: unknown; withdrawn?: unknown }>(
+      path.join(bundleDir, 'current.json'),
+    );
     if (Array.isArray(pointer?.withdrawn)) {
-      this.withdrawnByBundle.set(bundle, pointer.withdrawn.filter((digest): digest is string => typeof digest === 'string'));
+      this.withdrawnByBundle.set(
+        bundle,
+        pointer.withdrawn.filter((digest): digest is string => typeof digest === 'string'),
+      );
     }
     const versions = await this.listVersions(bundle);
     const wanted = typeof pointer?.version === 'number' ? pointer.version : versions.at(-1);
@@ -193,7 +214,9 @@ export class VersionStore implements VersionStorage {
       }
     }
 
-    const rejected = await readJson<RejectedCandidateRecord & { at: string }>(path.join(bundleDir, 'rejected.json'));
+    const rejected = await readJson<RejectedCandidateRecord & { at: string }>(
+      path.join(bundleDir, 'rejected.json'),
+    );
     if (rejected) this.rejectedByBundle.set(bundle, { ...rejected, at: new Date(rejected.at) });
   }
 
@@ -221,13 +244,20 @@ export class VersionStore implements VersionStorage {
     const versions = await this.listVersions(bundle);
     const excess = versions.slice(0, Math.max(0, versions.length - this.versionsKept));
     for (const version of excess) {
-      await fs.rm(path.join(this.bundleDir(bundle), versionDirName(version)), { recursive: true, force: true });
+      await fs.rm(path.join(this.bundleDir(bundle), versionDirName(version)), {
+        recursive: true,
+        force: true,
+      });
     }
   }
 
   private async writePointer(bundle: string, version: number, withdrawn: string[]): Promise<void> {
     const pointer = withdrawn.length > 0 ? { version, withdrawn } : { version };
-    await writeFileAtomic(path.join(this.bundleDir(bundle), 'current.json'), JSON.stringify(pointer), 0o600);
+    await writeFileAtomic(
+      path.join(this.bundleDir(bundle), 'current.json'),
+      JSON.stringify(pointer),
+      0o600,
+    );
   }
 
   private bundleDir(bundle: string): string {
@@ -250,7 +280,9 @@ export function toMeta(version: BundleVersion): StoredMeta {
 
 /** JSON turns Dates into strings; bring the certificate dates back. */
 export function fromMeta(meta: StoredMeta, files: StoredFile[]): BundleVersion {
-  const reviveSummary = <T extends { notBefore: Date | string; notAfter: Date | string }>(summary: T): T => ({
+  const reviveSummary = <T extends { notBefore: Date | string; notAfter: Date | string }>(
+    summary: T,
+  ): T => ({
     ...summary,
     notBefore: new Date(summary.notBefore),
     notAfter: new Date(summary.notAfter),
@@ -277,9 +309,12 @@ async function readJson<T>(file: string): Promise<T | undefined> {
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     if (error instanceof SyntaxError) {
-      throw new Error(`${file} is not valid JSON (${error.message}); restore it from a backup or move it aside`, {
-        cause: error,
-      });
+      throw new Error(
+        `${file} is not valid JSON (${error.message}); restore it from a backup or move it aside`,
+        {
+          cause: error,
+        },
+      );
     }
     throw error;
   }

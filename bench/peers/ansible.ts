@@ -11,16 +11,29 @@ import { expectedFiles, type PeerResult } from './peer';
  * folder. The time is ansible-playbook's wall time started right after the link swap (Ansible
  * has no detection of its own: someone or something has to start it).
  */
-export async function runAnsible(workDir: string, agents: number, runs: number, forks: number): Promise<PeerResult> {
+export async function runAnsible(
+  workDir: string,
+  agents: number,
+  runs: number,
+  forks: number,
+): Promise<PeerResult> {
   const lineage = await BenchLineage.create(path.join(workDir, 'letsencrypt'));
   await lineage.prepare(runs);
-  const targetDirs = Array.from({ length: agents }, (_, index) => path.join(workDir, 'targets', `node-${index + 1}`));
+  const targetDirs = Array.from({ length: agents }, (_, index) =>
+    path.join(workDir, 'targets', `node-${index + 1}`),
+  );
   await Promise.all(targetDirs.map((dir) => fs.mkdir(dir, { recursive: true })));
   const inventory = path.join(workDir, 'inventory.ini');
   await fs.writeFile(
     inventory,
-    ['[nodes]', ...targetDirs.map((dir, index) => `node${index + 1} ansible_connection=local dest=${dir}`), '',
-      '[nodes:vars]', 'ansible_python_interpreter=/usr/bin/python3', ''].join('\n'),
+    [
+      '[nodes]',
+      ...targetDirs.map((dir, index) => `node${index + 1} ansible_connection=local dest=${dir}`),
+      '',
+      '[nodes:vars]',
+      'ansible_python_interpreter=/usr/bin/python3',
+      '',
+    ].join('\n'),
   );
   const playbook = path.join(workDir, 'copy.yml');
   const live = lineage.liveDir;
@@ -40,7 +53,9 @@ export async function runAnsible(workDir: string, agents: number, runs: number, 
   for (let index = 0; index < runs; index += 1) {
     const { swappedAtMs } = await lineage.renew();
     await runPlaybook(workDir, inventory, playbook, forks);
-    samplesMs.push((await waitForFiles(expectedFiles(targetDirs, lineage, names), 1_000)) - swappedAtMs);
+    samplesMs.push(
+      (await waitForFiles(expectedFiles(targetDirs, lineage, names), 1_000)) - swappedAtMs,
+    );
   }
   return {
     peer: `ansible copy (forks=${forks})`,
@@ -53,16 +68,31 @@ export async function runAnsible(workDir: string, agents: number, runs: number, 
   };
 }
 
-function runPlaybook(workDir: string, inventory: string, playbook: string, forks: number): Promise<void> {
+function runPlaybook(
+  workDir: string,
+  inventory: string,
+  playbook: string,
+  forks: number,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn('ansible-playbook', ['-i', inventory, '--forks', String(forks), playbook], {
-      env: { ...process.env, ANSIBLE_LOCAL_TEMP: path.join(workDir, 'ansible-tmp'), ANSIBLE_REMOTE_TEMP: path.join(workDir, 'ansible-remote-tmp'), ANSIBLE_NOCOLOR: '1', ANSIBLE_DEPRECATION_WARNINGS: '0' },
+      env: {
+        ...process.env,
+        ANSIBLE_LOCAL_TEMP: path.join(workDir, 'ansible-tmp'),
+        ANSIBLE_REMOTE_TEMP: path.join(workDir, 'ansible-remote-tmp'),
+        ANSIBLE_NOCOLOR: '1',
+        ANSIBLE_DEPRECATION_WARNINGS: '0',
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.once('error', reject);
-    child.once('exit', (code) => (code === 0 ? resolve() : reject(new Error(`ansible-playbook exited ${code}: ${output.slice(-800)}`))));
+    child.once('exit', (code) =>
+      code === 0
+        ? resolve()
+        : reject(new Error(`ansible-playbook exited ${code}: ${output.slice(-800)}`)),
+    );
   });
 }

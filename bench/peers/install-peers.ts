@@ -20,13 +20,21 @@ export function ensurePeers(say: (line: string) => void): Map<PeerCommand, strin
   if (missing.length === 0) return skipped;
   const packages = missing.flatMap((command) => PEER_PACKAGES[command]);
   if (process.getuid?.() !== 0 || !hasCommand('apt-get')) {
-    for (const command of missing) skipped.set(command, `${command} not installed and not root with apt-get (apt-get install -y ${PEER_PACKAGES[command].join(' ')})`);
+    for (const command of missing)
+      skipped.set(
+        command,
+        `${command} not installed and not root with apt-get (apt-get install -y ${PEER_PACKAGES[command].join(' ')})`,
+      );
     return skipped;
   }
   say(`installing peers: apt-get install -y ${packages.join(' ')}`);
-  spawnSync('apt-get', ['install', '-y', ...packages], { stdio: 'ignore', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
+  spawnSync('apt-get', ['install', '-y', ...packages], {
+    stdio: 'ignore',
+    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
+  });
   for (const command of missing) {
-    if (!hasCommand(command)) skipped.set(command, `apt-get install -y ${PEER_PACKAGES[command].join(' ')} failed`);
+    if (!hasCommand(command))
+      skipped.set(command, `apt-get install -y ${PEER_PACKAGES[command].join(' ')} failed`);
   }
   return skipped;
 }

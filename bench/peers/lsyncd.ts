@@ -12,10 +12,16 @@ import { expectedFiles, PEER_DEADLINE_MS, timeDelivery, type PeerResult } from '
  * folder. certbot's live/ files are symlinks, so rsync runs with `copy_links = true` (-L);
  * without it the targets would get dangling relative links.
  */
-export async function runLsyncd(workDir: string, agents: number, renewals: number): Promise<PeerResult> {
+export async function runLsyncd(
+  workDir: string,
+  agents: number,
+  renewals: number,
+): Promise<PeerResult> {
   const lineage = await BenchLineage.create(path.join(workDir, 'letsencrypt'));
   await lineage.prepare(renewals);
-  const targetDirs = Array.from({ length: agents }, (_, index) => path.join(workDir, 'targets', `node-${index + 1}`));
+  const targetDirs = Array.from({ length: agents }, (_, index) =>
+    path.join(workDir, 'targets', `node-${index + 1}`),
+  );
   await Promise.all(targetDirs.map((dir) => fs.mkdir(dir, { recursive: true })));
   const configFile = path.join(workDir, 'lsyncd.conf.lua');
   const config = [
@@ -37,7 +43,10 @@ export async function runLsyncd(workDir: string, agents: number, renewals: numbe
     for (let index = 0; index < renewals; index += 1) {
       const { swappedAtMs } = await lineage.renew();
       const files = expectedFiles(targetDirs, lineage, names);
-      if (!(await timeDelivery(samplesMs, () => waitForFiles(files, PEER_DEADLINE_MS), swappedAtMs))) missed += 1;
+      if (
+        !(await timeDelivery(samplesMs, () => waitForFiles(files, PEER_DEADLINE_MS), swappedAtMs))
+      )
+        missed += 1;
       await sleep(500);
     }
   } finally {

@@ -26,13 +26,23 @@ while :; do
 done
 `;
 
-export async function runMd5Poll(workDir: string, agents: number, renewals: number): Promise<PeerResult> {
+export async function runMd5Poll(
+  workDir: string,
+  agents: number,
+  renewals: number,
+): Promise<PeerResult> {
   const lineage = await BenchLineage.create(path.join(workDir, 'letsencrypt'));
   await lineage.prepare(renewals);
-  const targetDirs = Array.from({ length: agents }, (_, index) => path.join(workDir, 'targets', `node-${index + 1}`));
+  const targetDirs = Array.from({ length: agents }, (_, index) =>
+    path.join(workDir, 'targets', `node-${index + 1}`),
+  );
   await Promise.all(targetDirs.map((dir) => fs.mkdir(dir, { recursive: true })));
   const names = { fullchain: 'fullchain.pem', privkey: 'privkey.pem' };
-  const child = spawn('bash', ['-c', SCRIPT, 'md5-poll', lineage.liveDir, String(MD5_POLL_INTERVAL_S), ...targetDirs], { stdio: 'ignore' });
+  const child = spawn(
+    'bash',
+    ['-c', SCRIPT, 'md5-poll', lineage.liveDir, String(MD5_POLL_INTERVAL_S), ...targetDirs],
+    { stdio: 'ignore' },
+  );
   const samplesMs: number[] = [];
   let missed = 0;
   try {
@@ -40,7 +50,10 @@ export async function runMd5Poll(workDir: string, agents: number, renewals: numb
     for (let index = 0; index < renewals; index += 1) {
       const { swappedAtMs } = await lineage.renew();
       const files = expectedFiles(targetDirs, lineage, names);
-      if (!(await timeDelivery(samplesMs, () => waitForFiles(files, PEER_DEADLINE_MS), swappedAtMs))) missed += 1;
+      if (
+        !(await timeDelivery(samplesMs, () => waitForFiles(files, PEER_DEADLINE_MS), swappedAtMs))
+      )
+        missed += 1;
       // Renew at a random phase of the poll loop, as a real renewal would.
       await sleep(Math.random() * MD5_POLL_INTERVAL_S * 1000);
     }

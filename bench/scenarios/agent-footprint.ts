@@ -16,10 +16,23 @@ export interface AgentFootprint {
 const IDLE_WINDOW_MS = 10_000;
 
 /** One real certsync-agent process (dist/agent/main.js), connected and in sync, left idle. */
-export async function measureAgentProcess(server: BenchServer, workDir: string, nodesBefore: number): Promise<AgentFootprint> {
+export async function measureAgentProcess(
+  server: BenchServer,
+  workDir: string,
+  nodesBefore: number,
+): Promise<AgentFootprint> {
   const dir = path.join(workDir, 'agent-process-node');
   await fs.mkdir(dir, { recursive: true });
-  const args = ['--server', server.address, '--dir', dir, '--node-id', 'agent-process', '--log-level', 'warn'];
+  const args = [
+    '--server',
+    server.address,
+    '--dir',
+    dir,
+    '--node-id',
+    'agent-process',
+    '--log-level',
+    'warn',
+  ];
   args.push(...agentTransportArgs(server.credentials, 'tls'));
   const agent = await startProcess('agent', args, path.join(workDir, 'agent-process.log'));
   try {
@@ -28,7 +41,11 @@ export async function measureAgentProcess(server: BenchServer, workDir: string, 
     await sleep(5_000);
     const pid = agent.child.pid as number;
     const idleCpuPercent = await measureCpuPercent(pid, IDLE_WINDOW_MS);
-    return { rssMiB: round(readRssKiB(pid) / 1024), idleCpuPercent: round(idleCpuPercent, 2), idleWindowMs: IDLE_WINDOW_MS };
+    return {
+      rssMiB: round(readRssKiB(pid) / 1024),
+      idleCpuPercent: round(idleCpuPercent, 2),
+      idleWindowMs: IDLE_WINDOW_MS,
+    };
   } finally {
     await agent.stop();
   }

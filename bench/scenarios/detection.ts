@@ -14,7 +14,11 @@ export interface DetectionResult {
  * Detection: from the last live/ link swap of a certbot-style renewal to the server's acceptance
  * time of the new version (its own timestamp, read back through GetStatus). No agents connected.
  */
-export async function runDetection(workDir: string, settleMs: number, renewals: number): Promise<DetectionResult> {
+export async function runDetection(
+  workDir: string,
+  settleMs: number,
+  renewals: number,
+): Promise<DetectionResult> {
   const lineage = await BenchLineage.create(path.join(workDir, 'letsencrypt'));
   await lineage.prepare(renewals);
   const server = await BenchServer.start({ workDir, liveDir: lineage.liveDir, settleMs });

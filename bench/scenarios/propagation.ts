@@ -50,7 +50,11 @@ export async function runPropagation(options: {
   const { workDir, agents } = options;
   const lineage = await BenchLineage.create(path.join(workDir, 'letsencrypt'));
   await lineage.prepare(options.rollouts);
-  const server = await BenchServer.start({ workDir, liveDir: lineage.liveDir, settleMs: options.settleMs });
+  const server = await BenchServer.start({
+    workDir,
+    liveDir: lineage.liveDir,
+    settleMs: options.settleMs,
+  });
   const serverRssBeforeAgentsMiB = readRssKiB(server.pid) / 1024;
   let fleet: AgentFleet | undefined;
   const nodesDir = options.tmpfsNodes
@@ -112,7 +116,11 @@ export async function runPropagation(options: {
 }
 
 /** Every node folder must hold the last version's bytes: a fast wrong answer is no answer. */
-async function checkNodeFolders(nodeDirs: readonly string[], fullchain: string, privkey: string): Promise<void> {
+async function checkNodeFolders(
+  nodeDirs: readonly string[],
+  fullchain: string,
+  privkey: string,
+): Promise<void> {
   const files = nodeDirs.flatMap((dir) => [
     { path: path.join(dir, BENCH_TARGETS.fullchain), bytes: Buffer.from(fullchain) },
     { path: path.join(dir, BENCH_TARGETS.privkey), bytes: Buffer.from(privkey) },

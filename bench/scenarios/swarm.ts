@@ -15,9 +15,20 @@ import {
 } from '../../test/e2e/support/certsync-swarm';
 import { createLayout } from '../../test/e2e/support/layout';
 import { PhaseTimer } from '../../test/e2e/support/phase-timer';
-import { BUNDLE, waitForRolloutDone, waitForStatus, servedFingerprint } from '../../test/e2e/support/rollout-checks';
+import {
+  BUNDLE,
+  waitForRolloutDone,
+  waitForStatus,
+  servedFingerprint,
+} from '../../test/e2e/support/rollout-checks';
 import { acquireRunLock } from '../../test/e2e/support/run-lock';
-import { inspectServiceUpdate, listServiceTasks, runningTasks, waitForRunningTasks, waitUntil } from '../../test/e2e/support/swarm';
+import {
+  inspectServiceUpdate,
+  listServiceTasks,
+  runningTasks,
+  waitForRunningTasks,
+  waitUntil,
+} from '../../test/e2e/support/swarm';
 import { round, summarize, type DurationSummary } from '../stats';
 
 /**
@@ -92,7 +103,17 @@ export interface SwarmResult {
   readonly notes: string[];
 }
 
-const TOOLS = ['dockerd', 'docker', 'ip', 'iptables', 'nsenter', 'unshare', 'busybox', 'pebble', 'certbot'];
+const TOOLS = [
+  'dockerd',
+  'docker',
+  'ip',
+  'iptables',
+  'nsenter',
+  'unshare',
+  'busybox',
+  'pebble',
+  'certbot',
+];
 
 /** Why the swarm scenarios cannot run here, or undefined. */
 export function swarmSkipReason(): string | undefined {
@@ -111,7 +132,9 @@ export async function runSwarm(options: {
   const timer = new PhaseTimer();
   const began = Date.now();
   const release = await timer.time('wait for other e2e runs', () =>
-    acquireRunLock(layout.baseDir, LOCK_TIMEOUT_MS, (pid) => say(`  another e2e run (pid ${pid}) holds the host; waiting`)),
+    acquireRunLock(layout.baseDir, LOCK_TIMEOUT_MS, (pid) =>
+      say(`  another e2e run (pid ${pid}) holds the host; waiting`),
+    ),
   );
   let swarm: CertsyncSwarm | undefined;
   try {
@@ -124,7 +147,11 @@ export async function runSwarm(options: {
     });
     await timer.time('agents connected + v1 done', async () => {
       await waitForRunningTasks(swarm!.manager, 'certsync_agent', 3);
-      await waitForStatus(swarm!, 'all 3 agents connected', (s) => s.nodes.filter((node) => node.connected).length === 3);
+      await waitForStatus(
+        swarm!,
+        'all 3 agents connected',
+        (s) => s.nodes.filter((node) => node.connected).length === 3,
+      );
       await waitForRolloutDone(swarm!, 1);
       await waitForRunningTasks(swarm!.manager, SECRET_SERVICE, 2);
     });
@@ -139,12 +166,16 @@ export async function runSwarm(options: {
     for (let i = 0; i < repetitions; i += 1) {
       const renewal = await timeRenewal(swarm);
       renewals.push(renewal);
-      say(`  renewal ${i + 1}: end-to-end ${renewal.endToEndMs} ms (detection ${renewal.detectionMs}, propagation ${renewal.propagationMs}, reload ${renewal.reloadMs}, proof ${renewal.proofMs})`);
+      say(
+        `  renewal ${i + 1}: end-to-end ${renewal.endToEndMs} ms (detection ${renewal.detectionMs}, propagation ${renewal.propagationMs}, reload ${renewal.reloadMs}, proof ${renewal.proofMs})`,
+      );
 
       secretGeneration += 1;
       const rotation = await timeSecretRotation(swarm, secretGeneration);
       secretRotations.push(rotation);
-      say(`  secret rotation ${i + 1}: ${rotation.totalMs} ms update (+ ${rotation.secretCreateMs} ms secret create)`);
+      say(
+        `  secret rotation ${i + 1}: ${rotation.totalMs} ms update (+ ${rotation.secretCreateMs} ms secret create)`,
+      );
 
       const bare = await timeUpdate(swarm, VAULT_SERVICE, ['--force']);
       bareForceUpdates.push(bare);
@@ -153,7 +184,9 @@ export async function runSwarm(options: {
 
     let secretRotationServes: string | undefined;
     try {
-      const leaf = (await readStatus(swarm.manager)).bundles.find((bundle) => bundle.name === BUNDLE)?.leafFingerprintSha256;
+      const leaf = (await readStatus(swarm.manager)).bundles.find(
+        (bundle) => bundle.name === BUNDLE,
+      )?.leafFingerprintSha256;
       const tasks = runningTasks(await listServiceTasks(swarm.manager, SECRET_SERVICE));
       const served = await Promise.all(tasks.map((task) => servedFingerprint(swarm!, task)));
       secretRotationServes = served.every((fingerprint) => fingerprint === leaf)
@@ -165,11 +198,15 @@ export async function runSwarm(options: {
 
     const p50 = (values: number[]) => summarize(values).p50Ms;
     const endToEnd = renewals.map((run) => run.endToEndMs);
-    const rotationWithCreate = secretRotations.map((run) => run.totalMs + (run.secretCreateMs ?? 0));
+    const rotationWithCreate = secretRotations.map(
+      (run) => run.totalMs + (run.secretCreateMs ?? 0),
+    );
     const bare = bareForceUpdates.map((run) => run.totalMs);
     const reload = renewals.map((run) => run.reloadMs);
     if (renewals.some((run) => run.detectionMs < 0))
-      notes.push('detection from certbot exit is negative when certsync accepted the version before certbot exited (it swaps the links before saving its renewal config)');
+      notes.push(
+        'detection from certbot exit is negative when certsync accepted the version before certbot exited (it swaps the links before saving its renewal config)',
+      );
     return {
       bringUpS,
       phases: timer.lines(),
@@ -211,20 +248,24 @@ async function timeRenewal(swarm: CertsyncSwarm): Promise<SwarmRenewalRun> {
   const renewEnd = Date.now();
   const swapAt = (await lstat(path.join(swarm.liveDir, 'fullchain.pem'))).mtimeMs;
   await waitForRolloutDone(swarm, version);
-  const entry = (await readHistory(swarm.manager, BUNDLE)).find((rollout) => Number(rollout.version) === version);
+  const entry = (await readHistory(swarm.manager, BUNDLE)).find(
+    (rollout) => Number(rollout.version) === version,
+  );
   if (!entry) throw new Error(`version ${version} not in certsyncctl history`);
   const at = (iso: string | undefined, what: string) => {
     const ms = Date.parse(iso ?? '');
     if (Number.isNaN(ms)) throw new Error(`version ${version}: no timestamp for ${what}`);
     return ms;
   };
-  const transition = (to: string) => at(entry.transitions.find((item) => item.to === to)?.at, `transition to ${to}`);
+  const transition = (to: string) =>
+    at(entry.transitions.find((item) => item.to === to)?.at, `transition to ${to}`);
   const accepted = at(entry.startedAt, 'accepted (startedAt)');
   const converged = transition('converged');
   const reloading = transition('reloading');
   const done = transition('done');
   const reload = entry.reloads.find((record) => record.service === VAULT_SERVICE);
-  if (!reload?.ok) throw new Error(`version ${version}: reload of ${VAULT_SERVICE} not ok: ${reload?.error}`);
+  if (!reload?.ok)
+    throw new Error(`version ${version}: reload of ${VAULT_SERVICE} not ok: ${reload?.error}`);
   const proofStart = at(reload.proof?.startedAt, 'proof start');
   const proofEnd = at(reload.proof?.finishedAt, 'proof finish');
   // The reload record's finishedAt may be set after the proof; the reload proper ends where the proof starts.
@@ -246,60 +287,106 @@ async function timeRenewal(swarm: CertsyncSwarm): Promise<SwarmRenewalRun> {
 async function createSecretService(swarm: CertsyncSwarm): Promise<void> {
   await createSecrets(swarm, 0);
   await swarm.manager.docker([
-    'service', 'create', '--detach', '--no-resolve-image',
-    '--name', SECRET_SERVICE,
-    '--replicas', '2',
-    '--env', 'VAULT_TLS_DIR=/run/secrets',
-    '--env', `VAULT_TLS_CERT_NAME=${SECRET_TARGETS.cert}`,
-    '--env', `VAULT_TLS_KEY_NAME=${SECRET_TARGETS.key}`,
-    '--secret', `source=${secretName('cert', 0)},target=${SECRET_TARGETS.cert}`,
-    '--secret', `source=${secretName('key', 0)},target=${SECRET_TARGETS.key}`,
-    '--endpoint-mode', 'dnsrr',
-    '--network', STACK_NETWORK,
+    'service',
+    'create',
+    '--detach',
+    '--no-resolve-image',
+    '--name',
+    SECRET_SERVICE,
+    '--replicas',
+    '2',
+    '--env',
+    'VAULT_TLS_DIR=/run/secrets',
+    '--env',
+    `VAULT_TLS_CERT_NAME=${SECRET_TARGETS.cert}`,
+    '--env',
+    `VAULT_TLS_KEY_NAME=${SECRET_TARGETS.key}`,
+    '--secret',
+    `source=${secretName('cert', 0)},target=${SECRET_TARGETS.cert}`,
+    '--secret',
+    `source=${secretName('key', 0)},target=${SECRET_TARGETS.key}`,
+    '--endpoint-mode',
+    'dnsrr',
+    '--network',
+    STACK_NETWORK,
     // As the stand-ins of createStandInServices, so both updates pay the same Docker settings.
-    '--stop-grace-period', '5s',
-    '--update-monitor', '2s',
+    '--stop-grace-period',
+    '5s',
+    '--update-monitor',
+    '2s',
     E2E_IMAGES.vault,
   ]);
 }
 
-const secretName = (kind: 'cert' | 'key', generation: number) => `bench_vault_${kind}_${generation}`;
+const secretName = (kind: 'cert' | 'key', generation: number) =>
+  `bench_vault_${kind}_${generation}`;
 
 async function createSecrets(swarm: CertsyncSwarm, generation: number): Promise<void> {
-  await swarm.manager.docker(['secret', 'create', secretName('cert', generation), path.join(swarm.liveDir, 'fullchain.pem')]);
-  await swarm.manager.docker(['secret', 'create', secretName('key', generation), path.join(swarm.liveDir, 'privkey.pem')]);
+  await swarm.manager.docker([
+    'secret',
+    'create',
+    secretName('cert', generation),
+    path.join(swarm.liveDir, 'fullchain.pem'),
+  ]);
+  await swarm.manager.docker([
+    'secret',
+    'create',
+    secretName('key', generation),
+    path.join(swarm.liveDir, 'privkey.pem'),
+  ]);
 }
 
 /** Swarm-native rotation: new secrets from certbot's current files, then secret-rm/secret-add in one update. */
-async function timeSecretRotation(swarm: CertsyncSwarm, generation: number): Promise<SwarmUpdateRun> {
+async function timeSecretRotation(
+  swarm: CertsyncSwarm,
+  generation: number,
+): Promise<SwarmUpdateRun> {
   const createStart = Date.now();
   await createSecrets(swarm, generation);
   const secretCreateMs = Date.now() - createStart;
   const run = await timeUpdate(swarm, SECRET_SERVICE, [
-    '--secret-rm', secretName('cert', generation - 1),
-    '--secret-add', `source=${secretName('cert', generation)},target=${SECRET_TARGETS.cert}`,
-    '--secret-rm', secretName('key', generation - 1),
-    '--secret-add', `source=${secretName('key', generation)},target=${SECRET_TARGETS.key}`,
+    '--secret-rm',
+    secretName('cert', generation - 1),
+    '--secret-add',
+    `source=${secretName('cert', generation)},target=${SECRET_TARGETS.cert}`,
+    '--secret-rm',
+    secretName('key', generation - 1),
+    '--secret-add',
+    `source=${secretName('key', generation)},target=${SECRET_TARGETS.key}`,
   ]);
   return { ...run, secretCreateMs };
 }
 
 /** `docker service update --detach ARGS SERVICE`, then Docker's UpdateStatus completed and the new tasks running. */
-async function timeUpdate(swarm: CertsyncSwarm, service: string, args: string[]): Promise<SwarmUpdateRun> {
+async function timeUpdate(
+  swarm: CertsyncSwarm,
+  service: string,
+  args: string[],
+): Promise<SwarmUpdateRun> {
   const replicas = runningTasks(await listServiceTasks(swarm.manager, service)).length;
   const start = Date.now();
   await swarm.manager.docker(['service', 'update', '--detach', ...args, service]);
   let update = await inspectServiceUpdate(swarm.manager, service);
-  await waitUntil(`${service} update completed`, 180_000, async () => {
-    update = await inspectServiceUpdate(swarm.manager, service);
-    if (update.updateState === 'rollback_completed' || update.updateState === 'paused')
-      throw new Error(`${service} update ${update.updateState}`);
-    // Docker's clock is the host's (the engines run in namespaces on this host); 1 s of slack for rounding.
-    return update.updateState === 'completed' && (update.startedAt?.getTime() ?? 0) >= start - 1_000;
-  }, () => update.updateState);
+  await waitUntil(
+    `${service} update completed`,
+    180_000,
+    async () => {
+      update = await inspectServiceUpdate(swarm.manager, service);
+      if (update.updateState === 'rollback_completed' || update.updateState === 'paused')
+        throw new Error(`${service} update ${update.updateState}`);
+      // Docker's clock is the host's (the engines run in namespaces on this host); 1 s of slack for rounding.
+      return (
+        update.updateState === 'completed' && (update.startedAt?.getTime() ?? 0) >= start - 1_000
+      );
+    },
+    () => update.updateState,
+  );
   await waitForRunningTasks(swarm.manager, service, replicas);
   const completed = update.completedAt?.getTime() ?? Date.now();
-  return { totalMs: completed - start, dockerMs: completed - (update.startedAt?.getTime() ?? start) };
+  return {
+    totalMs: completed - start,
+    dockerMs: completed - (update.startedAt?.getTime() ?? start),
+  };
 }
 
 function findProjectRoot(): string {

@@ -294,7 +294,8 @@ export const CONTENT_CASES: readonly ContentCase[] = [
     type: 'content',
     name: 'huge-file',
     go: 'loads',
-    description: 'a valid fullchain padded past 1 MiB (limits.maxFileBytes): refused before it is read',
+    description:
+      'a valid fullchain padded past 1 MiB (limits.maxFileBytes): refused before it is read',
     contents: (m) => ({ ...ec(m), fullchain: paddedTo(ec(m).fullchain, 2 * MIB) }),
     expected: {
       kind: 'rejected',

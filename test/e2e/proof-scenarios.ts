@@ -37,11 +37,18 @@ export async function proofScenarios(
     'the signal-reloaded stand-ins got their first version: web unsealed by certsync, hold proved',
     async (tt) => {
       const [webDone, holdDone] = await timer.time('web v1 + hold v1 proved', () =>
-        Promise.all([waitForRolloutDone(swarm, 1, web.bundle), waitForRolloutDone(swarm, 1, hold.bundle)]),
+        Promise.all([
+          waitForRolloutDone(swarm, 1, web.bundle),
+          waitForRolloutDone(swarm, 1, hold.bundle),
+        ]),
       );
       const webLeaf = await leafOf(swarm, web.bundle);
       // The web stand-in starts sealed; the proof after the SIGHUP reload unsealed it.
-      assertProof(webDone, { leaf: webLeaf, replicas: web.replicas, sealState: 'unsealed by certsync' });
+      assertProof(webDone, {
+        leaf: webLeaf,
+        replicas: web.replicas,
+        sealState: 'unsealed by certsync',
+      });
       await assertServes(swarm, web, webLeaf);
       const holdLeaf = await leafOf(swarm, hold.bundle);
       assertProof(holdDone, { leaf: holdLeaf, replicas: hold.replicas, sealState: '' });
@@ -117,7 +124,11 @@ export async function proofScenarios(
         [false, false],
       );
       // The restarted replicas were sealed: the rollback's proof unsealed them on version 2.
-      assertProof(rollback, { leaf: v2Leaf, replicas: web.replicas, sealState: 'unsealed by certsync' });
+      assertProof(rollback, {
+        leaf: v2Leaf,
+        replicas: web.replicas,
+        sealState: 'unsealed by certsync',
+      });
       await assertServes(swarm, web, v2Leaf);
       await assertEveryNodeHolds(swarm, web, { cert: 'fullchain2.pem', key: 'privkey2.pem' });
       const status = (await readStatus(swarm.manager)).bundles.find((b) => b.name === web.bundle);

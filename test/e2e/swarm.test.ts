@@ -213,8 +213,12 @@ test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS 
       }
       const text = await runCertsyncctl(swarm.manager, ['history', STAND_INS.vault.bundle]);
       assert.equal(text.code, 0, text.stderr);
-      assert.match(text.stdout, /rollout of version 2: DONE[^]*converged → reloading[^]*proof of iklimco_vault \(version 2.*\): ok/);
-      for (const key of swarm.unsealKeys) assert.ok(!text.stdout.includes(key), 'no unseal key in history');
+      assert.match(
+        text.stdout,
+        /rollout of version 2: DONE[^]*converged → reloading[^]*proof of iklimco_vault \(version 2.*\): ok/,
+      );
+      for (const key of swarm.unsealKeys)
+        assert.ok(!text.stdout.includes(key), 'no unseal key in history');
       tt.diagnostic(describeRollout(rollout));
     },
   );
@@ -327,7 +331,10 @@ test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS 
         );
         const bundle = bundleOf(status);
         // The reason names the file behind the link, the one to look at.
-        assert.match(bundle?.lastRejected?.reason ?? '', /private key in .*privkey99\.pem .*matches no/);
+        assert.match(
+          bundle?.lastRejected?.reason ?? '',
+          /private key in .*privkey99\.pem .*matches no/,
+        );
         assert.equal(bundle?.currentVersion, 3, 'version 3 stays current');
         assert.equal(bundle?.rollout?.version, 3, 'no rollout for the rejected candidate');
         // Give a wrongly accepted candidate the time it would need to reach the nodes.

@@ -21,7 +21,9 @@ const MAX_KILL_DELAY_MS = 25;
 const LOOP_SCRIPT = path.join(__dirname, '..', 'support', 'write-loop.js');
 const DIGESTS = new Map(
   (['A', 'B'] as const).flatMap((label) =>
-    LOOP_TARGETS.map((target) => [`${target}:${sha256Hex(loopContent(label, target))}`, label] as const),
+    LOOP_TARGETS.map(
+      (target) => [`${target}:${sha256Hex(loopContent(label, target))}`, label] as const,
+    ),
   ),
 );
 
@@ -44,23 +46,40 @@ async function generations(dir: string): Promise<Array<LoopLabel | 'torn' | 'mis
 
 test('a writer killed at random points leaves every file whole: old bytes or new', async (t) => {
   const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-kill-'));
-  const counts = { kills: 0, torn: 0, mismatched: 0, mixedBundles: 0, leftoversAfterApply: 0, killsMidWrite: 0 };
+  const counts = {
+    kills: 0,
+    torn: 0,
+    mismatched: 0,
+    mixedBundles: 0,
+    leftoversAfterApply: 0,
+    killsMidWrite: 0,
+  };
   const problems: string[] = [];
 
   for (let round = 0; round < KILLS; round += 1) {
     const first: LoopLabel = Math.random() < 0.5 ? 'A' : 'B';
-    const child = spawn(process.execPath, [LOOP_SCRIPT, dir, first], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, [LOOP_SCRIPT, dir, first], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+    });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     const exited = new Promise((resolve) => child.once('exit', resolve));
     while (!output.includes('applied 1') && child.exitCode === null) await sleep(2);
-    assert.ok(output.includes('applied 1'), `round ${round}: the loop exited before its first apply`);
+    assert.ok(
+      output.includes('applied 1'),
+      `round ${round}: the loop exited before its first apply`,
+    );
 
     // The first apply after a restart: every file is the new generation and no temp file is left.
     const stale = await leftovers(dir);
     counts.leftoversAfterApply += stale.length;
-    if (stale.length > 0) problems.push(`round ${round}: left after a successful apply: ${stale.join(', ')}`);
-    assert.deepEqual(await generations(dir), LOOP_TARGETS.map(() => first), `round ${round}: first apply`);
+    if (stale.length > 0)
+      problems.push(`round ${round}: left after a successful apply: ${stale.join(', ')}`);
+    assert.deepEqual(
+      await generations(dir),
+      LOOP_TARGETS.map(() => first),
+      `round ${round}: first apply`,
+    );
 
     child.stdin.write('go\n');
     await sleep(Math.random() * MAX_KILL_DELAY_MS);
@@ -83,7 +102,10 @@ test('a writer killed at random points leaves every file whole: old bytes or new
   const writer = new BundleWriter({ dir, logger: createSilentLogger() });
   await writer.removeStaleTempFiles();
   assert.deepEqual(await leftovers(dir), []);
-  assert.deepEqual((await fs.readdir(dir, { recursive: true })).map(String).sort(), [...LOOP_TARGETS, 'private'].sort());
+  assert.deepEqual(
+    (await fs.readdir(dir, { recursive: true })).map(String).sort(),
+    [...LOOP_TARGETS, 'private'].sort(),
+  );
 
   t.diagnostic(
     `kills=${counts.kills} torn=${counts.torn} mismatched=${counts.mismatched} ` +

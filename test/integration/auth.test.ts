@@ -10,8 +10,19 @@ import { createClientTransport } from '../../common/client-transport';
 import { AdminServiceService } from '../../common/contract';
 import { createCertbotTree } from '../support/certbot-tree';
 import { FleetHarness } from '../support/fleet-harness';
-import { callEveryAdminRpc, checkHealth, helloFor, probeSync, type CallOutcome } from '../support/grpc-probe';
-import { createRootCa, createWildcardSet, issueClientCertificate, type CertbotPemSet } from '../support/pki';
+import {
+  callEveryAdminRpc,
+  checkHealth,
+  helloFor,
+  probeSync,
+  type CallOutcome,
+} from '../support/grpc-probe';
+import {
+  createRootCa,
+  createWildcardSet,
+  issueClientCertificate,
+  type CertbotPemSet,
+} from '../support/pki';
 import { runToCompletion, waitFor } from '../support/processes';
 import { clientTransport, LOOPBACK_SERVER_NAME } from '../support/transport-fixture';
 
@@ -21,7 +32,11 @@ import { clientTransport, LOOPBACK_SERVER_NAME } from '../support/transport-fixt
 
 const ADMIN_PATHS = Object.values(AdminServiceService).map((method) => method.path);
 
-function assertEveryCode(outcomes: Map<string, CallOutcome>, code: grpc.status, detail: RegExp): void {
+function assertEveryCode(
+  outcomes: Map<string, CallOutcome>,
+  code: grpc.status,
+  detail: RegExp,
+): void {
   assert.deepEqual([...outcomes.keys()].sort(), [...ADMIN_PATHS].sort());
   for (const [method, outcome] of outcomes) {
     assert.equal(grpc.status[outcome.code], grpc.status[code], `${method}: ${outcome.details}`);
@@ -32,7 +47,9 @@ function assertEveryCode(outcomes: Map<string, CallOutcome>, code: grpc.status, 
 async function logsOf(harness: FleetHarness): Promise<string> {
   const dir = path.join(harness.workDir, 'logs');
   const files = await fs.readdir(dir);
-  return (await Promise.all(files.map((file) => fs.readFile(path.join(dir, file), 'utf8')))).join('\n');
+  return (await Promise.all(files.map((file) => fs.readFile(path.join(dir, file), 'utf8')))).join(
+    '\n',
+  );
 }
 
 async function tokensOf(harness: FleetHarness): Promise<string[]> {
@@ -40,7 +57,11 @@ async function tokensOf(harness: FleetHarness): Promise<string[]> {
   return Promise.all(files.map(async (file) => (await fs.readFile(file, 'utf8')).trim()));
 }
 
-async function setUpHarness(prefix: string, pems: CertbotPemSet, options: Partial<Parameters<typeof FleetHarness.create>[0]> = {}) {
+async function setUpHarness(
+  prefix: string,
+  pems: CertbotPemSet,
+  options: Partial<Parameters<typeof FleetHarness.create>[0]> = {},
+) {
   const workDir = await fs.mkdtemp(path.join(os.tmpdir(), prefix));
   const { liveDir } = await createCertbotTree(path.join(workDir, 'le'), 'example.test', pems);
   return FleetHarness.create({ workDir, liveDir, ...options });
@@ -65,16 +86,27 @@ describe('TLS with an agent token and an admin token', () => {
 
   test('without credentials, a Sync stream and every admin RPC are refused as UNAUTHENTICATED', async () => {
     const anonymous = clientTransport(harness.credentials, 'tls', 'none');
-    assertEveryCode(await callEveryAdminRpc(address, anonymous), grpc.status.UNAUTHENTICATED, /needs the admin credential/);
+    assertEveryCode(
+      await callEveryAdminRpc(address, anonymous),
+      grpc.status.UNAUTHENTICATED,
+      /needs the admin credential/,
+    );
     const sync = await probeSync(address, anonymous, helloFor('node-x'));
     assert.equal(grpc.status[sync.code], 'UNAUTHENTICATED', sync.details);
     assert.match(sync.details, /needs the agent credential/);
-    assert.equal((await harness.admin.listNodes()).nodes.some((node) => node.nodeId === 'node-x'), false);
+    assert.equal(
+      (await harness.admin.listNodes()).nodes.some((node) => node.nodeId === 'node-x'),
+      false,
+    );
   });
 
   test('the agent token opens Sync but every admin RPC is PERMISSION_DENIED', async () => {
     const agent = clientTransport(harness.credentials, 'tls', 'agent');
-    assertEveryCode(await callEveryAdminRpc(address, agent), grpc.status.PERMISSION_DENIED, /needs the admin role; this caller is agent/);
+    assertEveryCode(
+      await callEveryAdminRpc(address, agent),
+      grpc.status.PERMISSION_DENIED,
+      /needs the admin role; this caller is agent/,
+    );
     // node-a is connected, so a stream that gets past authentication is refused by the agent
     // service itself as a duplicate; no probe node joins the fleet.
     const sync = await probeSync(address, agent, helloFor('node-a'));
@@ -94,23 +126,49 @@ describe('TLS with an agent token and an admin token', () => {
   test('a wrong token is refused on both services, and certsyncctl says how to fix it', async () => {
     const wrongFile = path.join(harness.credentials.dir, 'wrong.token');
     await fs.writeFile(wrongFile, 'f'.repeat(64), { mode: 0o600 });
-    const wrong = createClientTransport({ caFile: harness.credentials.caFile, serverName: LOOPBACK_SERVER_NAME, tokenFile: wrongFile });
-    assertEveryCode(await callEveryAdminRpc(address, wrong), grpc.status.UNAUTHENTICATED, /bearer token is not accepted/);
+    const wrong = createClientTransport({
+      caFile: harness.credentials.caFile,
+      serverName: LOOPBACK_SERVER_NAME,
+      tokenFile: wrongFile,
+    });
+    assertEveryCode(
+      await callEveryAdminRpc(address, wrong),
+      grpc.status.UNAUTHENTICATED,
+      /bearer token is not accepted/,
+    );
     const sync = await probeSync(address, wrong, helloFor('node-z'));
     assert.equal(grpc.status[sync.code], 'UNAUTHENTICATED', sync.details);
 
-    const ctl = await runToCompletion('ctl', ['--server', address, '--ca-file', harness.credentials.caFile, '--server-name', LOOPBACK_SERVER_NAME, 'status']);
+    const ctl = await runToCompletion('ctl', [
+      '--server',
+      address,
+      '--ca-file',
+      harness.credentials.caFile,
+      '--server-name',
+      LOOPBACK_SERVER_NAME,
+      'status',
+    ]);
     assert.equal(ctl.code, 4, ctl.stderr);
-    assert.match(ctl.stderr, /needs the admin credential.*--token-file or CERTSYNC_ADMIN_TOKEN_FILE/);
-    const withEnv = await runToCompletion('ctl', ['--server', address, '--server-name', LOOPBACK_SERVER_NAME, 'status'], {
-      CERTSYNC_CA_FILE: harness.credentials.caFile,
-      CERTSYNC_ADMIN_TOKEN_FILE: harness.credentials.adminTokenFile,
-    });
+    assert.match(
+      ctl.stderr,
+      /needs the admin credential.*--token-file or CERTSYNC_ADMIN_TOKEN_FILE/,
+    );
+    const withEnv = await runToCompletion(
+      'ctl',
+      ['--server', address, '--server-name', LOOPBACK_SERVER_NAME, 'status'],
+      {
+        CERTSYNC_CA_FILE: harness.credentials.caFile,
+        CERTSYNC_ADMIN_TOKEN_FILE: harness.credentials.adminTokenFile,
+      },
+    );
     assert.equal(withEnv.code, 0, withEnv.stderr);
   });
 
   test('a plaintext client cannot talk to the TLS server', async () => {
-    const plaintext = createClientTransport({ insecure: true, tokenFile: harness.credentials.adminTokenFile });
+    const plaintext = createClientTransport({
+      insecure: true,
+      tokenFile: harness.credentials.adminTokenFile,
+    });
     const outcomes = await callEveryAdminRpc(address, plaintext);
     assert.equal(grpc.status[outcomes.get(ADMIN_PATHS[0]!)!.code], 'UNAVAILABLE');
   });
@@ -118,9 +176,21 @@ describe('TLS with an agent token and an admin token', () => {
   test('an agent without a credential does not start, and says which flag is missing', async () => {
     const dir = path.join(harness.workDir, 'no-credential');
     await fs.mkdir(dir);
-    const result = await runToCompletion('agent', ['--server', address, '--dir', dir, '--node-id', 'node-n', '--ca-file', harness.credentials.caFile]);
+    const result = await runToCompletion('agent', [
+      '--server',
+      address,
+      '--dir',
+      dir,
+      '--node-id',
+      'node-n',
+      '--ca-file',
+      harness.credentials.caFile,
+    ]);
     assert.equal(result.code, 2);
-    assert.match(result.stderr, /no credential: pass --token-file \(or CERTSYNC_TOKEN_FILE\) or --cert-file\/--key-file/);
+    assert.match(
+      result.stderr,
+      /no credential: pass --token-file \(or CERTSYNC_TOKEN_FILE\) or --cert-file\/--key-file/,
+    );
   });
 
   test('health and reflection stay open: no credential needed', async () => {
@@ -130,18 +200,45 @@ describe('TLS with an agent token and an admin token', () => {
     assert.equal(health.status, 'SERVING');
 
     const buf = path.join(process.cwd(), 'node_modules', '.bin', 'buf');
-    const listed = spawnSync(buf, ['curl', '--protocol', 'grpc', '--cacert', harness.credentials.caFile, '--list-services', `https://127.0.0.1:${harness.port}`], {
-      encoding: 'utf8',
-      cwd: os.tmpdir(),
-    });
+    const listed = spawnSync(
+      buf,
+      [
+        'curl',
+        '--protocol',
+        'grpc',
+        '--cacert',
+        harness.credentials.caFile,
+        '--list-services',
+        `https://127.0.0.1:${harness.port}`,
+      ],
+      {
+        encoding: 'utf8',
+        cwd: os.tmpdir(),
+      },
+    );
     assert.equal(listed.status, 0, listed.stderr);
-    for (const service of ['certsync.v1.AdminService', 'certsync.v1.AgentService', 'grpc.health.v1.Health']) {
+    for (const service of [
+      'certsync.v1.AdminService',
+      'certsync.v1.AgentService',
+      'grpc.health.v1.Health',
+    ]) {
       assert.match(listed.stdout, new RegExp(service.replace(/\./g, '\\.')));
     }
-    const call = spawnSync(buf, ['curl', '--protocol', 'grpc', '--cacert', harness.credentials.caFile, `https://127.0.0.1:${harness.port}/certsync.v1.AdminService/GetStatus`], {
-      encoding: 'utf8',
-      cwd: os.tmpdir(),
-    });
+    const call = spawnSync(
+      buf,
+      [
+        'curl',
+        '--protocol',
+        'grpc',
+        '--cacert',
+        harness.credentials.caFile,
+        `https://127.0.0.1:${harness.port}/certsync.v1.AdminService/GetStatus`,
+      ],
+      {
+        encoding: 'utf8',
+        cwd: os.tmpdir(),
+      },
+    );
     assert.notEqual(call.status, 0, 'reflection is open, GetStatus is not');
     assert.match(call.stderr, /unauthenticated/i);
   });
@@ -151,22 +248,31 @@ describe('TLS with an agent token and an admin token', () => {
     const original = harness.agents.get('node-a')!;
     const imposter = await harness.startAgent('node-a', imposterDir);
     await waitFor('the refusal in the imposter log', async () =>
-      (await fs.readFile(imposter.logFile, 'utf8')).includes('already connected') ? true : undefined,
+      (await fs.readFile(imposter.logFile, 'utf8')).includes('already connected')
+        ? true
+        : undefined,
     );
     await imposter.stop();
     harness.agents.set('node-a', original);
     assert.deepEqual(await fs.readdir(imposterDir), [], 'the imposter wrote nothing');
 
     const serverLog = await fs.readFile(harness.server!.logFile, 'utf8');
-    const line = serverLog.split('\n').find((entry) => entry.includes('"msg":"Duplicate node identity refused"'));
+    const line = serverLog
+      .split('\n')
+      .find((entry) => entry.includes('"msg":"Duplicate node identity refused"'));
     assert.ok(line, 'the server logs the refusal');
     assert.equal(JSON.parse(line).node, 'node-a');
-    const node = (await harness.admin.listNodes()).nodes.find((candidate) => candidate.nodeId === 'node-a');
+    const node = (await harness.admin.listNodes()).nodes.find(
+      (candidate) => candidate.nodeId === 'node-a',
+    );
     assert.ok((node?.duplicateRefusals ?? 0) >= 1, 'ListNodes counts the refusal');
     assert.match(node?.lastDuplicatePeer ?? '', /^(ipv4:)?127\.0\.0\.1:\d+$/);
     assert.equal(node?.connected, true, 'the first agent keeps its stream');
     const status = await harness.runCtl(['status']);
-    assert.match(status.stdout, /WARNING node node-a: \d+ second agent\(s\) claimed this node ID and were refused/);
+    assert.match(
+      status.stdout,
+      /WARNING node node-a: \d+ second agent\(s\) claimed this node ID and were refused/,
+    );
   });
 
   test('a message over limits.maxMessageBytes is refused with RESOURCE_EXHAUSTED', async () => {
@@ -211,18 +317,40 @@ describe('TLS with client certificates (mTLS)', () => {
     const agent = clientTransport(harness.credentials, 'mtls', 'agent');
     const admin = clientTransport(harness.credentials, 'mtls', 'admin');
     const anonymous = clientTransport(harness.credentials, 'mtls', 'none');
-    assertEveryCode(await callEveryAdminRpc(address, agent), grpc.status.PERMISSION_DENIED, /this caller is agent/);
-    assertEveryCode(await callEveryAdminRpc(address, anonymous), grpc.status.UNAUTHENTICATED, /OU=certsync-admin/);
-    assert.equal(grpc.status[(await probeSync(address, admin, helloFor('node-q'))).code], 'PERMISSION_DENIED');
+    assertEveryCode(
+      await callEveryAdminRpc(address, agent),
+      grpc.status.PERMISSION_DENIED,
+      /this caller is agent/,
+    );
+    assertEveryCode(
+      await callEveryAdminRpc(address, anonymous),
+      grpc.status.UNAUTHENTICATED,
+      /OU=certsync-admin/,
+    );
+    assert.equal(
+      grpc.status[(await probeSync(address, admin, helloFor('node-q'))).code],
+      'PERMISSION_DENIED',
+    );
 
     const strangerCa = await createRootCa({ commonName: 'not the client CA' });
-    const stranger = await issueClientCertificate(strangerCa, { organizationalUnit: 'certsync-admin' });
+    const stranger = await issueClientCertificate(strangerCa, {
+      organizationalUnit: 'certsync-admin',
+    });
     const certFile = path.join(harness.credentials.dir, 'stranger.crt');
     const keyFile = path.join(harness.credentials.dir, 'stranger.key');
     await fs.writeFile(certFile, stranger.certPem);
     await fs.writeFile(keyFile, stranger.keyPem, { mode: 0o600 });
-    const untrusted = createClientTransport({ caFile: harness.credentials.caFile, serverName: LOOPBACK_SERVER_NAME, certFile, keyFile });
-    assertEveryCode(await callEveryAdminRpc(address, untrusted), grpc.status.UNAUTHENTICATED, /needs the admin credential/);
+    const untrusted = createClientTransport({
+      caFile: harness.credentials.caFile,
+      serverName: LOOPBACK_SERVER_NAME,
+      certFile,
+      keyFile,
+    });
+    assertEveryCode(
+      await callEveryAdminRpc(address, untrusted),
+      grpc.status.UNAUTHENTICATED,
+      /needs the admin credential/,
+    );
   });
 });
 
@@ -242,10 +370,15 @@ describe('plaintext only when asked for, and start-up refusals', () => {
       await harness.server!.stop();
       await sleep(100);
       await harness.startServer();
-      const warnings = (await fs.readFile(harness.server!.logFile, 'utf8')).split('\n').filter((line) => line.includes('INSECURE: gRPC is plaintext'));
+      const warnings = (await fs.readFile(harness.server!.logFile, 'utf8'))
+        .split('\n')
+        .filter((line) => line.includes('INSECURE: gRPC is plaintext'));
       assert.equal(warnings.length, 2, 'one warning per start');
       assert.equal(JSON.parse(warnings[0]!).level, 40, 'logged at warn');
-      assert.match(await fs.readFile(harness.agents.get('node-p')!.logFile, 'utf8'), /INSECURE: plaintext gRPC to the server/);
+      assert.match(
+        await fs.readFile(harness.agents.get('node-p')!.logFile, 'utf8'),
+        /INSECURE: plaintext gRPC to the server/,
+      );
     } finally {
       await harness.destroy();
     }
@@ -256,10 +389,25 @@ describe('plaintext only when asked for, and start-up refusals', () => {
     try {
       const config = await fs.readFile(harness.configFile, 'utf8');
       const attempts: Array<[string, RegExp]> = [
-        [config.replace(/^tls: .*\n/m, '').replace(/^auth: .*\n/m, ''), /tls: no transport chosen; set tls: \{ certFile, keyFile \}/],
-        [config.replace(harness.credentials.agentTokenFile, path.join(harness.workDir, 'missing.token')), /cannot read auth\.agentTokenFile .*missing\.token: ENOENT/],
-        [config.replace(harness.credentials.serverKeyFile, harness.credentials.agentKeyFile), /tls\.keyFile .* does not match the certificate in tls\.certFile/],
-        [`${config}limits: { maxFilesPerBundle: 1 }\n`, /bundles\[0\]\.files: 2 files, more than limits\.maxFilesPerBundle \(1\)/],
+        [
+          config.replace(/^tls: .*\n/m, '').replace(/^auth: .*\n/m, ''),
+          /tls: no transport chosen; set tls: \{ certFile, keyFile \}/,
+        ],
+        [
+          config.replace(
+            harness.credentials.agentTokenFile,
+            path.join(harness.workDir, 'missing.token'),
+          ),
+          /cannot read auth\.agentTokenFile .*missing\.token: ENOENT/,
+        ],
+        [
+          config.replace(harness.credentials.serverKeyFile, harness.credentials.agentKeyFile),
+          /tls\.keyFile .* does not match the certificate in tls\.certFile/,
+        ],
+        [
+          `${config}limits: { maxFilesPerBundle: 1 }\n`,
+          /bundles\[0\]\.files: 2 files, more than limits\.maxFilesPerBundle \(1\)/,
+        ],
       ];
       for (const [text, pattern] of attempts) {
         const file = path.join(harness.workDir, 'refused.yml');
@@ -267,7 +415,8 @@ describe('plaintext only when asked for, and start-up refusals', () => {
         const result = await runToCompletion('server', ['--config', file]);
         assert.equal(result.code, 2, `${pattern}: ${result.stderr}`);
         assert.match(result.stderr, pattern);
-        for (const token of await tokensOf(harness)) assert.equal(result.stderr.includes(token), false);
+        for (const token of await tokensOf(harness))
+          assert.equal(result.stderr.includes(token), false);
         assert.equal(result.stderr.includes('PRIVATE KEY'), false);
       }
     } finally {
@@ -276,8 +425,13 @@ describe('plaintext only when asked for, and start-up refusals', () => {
   });
 
   test('a source file over limits.maxFileBytes is rejected with the limit named and nothing is sent', async () => {
-    assert.ok(Buffer.byteLength(set.pems.fullchain) > 1024, 'the fixture fullchain is larger than the limit');
-    const harness = await setUpHarness('certsync-filesize-', set.pems, { extraConfig: ['limits: { maxFileBytes: 1024 }'] });
+    assert.ok(
+      Buffer.byteLength(set.pems.fullchain) > 1024,
+      'the fixture fullchain is larger than the limit',
+    );
+    const harness = await setUpHarness('certsync-filesize-', set.pems, {
+      extraConfig: ['limits: { maxFileBytes: 1024 }'],
+    });
     try {
       await harness.startServer();
       const bundle = await waitFor('the rejection in status', async () => {
@@ -285,7 +439,10 @@ describe('plaintext only when asked for, and start-up refusals', () => {
         return candidate?.lastRejected ? candidate : undefined;
       });
       assert.equal(bundle.currentVersion, 0);
-      assert.match(bundle.lastRejected!.reason, /^file-too-large: .*fullchain\.pem is \d+ bytes, over limits\.maxFileBytes \(1024\)/);
+      assert.match(
+        bundle.lastRejected!.reason,
+        /^file-too-large: .*fullchain\.pem is \d+ bytes, over limits\.maxFileBytes \(1024\)/,
+      );
     } finally {
       await harness.destroy();
     }

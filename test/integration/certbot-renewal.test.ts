@@ -21,39 +21,62 @@ async function assertNodesHoldLive(harness: FleetHarness, liveDir: string): Prom
     for (const [kind, { target, mode }] of Object.entries(HARNESS_TARGETS)) {
       const live = await fs.readFile(path.join(liveDir, `${kind}.pem`));
       const written = path.join(harness.nodeDir(nodeId), target);
-      assert.equal(sha256Hex(await fs.readFile(written)), sha256Hex(live), `${nodeId}/${target} bytes`);
+      assert.equal(
+        sha256Hex(await fs.readFile(written)),
+        sha256Hex(live),
+        `${nodeId}/${target} bytes`,
+      );
       assert.equal((await fs.stat(written)).mode & 0o777, mode, `${nodeId}/${target} mode`);
     }
   }
 }
 
-test('a real certbot renewal reaches every agent folder', { skip: tools.skip, timeout: 240_000 }, async (t) => {
-  tools.require();
-  const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-certbot-'));
-  const pebble = await startPebble(workDir);
-  t.after(() => pebble.stop());
-  const certbot = createCertbot({ workDir, directoryUrl: pebble.directoryUrl, apiCaPath: pebble.apiCaPath });
-  await certbot.issue(LINEAGE, ['*.example.test', 'example.test']);
-  const liveDir = certbot.liveDir(LINEAGE);
+test(
+  'a real certbot renewal reaches every agent folder',
+  { skip: tools.skip, timeout: 240_000 },
+  async (t) => {
+    tools.require();
+    const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-certbot-'));
+    const pebble = await startPebble(workDir);
+    t.after(() => pebble.stop());
+    const certbot = createCertbot({
+      workDir,
+      directoryUrl: pebble.directoryUrl,
+      apiCaPath: pebble.apiCaPath,
+    });
+    await certbot.issue(LINEAGE, ['*.example.test', 'example.test']);
+    const liveDir = certbot.liveDir(LINEAGE);
 
-  const harness = await FleetHarness.create({ workDir, liveDir });
-  t.after(() => harness.stop());
-  await harness.startServer();
-  for (const nodeId of NODES) await harness.startAgent(nodeId);
-  await harness.waitForConvergence(1, NODES);
-  await assertNodesHoldLive(harness, liveDir);
+    const harness = await FleetHarness.create({ workDir, liveDir });
+    t.after(() => harness.stop());
+    await harness.startServer();
+    for (const nodeId of NODES) await harness.startAgent(nodeId);
+    await harness.waitForConvergence(1, NODES);
+    await assertNodesHoldLive(harness, liveDir);
 
-  await certbot.renew(LINEAGE);
-  const renewedAt = Date.now();
-  assert.equal(await fs.readlink(path.join(liveDir, 'fullchain.pem')), `../../archive/${LINEAGE}/fullchain2.pem`);
-  const status = await harness.waitForConvergence(2, NODES);
-  t.diagnostic(`certbot renew finished → every node confirmed version 2: ${Date.now() - renewedAt} ms`);
-  await assertNodesHoldLive(harness, liveDir);
+    await certbot.renew(LINEAGE);
+    const renewedAt = Date.now();
+    assert.equal(
+      await fs.readlink(path.join(liveDir, 'fullchain.pem')),
+      `../../archive/${LINEAGE}/fullchain2.pem`,
+    );
+    const status = await harness.waitForConvergence(2, NODES);
+    t.diagnostic(
+      `certbot renew finished → every node confirmed version 2: ${Date.now() - renewedAt} ms`,
+    );
+    await assertNodesHoldLive(harness, liveDir);
 
-  const bundle = status.bundles[0]!;
-  const liveLeaf = new (await import('node:crypto')).X509Certificate(await fs.readFile(path.join(liveDir, 'cert.pem')));
-  assert.equal(bundle.leafFingerprintSha256, liveLeaf.fingerprint256.replace(/:/g, '').toLowerCase());
-  assert.equal(bundle.nodesInSync, NODES.length);
+    const bundle = status.bundles[0]!;
+    const liveLeaf = new (await import('node:crypto')).X509Certificate(
+      await fs.readFile(path.join(liveDir, 'cert.pem')),
+    );
+    assert.equal(
+      bundle.leafFingerprintSha256,
+      liveLeaf.fingerprint256.replace(/:/g, '').toLowerCase(),
+    );
+    assert.equal(bundle.nodesInSync, NODES.length);
 
-  if (!process.env['CERTSYNC_KEEP_TEST_DIRS']) t.after(() => fs.rm(workDir, { recursive: true, force: true }));
-});
+    if (!process.env['CERTSYNC_KEEP_TEST_DIRS'])
+      t.after(() => fs.rm(workDir, { recursive: true, force: true }));
+  },
+);

@@ -12,7 +12,10 @@ test('npm run demo converges three nodes on the renewal and shows the metrics', 
     timeout: 120_000,
   });
   assert.equal(demo.status, 0, `${demo.stdout}\n${demo.stderr}`);
-  assert.match(demo.stdout, /6\. every node holds version 2 \(\d+ ms after the last link swap\); bytes and modes checked on disk/);
+  assert.match(
+    demo.stdout,
+    /6\. every node holds version 2 \(\d+ ms after the last link swap\); bytes and modes checked on disk/,
+  );
   assert.match(demo.stdout, /version 2 .*3\/3 nodes in sync/);
   assert.match(demo.stdout, /certsync_nodes_in_sync\{bundle="example-test"\} 3/);
   // Piped output (not a terminal) carries no colour codes.

@@ -30,15 +30,20 @@ describe('the agent repairs drift by itself', () => {
 
   /** Waits until the node's files hold the current bytes and modes, and status agrees. */
   const waitForRepair = async (nodeId: string, what: string): Promise<NodeBundleState> => {
-    await waitFor(`${what} on ${nodeId}`, async () => {
-      for (const kind of ['fullchain', 'privkey'] as const) {
-        const file = path.join(harness.nodeDir(nodeId), HARNESS_TARGETS[kind].target);
-        const stats = await fs.lstat(file).catch(() => undefined);
-        if (!stats?.isFile() || (stats.mode & 0o7777) !== HARNESS_TARGETS[kind].mode) return undefined;
-        if (sha256Hex(await fs.readFile(file)) !== sha256Hex(current[kind])) return undefined;
-      }
-      return true;
-    }, 45_000);
+    await waitFor(
+      `${what} on ${nodeId}`,
+      async () => {
+        for (const kind of ['fullchain', 'privkey'] as const) {
+          const file = path.join(harness.nodeDir(nodeId), HARNESS_TARGETS[kind].target);
+          const stats = await fs.lstat(file).catch(() => undefined);
+          if (!stats?.isFile() || (stats.mode & 0o7777) !== HARNESS_TARGETS[kind].mode)
+            return undefined;
+          if (sha256Hex(await fs.readFile(file)) !== sha256Hex(current[kind])) return undefined;
+        }
+        return true;
+      },
+      45_000,
+    );
     return waitFor(`status to show ${nodeId} in sync`, async () => {
       const node = await nodeStatus(nodeId);
       return node?.inSync && node.lastError === undefined ? node : undefined;
@@ -63,7 +68,8 @@ describe('the agent repairs drift by itself', () => {
 
   after(async () => {
     await harness?.stop();
-    if (workDir && !process.env['CERTSYNC_KEEP_TEST_DIRS']) await fs.rm(workDir, { recursive: true, force: true });
+    if (workDir && !process.env['CERTSYNC_KEEP_TEST_DIRS'])
+      await fs.rm(workDir, { recursive: true, force: true });
   });
 
   test('a key chmodded to 0666 goes back to 0600 in place, is reported as drift, and status never calls 0666 in sync', async () => {

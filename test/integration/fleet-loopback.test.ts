@@ -7,17 +7,34 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { sha256Hex } from '../../common/digest';
 import { createCertbotTree, renewCertbotTree } from '../support/certbot-tree';
 import { FleetHarness, HARNESS_TARGETS } from '../support/fleet-harness';
-import { createWildcardSet, issueLeaf, type CertbotPemSet, type IssuedCertificate } from '../support/pki';
+import {
+  createWildcardSet,
+  issueLeaf,
+  type CertbotPemSet,
+  type IssuedCertificate,
+} from '../support/pki';
 import { waitFor } from '../support/processes';
 
 const NODES = ['node-a', 'node-b', 'node-c'];
 
 /** The bytes and modes a node folder must hold for `pems`. */
-async function assertNodeHolds(harness: FleetHarness, nodeId: string, pems: CertbotPemSet): Promise<void> {
+async function assertNodeHolds(
+  harness: FleetHarness,
+  nodeId: string,
+  pems: CertbotPemSet,
+): Promise<void> {
   for (const kind of ['fullchain', 'privkey'] as const) {
     const file = path.join(harness.nodeDir(nodeId), HARNESS_TARGETS[kind].target);
-    assert.equal(sha256Hex(await fs.readFile(file)), sha256Hex(pems[kind]), `${nodeId} ${kind} bytes`);
-    assert.equal((await fs.stat(file)).mode & 0o777, HARNESS_TARGETS[kind].mode, `${nodeId} ${kind} mode`);
+    assert.equal(
+      sha256Hex(await fs.readFile(file)),
+      sha256Hex(pems[kind]),
+      `${nodeId} ${kind} bytes`,
+    );
+    assert.equal(
+      (await fs.stat(file)).mode & 0o777,
+      HARNESS_TARGETS[kind].mode,
+      `${nodeId} ${kind} mode`,
+    );
   }
 }
 
@@ -43,8 +60,16 @@ describe('server and three agents as real processes on loopback', () => {
     await renewCertbotTree(path.join(workDir, 'le'), 'example.test', pems, { delayBetweenLinksMs });
   };
   const nextPems = async (): Promise<CertbotPemSet> => {
-    const leaf = await issueLeaf(intermediate, { commonName: '*.example.test', dnsNames: ['*.example.test', 'example.test'] });
-    return { cert: leaf.certPem, chain: intermediate.certPem, fullchain: leaf.certPem + intermediate.certPem, privkey: leaf.keyPem };
+    const leaf = await issueLeaf(intermediate, {
+      commonName: '*.example.test',
+      dnsNames: ['*.example.test', 'example.test'],
+    });
+    return {
+      cert: leaf.certPem,
+      chain: intermediate.certPem,
+      fullchain: leaf.certPem + intermediate.certPem,
+      privkey: leaf.keyPem,
+    };
   };
 
   before(async () => {
@@ -60,7 +85,8 @@ describe('server and three agents as real processes on loopback', () => {
 
   after(async () => {
     await harness.stop();
-    if (!process.env['CERTSYNC_KEEP_TEST_DIRS']) await fs.rm(workDir, { recursive: true, force: true });
+    if (!process.env['CERTSYNC_KEEP_TEST_DIRS'])
+      await fs.rm(workDir, { recursive: true, force: true });
   });
 
   test('every agent writes version 1 with the configured modes', async () => {
@@ -142,7 +168,9 @@ describe('server and three agents as real processes on loopback', () => {
     const original = harness.agents.get('node-a')!;
     const imposter = await harness.startAgent('node-a', imposterDir);
     await waitFor('the refusal in the imposter log', async () =>
-      (await fs.readFile(imposter.logFile, 'utf8')).includes('already connected') ? true : undefined,
+      (await fs.readFile(imposter.logFile, 'utf8')).includes('already connected')
+        ? true
+        : undefined,
     );
     assert.deepEqual(await fs.readdir(imposterDir), []);
     await imposter.stop();
@@ -155,9 +183,18 @@ describe('server and three agents as real processes on loopback', () => {
     const token = (await fs.readFile(harness.credentials.adminTokenFile, 'utf8')).trim();
     const tls = ['--cacert', harness.credentials.caFile, '-H', `authorization: Bearer ${token}`];
     const url = `https://127.0.0.1:${harness.port}/certsync.v1.AdminService/GetStatus`;
-    const result = spawnSync(buf, ['curl', '--protocol', 'grpc', ...tls, url], { encoding: 'utf8', cwd: os.tmpdir() });
+    const result = spawnSync(buf, ['curl', '--protocol', 'grpc', ...tls, url], {
+      encoding: 'utf8',
+      cwd: os.tmpdir(),
+    });
     assert.equal(result.status, 0, result.stderr);
-    const status = JSON.parse(result.stdout) as { bundles: Array<{ currentVersion: string; nodesInSync: number; nodes: Array<{ inSync?: boolean }> }> };
+    const status = JSON.parse(result.stdout) as {
+      bundles: Array<{
+        currentVersion: string;
+        nodesInSync: number;
+        nodes: Array<{ inSync?: boolean }>;
+      }>;
+    };
     assert.equal(status.bundles[0]?.currentVersion, String(version));
     assert.equal(status.bundles[0]?.nodesInSync, NODES.length);
     assert.ok(status.bundles[0]?.nodes.every((node) => node.inSync === true));

@@ -10,7 +10,12 @@ import { sha256Hex } from '../../common/digest';
 import { createCertbotTree, renewCertbotTree } from '../support/certbot-tree';
 import { checkDockerEngine, startDockerEngine, type DockerEngine } from '../support/docker-engine';
 import { FleetHarness, HARNESS_TARGETS } from '../support/fleet-harness';
-import { createWildcardSet, issueLeaf, type CertbotPemSet, type IssuedCertificate } from '../support/pki';
+import {
+  createWildcardSet,
+  issueLeaf,
+  type CertbotPemSet,
+  type IssuedCertificate,
+} from '../support/pki';
 import { waitFor } from '../support/processes';
 import { runSignalledTask, signalsDelivered } from '../support/signal-counter';
 
@@ -41,15 +46,25 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
   let tmpfsMounted = false;
 
   const renew = async (): Promise<CertbotPemSet> => {
-    const leaf = await issueLeaf(intermediate, { commonName: '*.example.test', dnsNames: ['*.example.test'] });
-    const pems = { cert: leaf.certPem, chain: intermediate.certPem, fullchain: leaf.certPem + intermediate.certPem, privkey: leaf.keyPem };
+    const leaf = await issueLeaf(intermediate, {
+      commonName: '*.example.test',
+      dnsNames: ['*.example.test'],
+    });
+    const pems = {
+      cert: leaf.certPem,
+      chain: intermediate.certPem,
+      fullchain: leaf.certPem + intermediate.certPem,
+      privkey: leaf.keyPem,
+    };
     await renewCertbotTree(path.join(workDir, 'le'), 'example.test', pems);
     return pems;
   };
 
   const holds = async (nodeId: string, pems: CertbotPemSet): Promise<boolean> => {
     for (const [kind, { target }] of Object.entries(HARNESS_TARGETS)) {
-      const bytes = await fs.readFile(path.join(harness.nodeDir(nodeId), target)).catch(() => Buffer.alloc(0));
+      const bytes = await fs
+        .readFile(path.join(harness.nodeDir(nodeId), target))
+        .catch(() => Buffer.alloc(0));
       if (sha256Hex(bytes) !== sha256Hex(pems[kind as keyof typeof HARNESS_TARGETS])) return false;
     }
     return true;
@@ -72,7 +87,12 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
    */
   const maxAttemptsWithin = (windowMs: number): number => {
     let attempts = 1;
-    for (let elapsedMs = 500; elapsedMs <= windowMs; elapsedMs += Math.min(30_000, 1_000 * 2 ** (attempts - 1)) / 2) attempts += 1;
+    for (
+      let elapsedMs = 500;
+      elapsedMs <= windowMs;
+      elapsedMs += Math.min(30_000, 1_000 * 2 ** (attempts - 1)) / 2
+    )
+      attempts += 1;
     return attempts;
   };
 
@@ -99,8 +119,13 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
     });
 
     assert.match(stalled.reason, new RegExp(`node-b: ${code} STAR\\.example\\.test`));
-    assert.match(stalled.reason, /retries by itself with backoff, `certsyncctl rollout restart example` re-sends now/);
-    const nodeB = (await harness.admin.getStatus()).bundles[0]!.nodes.find((node) => node.nodeId === 'node-b')!;
+    assert.match(
+      stalled.reason,
+      /retries by itself with backoff, `certsyncctl rollout restart example` re-sends now/,
+    );
+    const nodeB = (await harness.admin.getStatus()).bundles[0]!.nodes.find(
+      (node) => node.nodeId === 'node-b',
+    )!;
     assert.equal(nodeB.lastError?.code, code);
     assert.match(nodeB.lastError?.path ?? '', /^STAR\.example\.test/);
     assert.ok(await holds('node-b', current), 'node-b keeps the old bytes');
@@ -108,14 +133,23 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
     const ctl = await harness.runCtl(['status']);
     assert.equal(ctl.code, 1);
     assert.match(ctl.stdout, new RegExp(`node-b.*${code}`, 's'));
-    assert.match(ctl.stdout, /retries by itself with backoff; `certsyncctl rollout restart example` re-sends now/);
+    assert.match(
+      ctl.stdout,
+      /retries by itself with backoff; `certsyncctl rollout restart example` re-sends now/,
+    );
     await sleep(3_000);
     assert.deepEqual(await signalsDelivered(engine, container, sinceMs), [], 'nothing reloaded');
-    assert.ok(await holds('node-b', current), 'retries leave the old bytes while the disk is broken');
+    assert.ok(
+      await holds('node-b', current),
+      'retries leave the old bytes while the disk is broken',
+    );
     const brokenForMs = Date.now() - sinceMs;
     const attempts = (await retriesScheduled('node-b')) - retriesBefore;
     assert.ok(attempts >= 2, `node-b retried by itself (${attempts} in ${brokenForMs} ms)`);
-    assert.ok(attempts <= maxAttemptsWithin(brokenForMs), `no hot loop (${attempts} in ${brokenForMs} ms)`);
+    assert.ok(
+      attempts <= maxAttemptsWithin(brokenForMs),
+      `no hot loop (${attempts} in ${brokenForMs} ms)`,
+    );
 
     await fixNode();
     if (recover === 'rollout-command') {
@@ -123,14 +157,24 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
       assert.equal(resent.code, 0, resent.stderr);
     }
     // No re-send by hand: the agent's next retry writes it, the stalled rollout converges.
-    await waitFor(`rollout of version ${version} to be done`, async () => {
-      const rollout = (await harness.admin.getStatus()).bundles[0]?.rollout;
-      return rollout?.version === version && rollout.state === 'done' ? rollout : undefined;
-    }, 60_000);
-    const healed = (await harness.admin.getStatus()).bundles[0]!.nodes.find((node) => node.nodeId === 'node-b')!;
+    await waitFor(
+      `rollout of version ${version} to be done`,
+      async () => {
+        const rollout = (await harness.admin.getStatus()).bundles[0]?.rollout;
+        return rollout?.version === version && rollout.state === 'done' ? rollout : undefined;
+      },
+      60_000,
+    );
+    const healed = (await harness.admin.getStatus()).bundles[0]!.nodes.find(
+      (node) => node.nodeId === 'node-b',
+    )!;
     assert.equal(healed.lastError, undefined, 'the error is cleared once written');
     assert.ok(await holds('node-b', pems));
-    assert.equal((await signalsDelivered(engine, container, sinceMs)).length, NODES.length, 'reloaded once');
+    assert.equal(
+      (await signalsDelivered(engine, container, sinceMs)).length,
+      NODES.length,
+      'reloaded once',
+    );
     current = pems;
   };
 
@@ -149,8 +193,14 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
     harness = await FleetHarness.create({
       workDir,
       liveDir,
-      extraConfig: ['convergeTimeoutMs: 1500', `fleet: { mode: static, nodes: [${NODES.join(', ')}] }`],
-      extraBundleConfig: ['    reload:', `      - { service: ${SERVICE}, action: signal, signal: SIGHUP, timeoutMs: 10000 }`],
+      extraConfig: [
+        'convergeTimeoutMs: 1500',
+        `fleet: { mode: static, nodes: [${NODES.join(', ')}] }`,
+      ],
+      extraBundleConfig: [
+        '    reload:',
+        `      - { service: ${SERVICE}, action: signal, signal: SIGHUP, timeoutMs: 10000 }`,
+      ],
       fileSettings: { privkey: { mode: '0600', owner: VAULT_OWNER } },
     });
     nodeBDir = harness.nodeDir('node-b');
@@ -158,7 +208,8 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0755', 'tmpfs', nodeBDir]);
     tmpfsMounted = true;
     await harness.startServer();
-    for (const nodeId of NODES) await harness.startAgent(nodeId, undefined, ['--docker-socket', engine.socketPath]);
+    for (const nodeId of NODES)
+      await harness.startAgent(nodeId, undefined, ['--docker-socket', engine.socketPath]);
   });
 
   // Runs even when a test failed half-way: the folder is writable, mutable and unmounted again.
@@ -166,8 +217,10 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
     await harness?.stop();
     await engine?.stop();
     if (nodeBDir) spawnSync('chattr', ['-i', nodeBDir]);
-    if (tmpfsMounted && spawnSync('umount', [nodeBDir]).status !== 0) spawnSync('umount', ['-l', nodeBDir]);
-    if (workDir && !process.env['CERTSYNC_KEEP_TEST_DIRS']) await fs.rm(workDir, { recursive: true, force: true });
+    if (tmpfsMounted && spawnSync('umount', [nodeBDir]).status !== 0)
+      spawnSync('umount', ['-l', nodeBDir]);
+    if (workDir && !process.env['CERTSYNC_KEEP_TEST_DIRS'])
+      await fs.rm(workDir, { recursive: true, force: true });
   });
 
   test('version 1: every node holds the key as uid 100 can read it, and one reload', async () => {
@@ -176,7 +229,11 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
       const keyPath = path.join(harness.nodeDir(nodeId), KEY);
       const stats = await fs.stat(keyPath);
       assert.deepEqual([stats.uid, stats.gid, stats.mode & 0o7777], [100, 1000, 0o600], nodeId);
-      const read = spawnSync(process.execPath, ['-e', `require('fs').readFileSync(${JSON.stringify(keyPath)})`], { uid: 100, gid: 1000 });
+      const read = spawnSync(
+        process.execPath,
+        ['-e', `require('fs').readFileSync(${JSON.stringify(keyPath)})`],
+        { uid: 100, gid: 1000 },
+      );
       assert.equal(read.status, 0, `uid 100 reads the key on ${nodeId}`);
       assert.ok(await holds(nodeId, current));
     }
@@ -224,11 +281,18 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
 
     const stalled = await rolloutOf(version, 'stalled');
     assert.deepEqual([...stalled.missingNodes].sort(), NODES);
-    for (const nodeId of NODES) assert.match(stalled.reason, new RegExp(`${nodeId}: NOT_READABLE ${KEY.replaceAll('.', '\\.')}`));
+    for (const nodeId of NODES)
+      assert.match(
+        stalled.reason,
+        new RegExp(`${nodeId}: NOT_READABLE ${KEY.replaceAll('.', '\\.')}`),
+      );
     const nodes = (await harness.admin.getStatus()).bundles[0]!.nodes;
     for (const node of nodes) {
       assert.equal(node.lastError?.code, 'NOT_READABLE');
-      assert.match(node.lastError?.message ?? '', /mode 0060 owner 100:1000 is not readable by uid 100/);
+      assert.match(
+        node.lastError?.message ?? '',
+        /mode 0060 owner 100:1000 is not readable by uid 100/,
+      );
       assert.ok(await holds(node.nodeId, current), `${node.nodeId} keeps the readable key`);
       const stats = await fs.stat(path.join(harness.nodeDir(node.nodeId), KEY));
       assert.deepEqual([stats.uid, stats.mode & 0o7777], [100, 0o600]);

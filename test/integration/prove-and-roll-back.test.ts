@@ -36,7 +36,11 @@ describe('proof of a reload, unseal and rollback', { skip: engineCheck.skip }, (
       `rollout of version ${version} to be ${state}`,
       async (): Promise<RolloutInfo | undefined> => {
         const rollout = (await harness.admin.getStatus()).bundles[0]?.rollout;
-        return rollout?.version === version && rollout.state === state && (!trigger || rollout.trigger === trigger) ? rollout : undefined;
+        return rollout?.version === version &&
+          rollout.state === state &&
+          (!trigger || rollout.trigger === trigger)
+          ? rollout
+          : undefined;
       },
       30_000,
     );
@@ -49,13 +53,19 @@ describe('proof of a reload, unseal and rollback', { skip: engineCheck.skip }, (
     v1 = set.pems;
     const { liveDir } = await createCertbotTree(path.join(workDir, 'le'), 'example.test', set.pems);
     const keyFile = path.join(workDir, 'unseal-keys');
-    await fs.writeFile(keyFile, `# two of three are needed\n${UNSEAL_KEYS.slice(0, 2).join('\n')}\n`, { mode: 0o600 });
+    await fs.writeFile(
+      keyFile,
+      `# two of three are needed\n${UNSEAL_KEYS.slice(0, 2).join('\n')}\n`,
+      { mode: 0o600 },
+    );
 
     // The replicas' ports must be known before the server's config is written.
     const tlsDir = path.join(workDir, 'nodes', 'node-a');
     await fs.mkdir(tlsDir, { recursive: true });
     await fs.writeFile(path.join(tlsDir, HARNESS_TARGETS.fullchain.target), v1.fullchain);
-    await fs.writeFile(path.join(tlsDir, HARNESS_TARGETS.privkey.target), v1.privkey, { mode: 0o600 });
+    await fs.writeFile(path.join(tlsDir, HARNESS_TARGETS.privkey.target), v1.privkey, {
+      mode: 0o600,
+    });
     for (const index of [1, 2]) {
       replicas.push(
         await startLocalVaultStandIn({
@@ -86,14 +96,16 @@ describe('proof of a reload, unseal and rollback', { skip: engineCheck.skip }, (
       ],
     });
     await harness.startServer();
-    for (const nodeId of NODES) await harness.startAgent(nodeId, undefined, ['--docker-socket', engine.socketPath]);
+    for (const nodeId of NODES)
+      await harness.startAgent(nodeId, undefined, ['--docker-socket', engine.socketPath]);
   });
 
   after(async () => {
     await harness?.stop();
     await Promise.all(replicas.map((replica) => replica.stop()));
     await engine?.stop();
-    if (!process.env['CERTSYNC_KEEP_TEST_DIRS']) await fs.rm(workDir, { recursive: true, force: true });
+    if (!process.env['CERTSYNC_KEEP_TEST_DIRS'])
+      await fs.rm(workDir, { recursive: true, force: true });
   });
 
   test('version 1 is proved on both replicas after certsync unseals them', async () => {
@@ -103,16 +115,24 @@ describe('proof of a reload, unseal and rollback', { skip: engineCheck.skip }, (
     const expected = (await harness.admin.getStatus()).bundles[0]!.leafFingerprintSha256;
     assert.equal(proof.expectedFingerprintSha256, expected);
     assert.deepEqual(
-      proof.replicas.map((replica) => [replica.endpoint, replica.fingerprintSha256, replica.sealState]),
+      proof.replicas.map((replica) => [
+        replica.endpoint,
+        replica.fingerprintSha256,
+        replica.sealState,
+      ]),
       replicas.map((replica) => [replica.endpoint, expected, 'unsealed by certsync']),
     );
     for (const replica of replicas) {
       const events = (await replica.events()).map((event) => event['msg']);
       assert.ok(events.includes('Unsealed'), `${replica.endpoint} was unsealed`);
-      assert.ok(!(await fs.readFile(replica.logFile, 'utf8')).includes('key-'), 'no key in the stand-in log');
+      assert.ok(
+        !(await fs.readFile(replica.logFile, 'utf8')).includes('key-'),
+        'no key in the stand-in log',
+      );
     }
     const serverLog = await fs.readFile(harness.server!.logFile, 'utf8');
-    for (const key of UNSEAL_KEYS) assert.ok(!serverLog.includes(key), 'no unseal key in the server log');
+    for (const key of UNSEAL_KEYS)
+      assert.ok(!serverLog.includes(key), 'no unseal key in the server log');
 
     const verify = await harness.runCtl(['verify', 'example']);
     assert.equal(verify.code, 0, verify.stdout + verify.stderr);
@@ -122,30 +142,60 @@ describe('proof of a reload, unseal and rollback', { skip: engineCheck.skip }, (
 
   test('a renewal the replicas do not serve fails its proof and is rolled back everywhere', async () => {
     const { intermediate } = await createWildcardSet();
-    const leaf = await issueLeaf(intermediate, { commonName: '*.example.test', dnsNames: ['*.example.test'] });
+    const leaf = await issueLeaf(intermediate, {
+      commonName: '*.example.test',
+      dnsNames: ['*.example.test'],
+    });
     // A chain from another intermediate is still a valid bundle; what matters is a new leaf.
     // The fullchain carries its intermediate: a leaf alone is rejected (requireChain).
     const chain = intermediate.certPem;
-    const v2: CertbotPemSet = { cert: leaf.certPem, chain, fullchain: leaf.certPem + chain, privkey: leaf.keyPem };
+    const v2: CertbotPemSet = {
+      cert: leaf.certPem,
+      chain,
+      fullchain: leaf.certPem + chain,
+      privkey: leaf.keyPem,
+    };
     // An operator watching the renewal sees the reload, the failed proof and the outcome live.
-    const watching = harness.runCtl(['rollout', 'status', '--watch', '--next', 'example', '--timeout', '60']);
+    const watching = harness.runCtl([
+      'rollout',
+      'status',
+      '--watch',
+      '--next',
+      'example',
+      '--timeout',
+      '60',
+    ]);
     await waitFor('the watch to start', async () =>
-      (await fs.readFile(harness.server!.logFile, 'utf8')).includes('Rollout watch started') ? true : undefined,
+      (await fs.readFile(harness.server!.logFile, 'utf8')).includes('Rollout watch started')
+        ? true
+        : undefined,
     );
     await renewCertbotTree(path.join(workDir, 'le'), 'example.test', v2);
 
-    const history = await waitFor('the rollback to finish', async () => {
-      const { rollouts } = await harness.admin.listRollouts('example');
-      return rollouts[0]?.trigger === 'rollback' && rollouts[0].state === 'done' ? rollouts : undefined;
-    }, 40_000);
+    const history = await waitFor(
+      'the rollback to finish',
+      async () => {
+        const { rollouts } = await harness.admin.listRollouts('example');
+        return rollouts[0]?.trigger === 'rollback' && rollouts[0].state === 'done'
+          ? rollouts
+          : undefined;
+      },
+      40_000,
+    );
     const [rollback, failed] = history;
     assert.equal(rollback!.version, 1);
     assert.equal(rollback!.rollbackOf, 2);
     assert.ok(rollback!.reloads[0]?.proof?.ok, 'version 1 proved again after the rollback');
     assert.equal(failed!.version, 2);
     assert.equal(failed!.state, 'failed');
-    assert.match(failed!.reason, /2 of 2 replica\(s\) failed the proof: .*serves leaf .*, expected .*\(rolling back to version 1\)/);
-    assert.deepEqual(failed!.reloads[0]?.proof?.replicas.map((replica) => replica.matches), [false, false]);
+    assert.match(
+      failed!.reason,
+      /2 of 2 replica\(s\) failed the proof: .*serves leaf .*, expected .*\(rolling back to version 1\)/,
+    );
+    assert.deepEqual(
+      failed!.reloads[0]?.proof?.replicas.map((replica) => replica.matches),
+      [false, false],
+    );
 
     const watched = await watching;
     assert.equal(watched.code, 1, 'a failed rollout ends the watch with exit 1');
@@ -153,16 +203,27 @@ describe('proof of a reload, unseal and rollback', { skip: engineCheck.skip }, (
     assert.match(watched.stdout, /converged → reloading/);
     assert.match(watched.stdout, /reload: SIGHUP to example_vault: ok/);
     assert.match(watched.stdout, /proof of example_vault \(version 2.*\): FAILED/);
-    assert.match(watched.stdout, /rollout of version 2 ended: FAILED — .*rolling back to version 1/);
+    assert.match(
+      watched.stdout,
+      /rollout of version 2 ended: FAILED — .*rolling back to version 1/,
+    );
 
     for (const nodeId of NODES) {
       for (const [kind, { target }] of Object.entries(HARNESS_TARGETS)) {
         const bytes = await fs.readFile(path.join(harness.nodeDir(nodeId), target));
-        assert.equal(sha256Hex(bytes), sha256Hex(v1[kind as keyof typeof HARNESS_TARGETS]), `${nodeId}/${target} is back on version 1`);
+        assert.equal(
+          sha256Hex(bytes),
+          sha256Hex(v1[kind as keyof typeof HARNESS_TARGETS]),
+          `${nodeId}/${target} is back on version 1`,
+        );
       }
     }
     const status = (await harness.admin.getStatus()).bundles[0]!;
-    assert.equal(status.currentVersion, 1, 'version 2 is withdrawn while the source still holds it');
+    assert.equal(
+      status.currentVersion,
+      1,
+      'version 2 is withdrawn while the source still holds it',
+    );
 
     const ctl = await harness.runCtl(['history', 'example']);
     assert.equal(ctl.code, 0, ctl.stderr);

@@ -27,8 +27,16 @@ describe('rollouts over a static fleet on loopback', () => {
     });
 
   const renew = async () => {
-    const leaf = await issueLeaf(intermediate, { commonName: '*.example.test', dnsNames: ['*.example.test'] });
-    const pems = { cert: leaf.certPem, chain: intermediate.certPem, fullchain: leaf.certPem + intermediate.certPem, privkey: leaf.keyPem };
+    const leaf = await issueLeaf(intermediate, {
+      commonName: '*.example.test',
+      dnsNames: ['*.example.test'],
+    });
+    const pems = {
+      cert: leaf.certPem,
+      chain: intermediate.certPem,
+      fullchain: leaf.certPem + intermediate.certPem,
+      privkey: leaf.keyPem,
+    };
     await renewCertbotTree(path.join(workDir, 'le'), 'example.test', pems);
   };
 
@@ -40,14 +48,18 @@ describe('rollouts over a static fleet on loopback', () => {
     harness = await FleetHarness.create({
       workDir,
       liveDir,
-      extraConfig: ['convergeTimeoutMs: 1500', `fleet: { mode: static, nodes: [${NODES.join(', ')}] }`],
+      extraConfig: [
+        'convergeTimeoutMs: 1500',
+        `fleet: { mode: static, nodes: [${NODES.join(', ')}] }`,
+      ],
     });
     await harness.startServer();
   });
 
   after(async () => {
     await harness.stop();
-    if (!process.env['CERTSYNC_KEEP_TEST_DIRS']) await fs.rm(workDir, { recursive: true, force: true });
+    if (!process.env['CERTSYNC_KEEP_TEST_DIRS'])
+      await fs.rm(workDir, { recursive: true, force: true });
   });
 
   test('the first version waits for every listed node, then is done', async () => {
@@ -70,7 +82,9 @@ describe('rollouts over a static fleet on loopback', () => {
   test('an agent whose node ID is not in the list is refused', async () => {
     const stranger = await harness.startAgent('node-x');
     await waitFor('the refusal in the stranger log', async () =>
-      (await fs.readFile(stranger.logFile, 'utf8')).includes('is not an expected node') ? true : undefined,
+      (await fs.readFile(stranger.logFile, 'utf8')).includes('is not an expected node')
+        ? true
+        : undefined,
     );
     assert.deepEqual(await fs.readdir(harness.nodeDir('node-x')), []);
     await stranger.stop();
@@ -95,11 +109,21 @@ describe('rollouts over a static fleet on loopback', () => {
 
     await harness.startAgent('node-b');
     const done = await rolloutOf(2, 'done');
-    assert.deepEqual(done.transitions.map((step) => step.to), ['stalled', 'converged', 'done']);
+    assert.deepEqual(
+      done.transitions.map((step) => step.to),
+      ['stalled', 'converged', 'done'],
+    );
   });
 
   test('Rollout re-sends an earlier version and the watcher does not put the newer one back', async () => {
-    const result = await harness.runCtl(['--json', 'rollout', 'restart', 'example', '--version', '1']);
+    const result = await harness.runCtl([
+      '--json',
+      'rollout',
+      'restart',
+      'example',
+      '--version',
+      '1',
+    ]);
     assert.equal(result.code, 0, result.stderr);
     await harness.waitForConvergence(1, NODES);
     await rolloutOf(1, 'done');

@@ -9,7 +9,12 @@ import { sha256Hex } from '../../common/digest';
 import { createCertbotTree, renewCertbotTree } from '../support/certbot-tree';
 import { checkDockerEngine, startDockerEngine, type DockerEngine } from '../support/docker-engine';
 import { FleetHarness, HARNESS_TARGETS } from '../support/fleet-harness';
-import { createWildcardSet, issueLeaf, type CertbotPemSet, type IssuedCertificate } from '../support/pki';
+import {
+  createWildcardSet,
+  issueLeaf,
+  type CertbotPemSet,
+  type IssuedCertificate,
+} from '../support/pki';
 import { waitFor } from '../support/processes';
 import { runSignalledTask, signalsDelivered } from '../support/signal-counter';
 
@@ -39,8 +44,16 @@ describe('server killed mid-rollout', { skip: engineCheck.skip }, () => {
   let lastVersion = 0;
 
   const renew = async (): Promise<CertbotPemSet> => {
-    const leaf = await issueLeaf(intermediate, { commonName: '*.example.test', dnsNames: ['*.example.test'] });
-    const pems = { cert: leaf.certPem, chain: intermediate.certPem, fullchain: leaf.certPem + intermediate.certPem, privkey: leaf.keyPem };
+    const leaf = await issueLeaf(intermediate, {
+      commonName: '*.example.test',
+      dnsNames: ['*.example.test'],
+    });
+    const pems = {
+      cert: leaf.certPem,
+      chain: intermediate.certPem,
+      fullchain: leaf.certPem + intermediate.certPem,
+      privkey: leaf.keyPem,
+    };
     await renewCertbotTree(path.join(workDir, 'le'), 'example.test', pems);
     return pems;
   };
@@ -48,8 +61,11 @@ describe('server killed mid-rollout', { skip: engineCheck.skip }, () => {
   const nodesHold = async (pems: CertbotPemSet): Promise<boolean> => {
     for (const nodeId of NODES) {
       for (const [kind, { target }] of Object.entries(HARNESS_TARGETS)) {
-        const bytes = await fs.readFile(path.join(harness.nodeDir(nodeId), target)).catch(() => Buffer.alloc(0));
-        if (sha256Hex(bytes) !== sha256Hex(pems[kind as keyof typeof HARNESS_TARGETS])) return false;
+        const bytes = await fs
+          .readFile(path.join(harness.nodeDir(nodeId), target))
+          .catch(() => Buffer.alloc(0));
+        if (sha256Hex(bytes) !== sha256Hex(pems[kind as keyof typeof HARNESS_TARGETS]))
+          return false;
       }
     }
     return true;
@@ -73,7 +89,9 @@ describe('server killed mid-rollout', { skip: engineCheck.skip }, () => {
   const lastLoggedState = async (): Promise<string> => {
     const events = (await fs.readFile(harness.server!.logFile, 'utf8'))
       .split('\n')
-      .filter((line) => line.includes('"Rollout started"') || line.includes('"Rollout state changed"'))
+      .filter(
+        (line) => line.includes('"Rollout started"') || line.includes('"Rollout state changed"'),
+      )
       .map((line) => JSON.parse(line) as { msg: string; version: number; to?: string });
     const last = events.at(-1);
     return last ? `v${last.version} ${last.to ?? 'distributing'}` : 'none';
@@ -94,14 +112,25 @@ describe('server killed mid-rollout', { skip: engineCheck.skip }, () => {
     const signals = await signalsDelivered(engine, container, sinceMs);
     const after = (await harness.admin.getStatus()).bundles[0]!;
 
-    assert.equal(after.currentVersion, lastVersion + 1, `${label}: the renewal is the next version, none lost or doubled`);
+    assert.equal(
+      after.currentVersion,
+      lastVersion + 1,
+      `${label}: the renewal is the next version, none lost or doubled`,
+    );
     lastVersion = after.currentVersion;
     assert.ok(await nodesHold(pems), `${label}: every node holds the renewal`);
-    assert.ok(signals.length <= NODES.length, `${label}: reloaded at most once (${signals.length} signals)`);
+    assert.ok(
+      signals.length <= NODES.length,
+      `${label}: reloaded at most once (${signals.length} signals)`,
+    );
     if (rollout.state === 'done') {
       assert.equal(signals.length, NODES.length, `${label}: a done rollout reloaded exactly once`);
     } else {
-      assert.match(rollout.reason, /stopped while reloading/, `${label}: the only failure allowed is a cut-off reload`);
+      assert.match(
+        rollout.reason,
+        /stopped while reloading/,
+        `${label}: the only failure allowed is a cut-off reload`,
+      );
     }
     assert.equal(after.rollout?.state, rollout.state, `${label}: nothing moved after settling`);
     return { state: rollout.state, signals: signals.length };
@@ -120,11 +149,15 @@ describe('server killed mid-rollout', { skip: engineCheck.skip }, () => {
       workDir,
       liveDir,
       extraConfig: [`fleet: { mode: static, nodes: [${NODES.join(', ')}] }`],
-      extraBundleConfig: ['    reload:', `      - { service: ${SERVICE}, action: signal, signal: SIGHUP, timeoutMs: 10000 }`],
+      extraBundleConfig: [
+        '    reload:',
+        `      - { service: ${SERVICE}, action: signal, signal: SIGHUP, timeoutMs: 10000 }`,
+      ],
     });
     const sinceMs = Date.now();
     await harness.startServer();
-    for (const nodeId of NODES) await harness.startAgent(nodeId, undefined, ['--docker-socket', engine.socketPath]);
+    for (const nodeId of NODES)
+      await harness.startAgent(nodeId, undefined, ['--docker-socket', engine.socketPath]);
     await assertResumed(set.pems, sinceMs, 'version 1');
   });
 
@@ -132,7 +165,8 @@ describe('server killed mid-rollout', { skip: engineCheck.skip }, () => {
     harness?.agents.get('node-b')?.child.kill('SIGCONT');
     await harness?.stop();
     await engine?.stop();
-    if (workDir && !process.env['CERTSYNC_KEEP_TEST_DIRS']) await fs.rm(workDir, { recursive: true, force: true });
+    if (workDir && !process.env['CERTSYNC_KEEP_TEST_DIRS'])
+      await fs.rm(workDir, { recursive: true, force: true });
   });
 
   test('killed while distributing (one node frozen): resumes, reloads once when the node is back', async (t) => {
@@ -142,17 +176,25 @@ describe('server killed mid-rollout', { skip: engineCheck.skip }, () => {
     const pems = await renew();
     await waitFor('node-a to confirm while node-b is frozen', async () => {
       const rollout = (await harness.admin.getStatus()).bundles[0]?.rollout;
-      return rollout?.version === lastVersion + 1 && rollout.confirmedNodes.includes('node-a') ? rollout : undefined;
+      return rollout?.version === lastVersion + 1 && rollout.confirmedNodes.includes('node-a')
+        ? rollout
+        : undefined;
     });
 
     const landedIn = await killAndRestartServer();
     assert.equal(landedIn, `v${lastVersion + 1} distributing`);
-    assert.deepEqual(await signalsDelivered(engine, container, sinceMs), [], 'nothing reloaded while a node was missing');
+    assert.deepEqual(
+      await signalsDelivered(engine, container, sinceMs),
+      [],
+      'nothing reloaded while a node was missing',
+    );
     nodeB.child.kill('SIGCONT');
 
     const result = await assertResumed(pems, sinceMs, 'distributing');
     assert.equal(result.state, 'done');
-    t.diagnostic(`kill landed in ${landedIn}; after restart: ${result.state}, ${result.signals} signal(s)`);
+    t.diagnostic(
+      `kill landed in ${landedIn}; after restart: ${result.state}, ${result.signals} signal(s)`,
+    );
   });
 
   test('killed mid-reload (the engine frozen under the agents): failed, never reloaded twice', async (t) => {
@@ -165,7 +207,9 @@ describe('server killed mid-rollout', { skip: engineCheck.skip }, () => {
       pems = await renew();
       await waitFor('the rollout to be reloading', async () => {
         const rollout = (await harness.admin.getStatus()).bundles[0]?.rollout;
-        return rollout?.version === lastVersion + 1 && rollout.state === 'reloading' ? rollout : undefined;
+        return rollout?.version === lastVersion + 1 && rollout.state === 'reloading'
+          ? rollout
+          : undefined;
       });
       landedIn = await killAndRestartServer();
     } finally {
@@ -178,17 +222,27 @@ describe('server killed mid-rollout', { skip: engineCheck.skip }, () => {
     assert.equal(result.state, 'failed');
     // The agents' signal calls complete once the engine runs again (usually: 2 signals); under a
     // heavy load they can time out first (10 s). Either way the new server never signals again.
-    t.diagnostic(`kill landed in ${landedIn}; after restart: ${result.state}, ${result.signals} signal(s)`);
+    t.diagnostic(
+      `kill landed in ${landedIn}; after restart: ${result.state}, ${result.signals} signal(s)`,
+    );
   });
 
   test('killed right after the reload signalled: no second reload', async (t) => {
     const sinceMs = Date.now();
     const pems = await renew();
-    await waitFor('the first reload signal', async () => ((await signalsDelivered(engine, container, sinceMs)).length > 0 ? true : undefined), 20_000, 10);
+    await waitFor(
+      'the first reload signal',
+      async () =>
+        (await signalsDelivered(engine, container, sinceMs)).length > 0 ? true : undefined,
+      20_000,
+      10,
+    );
 
     const landedIn = await killAndRestartServer();
     const result = await assertResumed(pems, sinceMs, 'after the signal');
-    t.diagnostic(`kill landed in ${landedIn}; after restart: ${result.state}, ${result.signals} signal(s)`);
+    t.diagnostic(
+      `kill landed in ${landedIn}; after restart: ${result.state}, ${result.signals} signal(s)`,
+    );
   });
 
   test(`killed at ${RANDOM_KILL_ROUNDS} random moments after a renewal: every rollout resumes`, async (t) => {
@@ -200,7 +254,9 @@ describe('server killed mid-rollout', { skip: engineCheck.skip }, () => {
       await sleep(delayMs);
       const landedIn = await killAndRestartServer();
       const result = await assertResumed(pems, sinceMs, `random round ${round}`);
-      landings.push(`${delayMs} ms → killed in ${landedIn} → ${result.state} with ${result.signals} signal(s)`);
+      landings.push(
+        `${delayMs} ms → killed in ${landedIn} → ${result.state} with ${result.signals} signal(s)`,
+      );
     }
     t.diagnostic(`server kills: ${landings.join('; ')}`);
   });

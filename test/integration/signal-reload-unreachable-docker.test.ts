@@ -28,28 +28,46 @@ describe('signal reloads when the agents cannot reach Docker', () => {
       workDir,
       liveDir,
       extraConfig: [`fleet: { mode: static, nodes: [${NODES.join(', ')}] }`],
-      extraBundleConfig: ['    reload:', '      - { service: web_nginx, action: signal, signal: SIGHUP, timeoutMs: 5000 }'],
+      extraBundleConfig: [
+        '    reload:',
+        '      - { service: web_nginx, action: signal, signal: SIGHUP, timeoutMs: 5000 }',
+      ],
     });
     await harness.startServer();
-    for (const nodeId of NODES) await harness.startAgent(nodeId, undefined, ['--docker-socket', path.join(workDir, 'no-docker.sock')]);
+    for (const nodeId of NODES)
+      await harness.startAgent(nodeId, undefined, [
+        '--docker-socket',
+        path.join(workDir, 'no-docker.sock'),
+      ]);
   });
 
   after(async () => {
     await harness.stop();
-    if (!process.env['CERTSYNC_KEEP_TEST_DIRS']) await fs.rm(workDir, { recursive: true, force: true });
+    if (!process.env['CERTSYNC_KEEP_TEST_DIRS'])
+      await fs.rm(workDir, { recursive: true, force: true });
   });
 
   test('the rollout fails and names each node with DOCKER_UNAVAILABLE', async () => {
-    const rollout = await waitFor('the rollout to fail', async (): Promise<RolloutInfo | undefined> => {
-      const current = (await harness.admin.getStatus()).bundles[0]?.rollout;
-      return current?.state === 'failed' ? current : undefined;
-    });
+    const rollout = await waitFor(
+      'the rollout to fail',
+      async (): Promise<RolloutInfo | undefined> => {
+        const current = (await harness.admin.getStatus()).bundles[0]?.rollout;
+        return current?.state === 'failed' ? current : undefined;
+      },
+    );
     assert.deepEqual(rollout.confirmedNodes, NODES, 'every node confirmed before the reload');
     const reload = rollout.reloads[0]!;
     assert.equal(reload.action, 'signal');
     assert.equal(reload.ok, false);
-    assert.deepEqual(reload.signals.map((signal) => [signal.nodeId, signal.ok]), NODES.map((nodeId) => [nodeId, false]));
-    for (const signal of reload.signals) assert.match(signal.error, /DOCKER_UNAVAILABLE: Docker socket .*no-docker\.sock is not usable \(ENOENT\); bind-mount/);
+    assert.deepEqual(
+      reload.signals.map((signal) => [signal.nodeId, signal.ok]),
+      NODES.map((nodeId) => [nodeId, false]),
+    );
+    for (const signal of reload.signals)
+      assert.match(
+        signal.error,
+        /DOCKER_UNAVAILABLE: Docker socket .*no-docker\.sock is not usable \(ENOENT\); bind-mount/,
+      );
     assert.match(rollout.reason, /SIGHUP to "web_nginx" failed on node-a .*node-b/);
   });
 });

@@ -16,11 +16,7 @@ import { createExpectedNodes } from '../../server/expected-nodes';
 import { loadServerTransport } from '../../server/server-transport';
 import { SignalDispatcher } from '../../server/signal-dispatcher';
 import { VersionStore } from '../../server/version-store';
-import {
-  checkDockerEngine,
-  type DockerEngine,
-  startDockerEngine,
-} from '../support/docker-engine';
+import { checkDockerEngine, type DockerEngine, startDockerEngine } from '../support/docker-engine';
 import { startProcess, waitFor, type ManagedProcess } from '../support/processes';
 import { agentTransportArgs, createTransportFixture } from '../support/transport-fixture';
 
@@ -77,7 +73,10 @@ describe('signal reload through a real agent and real dockerd', { skip: engineCh
     const fleet = new Fleet();
     hub = new FanoutHub(store, fleet, [], log);
     dispatcher = new SignalDispatcher(hub, log);
-    const expectedNodes = createExpectedNodes({ mode: 'connected' }, { fleet, docker: () => assert.fail('no Docker API here'), log });
+    const expectedNodes = createExpectedNodes(
+      { mode: 'connected' },
+      { fleet, docker: () => assert.fail('no Docker API here'), log },
+    );
     // The real transport: TLS, the agent token, the access interceptor.
     const secrets = await createTransportFixture(path.join(workDir, 'secrets'));
     const transport = loadServerTransport(
@@ -87,13 +86,16 @@ describe('signal reload through a real agent and real dockerd', { skip: engineCh
       },
       log,
     );
-    grpcServer = new grpc.Server({ interceptors: [createAccessInterceptor(transport.policy, log)] });
-    grpcServer.addService(AgentServiceService, createAgentService(hub, expectedNodes, dispatcher, log));
+    grpcServer = new grpc.Server({
+      interceptors: [createAccessInterceptor(transport.policy, log)],
+    });
+    grpcServer.addService(
+      AgentServiceService,
+      createAgentService(hub, expectedNodes, dispatcher, log),
+    );
     const port = await new Promise<number>((resolve, reject) =>
-      grpcServer?.bindAsync(
-        '127.0.0.1:0',
-        transport.credentials,
-        (error, bound) => (error ? reject(error) : resolve(bound)),
+      grpcServer?.bindAsync('127.0.0.1:0', transport.credentials, (error, bound) =>
+        error ? reject(error) : resolve(bound),
       ),
     );
 

@@ -8,9 +8,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { sha256Hex } from '../../common/digest';
 import { createSilentLogger } from '../../common/log';
 import type { ValidatedBundle } from '../../server/bundle-validator';
-import { createDockerClient, StaleVersionIndexError, type DockerConfigClient } from '../../server/docker-client';
+import {
+  createDockerClient,
+  StaleVersionIndexError,
+  type DockerConfigClient,
+} from '../../server/docker-client';
 import { newRollout, transitionRollout } from '../../server/rollout';
-import { loadStateKey, StateCipher, StateDecryptionError, StateKeyError } from '../../server/state-cipher';
+import {
+  loadStateKey,
+  StateCipher,
+  StateDecryptionError,
+  StateKeyError,
+} from '../../server/state-cipher';
 import { LABEL } from '../../server/swarm-objects';
 import { SwarmLease } from '../../server/swarm-lease';
 import { SwarmRolloutHistory } from '../../server/swarm-rollout-history';
@@ -45,8 +54,22 @@ function candidate(bundle: string, label: string): NewVersion {
     digest: sha256Hex(`${bundle}:${label}`),
     validated,
     files: [
-      { source: 'fullchain.pem', target: 'full.crt', mode: 0o644, sha256: sha256Hex(cert), size: cert.length, content: cert },
-      { source: 'privkey.pem', target: 'key.pem', mode: 0o600, sha256: sha256Hex(key), size: key.length, content: key },
+      {
+        source: 'fullchain.pem',
+        target: 'full.crt',
+        mode: 0o644,
+        sha256: sha256Hex(cert),
+        size: cert.length,
+        content: cert,
+      },
+      {
+        source: 'privkey.pem',
+        target: 'key.pem',
+        mode: 0o600,
+        sha256: sha256Hex(key),
+        size: key.length,
+        content: key,
+      },
     ],
   };
 }
@@ -91,15 +114,32 @@ describe('swarm state store on a real swarm', { skip: engineCheck.skip }, () => 
     const reopened = await SwarmVersionStore.open(docker, cipher, ['web'], 10, log);
     const current = reopened.current('web');
     assert.equal(current?.version, 2);
-    assert.deepEqual(current?.files.map((file) => file.content), two.files.map((file) => file.content));
+    assert.deepEqual(
+      current?.files.map((file) => file.content),
+      two.files.map((file) => file.content),
+    );
     assert.equal(current?.validated.leaf.notAfter.getTime(), validated.leaf.notAfter.getTime());
-    assert.deepEqual((await reopened.get('web', 1))?.files.map((file) => file.sha256), one.files.map((file) => file.sha256));
+    assert.deepEqual(
+      (await reopened.get('web', 1))?.files.map((file) => file.sha256),
+      one.files.map((file) => file.sha256),
+    );
 
     const raw = await engine!.docker(['config', 'inspect', 'certsync-web-v000002']);
-    const data = Buffer.from((JSON.parse(raw) as Array<{ Spec: { Data: string } }>)[0]!.Spec.Data, 'base64');
-    assert.equal(data.includes(Buffer.from('PRIVATE-KEY-MARKER')), false, 'key bytes are not in the config in clear');
-    assert.equal(raw.includes(Buffer.from('PRIVATE-KEY-MARKER').toString('base64').slice(0, 16)), false);
-    const labels = (JSON.parse(raw) as Array<{ Spec: { Labels: Record<string, string> } }>)[0]!.Spec.Labels;
+    const data = Buffer.from(
+      (JSON.parse(raw) as Array<{ Spec: { Data: string } }>)[0]!.Spec.Data,
+      'base64',
+    );
+    assert.equal(
+      data.includes(Buffer.from('PRIVATE-KEY-MARKER')),
+      false,
+      'key bytes are not in the config in clear',
+    );
+    assert.equal(
+      raw.includes(Buffer.from('PRIVATE-KEY-MARKER').toString('base64').slice(0, 16)),
+      false,
+    );
+    const labels = (JSON.parse(raw) as Array<{ Spec: { Labels: Record<string, string> } }>)[0]!.Spec
+      .Labels;
     assert.equal(labels[LABEL.version], '2');
     assert.equal(labels[LABEL.digest], two.digest);
   });
@@ -127,11 +167,18 @@ describe('swarm state store on a real swarm', { skip: engineCheck.skip }, () => 
   it('prunes beyond versionsKept, reinstates with withdrawn digests, and keeps a rejection', async () => {
     const store = await SwarmVersionStore.open(docker, cipher, ['prune'], 2, log);
     const accepted = [];
-    for (const label of ['1', '2', '3']) accepted.push(await store.accept(candidate('prune', label), new Date()));
+    for (const label of ['1', '2', '3'])
+      accepted.push(await store.accept(candidate('prune', label), new Date()));
     assert.deepEqual(await store.listVersions('prune'), [2, 3]);
 
     await store.reinstate('prune', 2);
-    await store.recordRejection('prune', { at: new Date('2026-12-04T12:00:00Z'), reason: 'KEY_MISMATCH', message: 'm', digest: 'd', files: [] });
+    await store.recordRejection('prune', {
+      at: new Date('2026-12-04T12:00:00Z'),
+      reason: 'KEY_MISMATCH',
+      message: 'm',
+      digest: 'd',
+      files: [],
+    });
     const reopened = await SwarmVersionStore.open(docker, cipher, ['prune'], 2, log);
     assert.equal(reopened.current('prune')?.version, 2);
     assert.equal(reopened.isWithdrawn('prune', accepted[2]!.digest), true);
@@ -158,19 +205,42 @@ describe('swarm state store on a real swarm', { skip: engineCheck.skip }, () => 
 
   it('lease: a second server waits; it takes over only after expiry, and the first learns it lost', async () => {
     let lostTo = '';
-    const first = new SwarmLease({ docker, holderId: 'server-a', ttlMs: 3000, log, onLost: (holder) => (lostTo = holder) });
+    const first = new SwarmLease({
+      docker,
+      holderId: 'server-a',
+      ttlMs: 3000,
+      log,
+      onLost: (holder) => (lostTo = holder),
+    });
     await first.acquire();
-    const second = new SwarmLease({ docker, holderId: 'server-b', ttlMs: 3000, log, onLost: () => undefined });
+    const second = new SwarmLease({
+      docker,
+      holderId: 'server-b',
+      ttlMs: 3000,
+      log,
+      onLost: () => undefined,
+    });
     assert.equal(await second.tryAcquire(), false, 'a live lease is not taken');
     assert.equal((await second.read())?.holder, 'server-a');
 
     // The same second server, 10 s later as it sees the clock: server-a's lease has expired.
-    const later = new SwarmLease({ docker, holderId: 'server-b', ttlMs: 3000, log, now: () => new Date(Date.now() + 10_000), onLost: () => undefined });
+    const later = new SwarmLease({
+      docker,
+      holderId: 'server-b',
+      ttlMs: 3000,
+      log,
+      now: () => new Date(Date.now() + 10_000),
+      onLost: () => undefined,
+    });
     assert.equal(await later.tryAcquire(), true);
     for (let waited = 0; lostTo === '' && waited < 5000; waited += 100) await sleep(100);
     assert.equal(lostTo, 'server-b', 'the first server is told it lost the lease');
     await first.close();
-    assert.equal((await second.read())?.holder, 'server-b', 'closing a lost lease does not release the new holder');
+    assert.equal(
+      (await second.read())?.holder,
+      'server-b',
+      'closing a lost lease does not release the new holder',
+    );
     await later.close();
     assert.equal((await second.read())?.holder, '', 'a server that stops releases its lease');
     assert.equal(await second.tryAcquire(), true);
@@ -189,7 +259,11 @@ describe('state key file', () => {
     assert.equal(loadStateKey(b64).length, 32);
     const short = path.join(dir, 'short');
     await fs.writeFile(short, 'secret-but-short');
-    assert.throws(() => loadStateKey(short), (error: Error) => error instanceof StateKeyError && !error.message.includes('secret-but-short'));
+    assert.throws(
+      () => loadStateKey(short),
+      (error: Error) =>
+        error instanceof StateKeyError && !error.message.includes('secret-but-short'),
+    );
     assert.throws(() => loadStateKey(path.join(dir, 'missing')), /ENOENT/);
     await fs.rm(dir, { recursive: true });
   });

@@ -2,7 +2,6 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
-
 /**
  * A certbot-shaped `live/ -> archive/` tree on real disk, so the source watcher and reader are
  * tested against the same symlink dance certbot (and SWAG, which runs certbot) performs.
@@ -98,7 +97,9 @@ export async function renewCertbotTree(
 
   const delayMs = options.delayBetweenLinksMs ?? 0;
   // linksToSwap stops the swap part-way, like a certbot run killed between two links.
-  const linkNames = LINK_ORDER.filter((linkName) => options.linksToSwap?.includes(linkName) ?? true);
+  const linkNames = LINK_ORDER.filter(
+    (linkName) => options.linksToSwap?.includes(linkName) ?? true,
+  );
   for (const [index, linkName] of linkNames.entries()) {
     if (index > 0 && delayMs > 0) {
       await sleep(delayMs);

@@ -36,7 +36,9 @@ export interface FleetHarnessOptions {
   fileSettings?: FileSettings;
 }
 
-export type FileSettings = Partial<Record<keyof typeof HARNESS_TARGETS, { mode?: string; owner?: string }>>;
+export type FileSettings = Partial<
+  Record<keyof typeof HARNESS_TARGETS, { mode?: string; owner?: string }>
+>;
 
 /** The `files:` lines of the harness bundle. */
 function fileLines(settings: FileSettings = {}): string[] {
@@ -67,17 +69,30 @@ export class FleetHarness {
     readonly transport: TransportMode,
     private readonly options: FleetHarnessOptions,
   ) {
-    this.admin = new AdminClient(`127.0.0.1:${port}`, clientTransport(credentials, transport, 'admin'), 2_000);
+    this.admin = new AdminClient(
+      `127.0.0.1:${port}`,
+      clientTransport(credentials, transport, 'admin'),
+      2_000,
+    );
   }
 
   static async create(options: FleetHarnessOptions): Promise<FleetHarness> {
-    const workDir = options.workDir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-fleet-')));
+    const workDir =
+      options.workDir ?? (await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-fleet-')));
     const port = await freePort();
     const bundleName = options.bundleName ?? 'example';
     const configFile = path.join(workDir, 'certsync.yml');
     const transport = options.transport ?? 'tls';
     const credentials = await createTransportFixture(path.join(workDir, 'secrets'));
-    const harness = new FleetHarness(workDir, port, configFile, bundleName, credentials, transport, options);
+    const harness = new FleetHarness(
+      workDir,
+      port,
+      configFile,
+      bundleName,
+      credentials,
+      transport,
+      options,
+    );
     await harness.writeConfig(options.fileSettings);
     return harness;
   }
@@ -109,26 +124,51 @@ export class FleetHarness {
   }
 
   async startServer(): Promise<void> {
-    this.server = await startProcess('server', ['--config', this.configFile], path.join(this.workDir, 'logs', 'server.log'));
-    await waitFor('the server to answer', async () => (await this.admin.getStatus()) ?? undefined, 15_000);
+    this.server = await startProcess(
+      'server',
+      ['--config', this.configFile],
+      path.join(this.workDir, 'logs', 'server.log'),
+    );
+    await waitFor(
+      'the server to answer',
+      async () => (await this.admin.getStatus()) ?? undefined,
+      15_000,
+    );
   }
 
-  async startAgent(nodeId: string, dir = this.nodeDir(nodeId), extraArgs: string[] = []): Promise<ManagedProcess> {
+  async startAgent(
+    nodeId: string,
+    dir = this.nodeDir(nodeId),
+    extraArgs: string[] = [],
+  ): Promise<ManagedProcess> {
     await fs.mkdir(dir, { recursive: true });
     const args = ['--server', `127.0.0.1:${this.port}`, '--dir', dir, '--node-id', nodeId];
     args.push(...agentTransportArgs(this.credentials, this.transport), ...extraArgs);
-    const agent = await startProcess('agent', args, path.join(this.workDir, 'logs', `agent-${nodeId}.log`));
+    const agent = await startProcess(
+      'agent',
+      args,
+      path.join(this.workDir, 'logs', `agent-${nodeId}.log`),
+    );
     this.agents.set(nodeId, agent);
     return agent;
   }
 
   /** Runs certsyncctl against this server with the admin credential; `args` follow the global flags. */
   runCtl(args: string[]) {
-    return runToCompletion('ctl', ['--server', `127.0.0.1:${this.port}`, ...adminTransportArgs(this.credentials, this.transport), ...args]);
+    return runToCompletion('ctl', [
+      '--server',
+      `127.0.0.1:${this.port}`,
+      ...adminTransportArgs(this.credentials, this.transport),
+      ...args,
+    ]);
   }
 
   /** Waits until the bundle is at `version` and every listed node confirmed it. */
-  async waitForConvergence(version: number, nodeIds: readonly string[], timeoutMs = 15_000): Promise<GetStatusResponse> {
+  async waitForConvergence(
+    version: number,
+    nodeIds: readonly string[],
+    timeoutMs = 15_000,
+  ): Promise<GetStatusResponse> {
     return waitFor(
       `nodes ${nodeIds.join(', ')} to hold version ${version}`,
       async () => {
@@ -153,6 +193,7 @@ export class FleetHarness {
 
   async destroy(): Promise<void> {
     await this.stop();
-    if (!process.env['CERTSYNC_KEEP_TEST_DIRS']) await fs.rm(this.workDir, { recursive: true, force: true });
+    if (!process.env['CERTSYNC_KEEP_TEST_DIRS'])
+      await fs.rm(this.workDir, { recursive: true, force: true });
   }
 }

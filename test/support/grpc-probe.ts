@@ -15,7 +15,10 @@ const PROBE_DEADLINE_MS = 5_000;
  * Calls every AdminService method (taken from the generated service definition, so a new RPC is
  * covered without touching the test) with an empty request, and returns each method's outcome.
  */
-export async function callEveryAdminRpc(address: string, transport: ClientTransport): Promise<Map<string, CallOutcome>> {
+export async function callEveryAdminRpc(
+  address: string,
+  transport: ClientTransport,
+): Promise<Map<string, CallOutcome>> {
   const client = new grpc.Client(address, transport.credentials, transport.channelOptions);
   const outcomes = new Map<string, CallOutcome>();
   try {
@@ -29,7 +32,8 @@ export async function callEveryAdminRpc(address: string, transport: ClientTransp
           request,
           transport.metadata(),
           { deadline: new Date(Date.now() + PROBE_DEADLINE_MS) },
-          (error) => resolve({ code: error?.code ?? grpc.status.OK, details: error?.details ?? '' }),
+          (error) =>
+            resolve({ code: error?.code ?? grpc.status.OK, details: error?.details ?? '' }),
         );
       });
       outcomes.set(method.path, outcome);
@@ -44,18 +48,30 @@ export async function callEveryAdminRpc(address: string, transport: ClientTransp
  * Opens a Sync stream, sends `hello` and returns how the server ended it (or OK if it was still
  * open after the server had the time to refuse it).
  */
-export async function probeSync(address: string, transport: ClientTransport, hello: SyncRequest, options: { maxWaitMs?: number } = {}): Promise<CallOutcome> {
+export async function probeSync(
+  address: string,
+  transport: ClientTransport,
+  hello: SyncRequest,
+  options: { maxWaitMs?: number } = {},
+): Promise<CallOutcome> {
   const client = new AgentServiceClient(address, transport.credentials, transport.channelOptions);
   try {
-    const call = client.sync(transport.metadata(), { deadline: new Date(Date.now() + PROBE_DEADLINE_MS) });
+    const call = client.sync(transport.metadata(), {
+      deadline: new Date(Date.now() + PROBE_DEADLINE_MS),
+    });
     const outcome = new Promise<CallOutcome>((resolve) => {
       call.on('data', () => undefined);
       call.on('error', () => undefined);
-      call.on('status', (status: grpc.StatusObject) => resolve({ code: status.code, details: status.details }));
+      call.on('status', (status: grpc.StatusObject) =>
+        resolve({ code: status.code, details: status.details }),
+      );
     });
     call.write(hello);
     const open = new Promise<CallOutcome>((resolve) =>
-      setTimeout(() => resolve({ code: grpc.status.OK, details: 'still open' }), options.maxWaitMs ?? 2_000),
+      setTimeout(
+        () => resolve({ code: grpc.status.OK, details: 'still open' }),
+        options.maxWaitMs ?? 2_000,
+      ),
     );
     const result = await Promise.race([outcome, open]);
     call.cancel();
@@ -67,11 +83,19 @@ export async function probeSync(address: string, transport: ClientTransport, hel
 
 /** A hello for node `nodeId` with no files. */
 export function helloFor(nodeId: string, hostname = 'probe'): SyncRequest {
-  return { message: { $case: 'hello', value: { nodeId, hostname, agentVersion: 'probe', dir: '/probe', files: [] } } };
+  return {
+    message: {
+      $case: 'hello',
+      value: { nodeId, hostname, agentVersion: 'probe', dir: '/probe', files: [] },
+    },
+  };
 }
 
 /** grpc.health.v1 Check for the whole server; `status` is the serving status the server reported. */
-export async function checkHealth(address: string, transport: ClientTransport): Promise<CallOutcome & { status?: unknown }> {
+export async function checkHealth(
+  address: string,
+  transport: ClientTransport,
+): Promise<CallOutcome & { status?: unknown }> {
   const check = healthService['Check'];
   if (!check) throw new Error('grpc-health-check has no Check method');
   const client = new grpc.Client(address, transport.credentials, transport.channelOptions);
@@ -85,7 +109,11 @@ export async function checkHealth(address: string, transport: ClientTransport): 
         transport.metadata(),
         { deadline: new Date(Date.now() + PROBE_DEADLINE_MS) },
         (error, response?: { status?: unknown }) =>
-          resolve({ code: error?.code ?? grpc.status.OK, details: error?.details ?? '', status: response?.status }),
+          resolve({
+            code: error?.code ?? grpc.status.OK,
+            details: error?.details ?? '',
+            status: response?.status,
+          }),
       ),
     );
   } finally {

@@ -31,7 +31,11 @@ const START_ATTEMPTS = 3;
 
 /** Thrown when pebble exits or does not answer during startup; carries its log tail. */
 export class PebbleStartError extends Error {
-  constructor(message: string, readonly logTail: string, options?: ErrorOptions) {
+  constructor(
+    message: string,
+    readonly logTail: string,
+    options?: ErrorOptions,
+  ) {
     super(`${message}\n--- pebble log tail ---\n${logTail}`, options);
     this.name = 'PebbleStartError';
   }
@@ -321,7 +325,9 @@ function serialNumber(): Buffer {
 }
 
 function keyIdentifier(publicKey: KeyObject): Buffer {
-  return createHash('sha1').update(publicKey.export({ type: 'spki', format: 'der' })).digest();
+  return createHash('sha1')
+    .update(publicKey.export({ type: 'spki', format: 'der' }))
+    .digest();
 }
 
 function toPem(label: string, der: Buffer): string {

@@ -15,7 +15,10 @@ export type EntryPoint = 'server' | 'agent' | 'ctl';
 
 export function entryCommand(entry: EntryPoint): { command: string; args: string[] } {
   if (RUNNING_FROM_SOURCE) {
-    return { command: process.execPath, args: ['--import', 'tsx', path.join(PROJECT_ROOT, entry, 'main.ts')] };
+    return {
+      command: process.execPath,
+      args: ['--import', 'tsx', path.join(PROJECT_ROOT, entry, 'main.ts')],
+    };
   }
   return { command: process.execPath, args: [path.join(PROJECT_ROOT, 'dist', entry, 'main.js')] };
 }
@@ -30,7 +33,12 @@ export interface ManagedProcess {
   kill(): Promise<number | string>;
 }
 
-export async function startProcess(entry: EntryPoint, args: string[], logFile: string, env: NodeJS.ProcessEnv = {}): Promise<ManagedProcess> {
+export async function startProcess(
+  entry: EntryPoint,
+  args: string[],
+  logFile: string,
+  env: NodeJS.ProcessEnv = {},
+): Promise<ManagedProcess> {
   const { command, args: prefix } = entryCommand(entry);
   await fs.mkdir(path.dirname(logFile), { recursive: true });
   const out = createWriteStream(logFile, { flags: 'a' });
@@ -54,14 +62,23 @@ export async function startProcess(entry: EntryPoint, args: string[], logFile: s
 }
 
 /** Runs an entry point to completion and returns its exit code and output. */
-export async function runToCompletion(entry: EntryPoint, args: string[], env: NodeJS.ProcessEnv = {}) {
+export async function runToCompletion(
+  entry: EntryPoint,
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+) {
   const { command, args: prefix } = entryCommand(entry);
-  const child = spawn(command, [...prefix, ...args], { cwd: PROJECT_ROOT, env: { ...process.env, ...env } });
+  const child = spawn(command, [...prefix, ...args], {
+    cwd: PROJECT_ROOT,
+    env: { ...process.env, ...env },
+  });
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const code = await new Promise<number>((resolve) => child.once('exit', (exitCode) => resolve(exitCode ?? -1)));
+  const code = await new Promise<number>((resolve) =>
+    child.once('exit', (exitCode) => resolve(exitCode ?? -1)),
+  );
   return { code, stdout, stderr };
 }
 
@@ -72,13 +89,22 @@ export async function freePort(): Promise<number> {
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
-      server.close(() => (typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port'))));
+      server.close(() =>
+        typeof address === 'object' && address
+          ? resolve(address.port)
+          : reject(new Error('no port')),
+      );
     });
   });
 }
 
 /** Polls `probe` until it returns a value other than undefined, or throws after timeoutMs. */
-export async function waitFor<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 20_000, intervalMs = 50): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  probe: () => Promise<T | undefined>,
+  timeoutMs = 20_000,
+  intervalMs = 50,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   while (Date.now() < deadline) {

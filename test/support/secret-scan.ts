@@ -29,20 +29,27 @@ export function keyForms(label: string, pem: string): KeyForms {
   } catch {
     // A truncated key has no DER form; its PEM body and file encodings are still searched.
   }
-  return { label, wholeStrings: [pem.trim(), ...bodyLines.filter((line) => line.length >= 16)], encodings, bytes: Buffer.from(pem) };
+  return {
+    label,
+    wholeStrings: [pem.trim(), ...bodyLines.filter((line) => line.length >= 16)],
+    encodings,
+    bytes: Buffer.from(pem),
+  };
 }
 
 /** Descriptions of every form of `key` found in `haystack` ("rsa v1: base64 body window at 64"). */
 export function findKeyMaterial(haystack: string, key: KeyForms): string[] {
   const found: string[] = [];
   for (const whole of key.wholeStrings) {
-    if (haystack.includes(whole)) found.push(`${key.label}: the string ${JSON.stringify(whole.slice(0, 12))}…`);
+    if (haystack.includes(whole))
+      found.push(`${key.label}: the string ${JSON.stringify(whole.slice(0, 12))}…`);
   }
   const lowerHaystack = haystack.toLowerCase();
   for (const [index, encoding] of key.encodings.entries()) {
     const isHex = /^[0-9a-f]+$/.test(encoding);
     const windows = new Set<string>();
-    for (let start = 0; start + LEAK_WINDOW_CHARS <= encoding.length; start += 1) windows.add(encoding.slice(start, start + LEAK_WINDOW_CHARS));
+    for (let start = 0; start + LEAK_WINDOW_CHARS <= encoding.length; start += 1)
+      windows.add(encoding.slice(start, start + LEAK_WINDOW_CHARS));
     const text = isHex ? lowerHaystack : haystack;
     for (let start = 0; start + LEAK_WINDOW_CHARS <= text.length; start += 1) {
       if (windows.has(text.slice(start, start + LEAK_WINDOW_CHARS))) {
@@ -52,10 +59,16 @@ export function findKeyMaterial(haystack: string, key: KeyForms): string[] {
     }
   }
   const compact = haystack.replace(/\s+/g, '');
-  for (let start = 0; start + LEAK_WINDOW_BYTES <= key.bytes.length; start += LEAK_WINDOW_BYTES / 2) {
+  for (
+    let start = 0;
+    start + LEAK_WINDOW_BYTES <= key.bytes.length;
+    start += LEAK_WINDOW_BYTES / 2
+  ) {
     const run = [...key.bytes.subarray(start, start + LEAK_WINDOW_BYTES)].join(',');
     if (compact.includes(run)) {
-      found.push(`${key.label}: bytes ${start}..${start + LEAK_WINDOW_BYTES} as a JSON number array`);
+      found.push(
+        `${key.label}: bytes ${start}..${start + LEAK_WINDOW_BYTES} as a JSON number array`,
+      );
       break;
     }
   }

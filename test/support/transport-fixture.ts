@@ -33,7 +33,10 @@ export type TransportMode = 'tls' | 'mtls' | 'insecure';
  * Makes the fixture in `dir`. `serverDnsNames` are extra DNS names for the server certificate,
  * e.g. `server` for agents that dial the stack's service name.
  */
-export async function createTransportFixture(dir: string, options: { serverDnsNames?: string[] } = {}): Promise<TransportFixture> {
+export async function createTransportFixture(
+  dir: string,
+  options: { serverDnsNames?: string[] } = {},
+): Promise<TransportFixture> {
   await fs.mkdir(dir, { recursive: true, mode: 0o700 });
   const write = async (name: string, content: string) => {
     const file = path.join(dir, name);
@@ -42,10 +45,20 @@ export async function createTransportFixture(dir: string, options: { serverDnsNa
   };
   const ca = await createRootCa({ commonName: 'certsync test transport CA' });
   const dnsNames = [LOOPBACK_SERVER_NAME, ...(options.serverDnsNames ?? [])];
-  const server = await issueLeaf(ca, { commonName: 'certsync-server', dnsNames, ipAddresses: ['127.0.0.1'] });
+  const server = await issueLeaf(ca, {
+    commonName: 'certsync-server',
+    dnsNames,
+    ipAddresses: ['127.0.0.1'],
+  });
   const clientCa = await createRootCa({ commonName: 'certsync test client CA' });
-  const agent = await issueClientCertificate(clientCa, { commonName: 'agent', organizationalUnit: 'certsync-agent' });
-  const admin = await issueClientCertificate(clientCa, { commonName: 'admin', organizationalUnit: 'certsync-admin' });
+  const agent = await issueClientCertificate(clientCa, {
+    commonName: 'agent',
+    organizationalUnit: 'certsync-agent',
+  });
+  const admin = await issueClientCertificate(clientCa, {
+    commonName: 'admin',
+    organizationalUnit: 'certsync-admin',
+  });
   return {
     dir,
     caFile: await write('ca.pem', ca.certPem),
@@ -68,7 +81,9 @@ export function serverTransportConfig(fixture: TransportFixture, mode: Transport
   return [
     `tls: { certFile: ${JSON.stringify(fixture.serverCertFile)}, keyFile: ${JSON.stringify(fixture.serverKeyFile)}${clientCa} }`,
     ...(mode === 'tls'
-      ? [`auth: { agentTokenFile: ${JSON.stringify(fixture.agentTokenFile)}, adminTokenFile: ${JSON.stringify(fixture.adminTokenFile)} }`]
+      ? [
+          `auth: { agentTokenFile: ${JSON.stringify(fixture.agentTokenFile)}, adminTokenFile: ${JSON.stringify(fixture.adminTokenFile)} }`,
+        ]
       : []),
   ];
 }
@@ -77,7 +92,8 @@ export function serverTransportConfig(fixture: TransportFixture, mode: Transport
 export function agentTransportArgs(fixture: TransportFixture, mode: TransportMode): string[] {
   if (mode === 'insecure') return ['--insecure'];
   const trust = ['--ca-file', fixture.caFile, '--server-name', LOOPBACK_SERVER_NAME];
-  if (mode === 'mtls') return [...trust, '--cert-file', fixture.agentCertFile, '--key-file', fixture.agentKeyFile];
+  if (mode === 'mtls')
+    return [...trust, '--cert-file', fixture.agentCertFile, '--key-file', fixture.agentKeyFile];
   return [...trust, '--token-file', fixture.agentTokenFile];
 }
 
@@ -85,7 +101,8 @@ export function agentTransportArgs(fixture: TransportFixture, mode: TransportMod
 export function adminTransportArgs(fixture: TransportFixture, mode: TransportMode): string[] {
   if (mode === 'insecure') return ['--insecure'];
   const trust = ['--ca-file', fixture.caFile, '--server-name', LOOPBACK_SERVER_NAME];
-  if (mode === 'mtls') return [...trust, '--cert-file', fixture.adminCertFile, '--key-file', fixture.adminKeyFile];
+  if (mode === 'mtls')
+    return [...trust, '--cert-file', fixture.adminCertFile, '--key-file', fixture.adminKeyFile];
   return [...trust, '--token-file', fixture.adminTokenFile];
 }
 
@@ -99,7 +116,10 @@ export function clientTransport(
   const trust = { caFile: fixture.caFile, serverName: LOOPBACK_SERVER_NAME };
   if (role === 'none') return createClientTransport(trust);
   if (mode === 'mtls') {
-    const [certFile, keyFile] = role === 'agent' ? [fixture.agentCertFile, fixture.agentKeyFile] : [fixture.adminCertFile, fixture.adminKeyFile];
+    const [certFile, keyFile] =
+      role === 'agent'
+        ? [fixture.agentCertFile, fixture.agentKeyFile]
+        : [fixture.adminCertFile, fixture.adminKeyFile];
     return createClientTransport({ ...trust, certFile, keyFile });
   }
   return createClientTransport({ ...trust, tokenFile: tokenFileOf(fixture, role) });

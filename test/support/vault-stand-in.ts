@@ -4,7 +4,11 @@ import path from 'node:path';
 import { freePort, waitFor } from './processes';
 
 /** The stand-in's source; the e2e image and the loopback tests run the same file. */
-export const VAULT_STAND_IN_SCRIPT = path.resolve(__dirname, __filename.endsWith('.ts') ? '..' : '../../..', 'test/e2e/fixtures/vault-stand-in/server.js');
+export const VAULT_STAND_IN_SCRIPT = path.resolve(
+  __dirname,
+  __filename.endsWith('.ts') ? '..' : '../../..',
+  'test/e2e/fixtures/vault-stand-in/server.js',
+);
 
 /** A Vault stand-in process on loopback (see the script's header for what it imitates). */
 export interface LocalVaultStandIn {
@@ -44,7 +48,12 @@ export async function startLocalVaultStandIn(options: {
       .split('\n')
       .filter((line) => line.startsWith('{'))
       .map((line) => JSON.parse(line) as Record<string, unknown>);
-  await waitFor('the Vault stand-in to serve', async () => ((await events()).some((event) => event['msg'] === 'Serving certificate') ? true : undefined), 10_000);
+  await waitFor(
+    'the Vault stand-in to serve',
+    async () =>
+      (await events()).some((event) => event['msg'] === 'Serving certificate') ? true : undefined,
+    10_000,
+  );
   return {
     endpoint: `127.0.0.1:${port}`,
     logFile: options.logFile,

@@ -39,7 +39,9 @@ async function main(targetDir: string, firstLabel: LoopLabel): Promise<void> {
   await writer.removeStaleTempFiles();
   await writer.applyBundle(loopPush(firstLabel, 1));
   process.stdout.write('applied 1\n');
-  await new Promise<void>((resolve) => createInterface({ input: process.stdin }).once('line', () => resolve()));
+  await new Promise<void>((resolve) =>
+    createInterface({ input: process.stdin }).once('line', () => resolve()),
+  );
   for (let round = 1; ; round += 1) {
     const label = (round % 2 === 0) === (firstLabel === 'A') ? 'A' : 'B';
     await writer.applyBundle(loopPush(label, round + 1));
@@ -49,6 +51,7 @@ async function main(targetDir: string, firstLabel: LoopLabel): Promise<void> {
 
 if (require.main === module) {
   const [dir, firstLabel] = process.argv.slice(2);
-  if (!dir || (firstLabel !== 'A' && firstLabel !== 'B')) throw new Error('usage: write-loop DIR A|B');
+  if (!dir || (firstLabel !== 'A' && firstLabel !== 'B'))
+    throw new Error('usage: write-loop DIR A|B');
   void main(dir, firstLabel);
 }

@@ -136,7 +136,14 @@ class TestServer {
 
 function bundleFile(target: string, text: string, mode = 0o600): BundleFile {
   const content = Buffer.from(text);
-  return { target, mode, sha256: sha256Hex(content), size: content.length, content, owner: undefined };
+  return {
+    target,
+    mode,
+    sha256: sha256Hex(content),
+    size: content.length,
+    content,
+    owner: undefined,
+  };
 }
 
 function fullPush(version: number, files: BundleFile[]): BundlePush {

@@ -1,5 +1,17 @@
 import assert from 'node:assert/strict';
-import { chmod, chown, lstat, mkdir, mkdtemp, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  rm,
+  stat,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -76,7 +88,9 @@ describe('ApplyRetry', () => {
       random: () => 0,
       retry: async (push) => {
         attempts.push(Date.now() - startedMs);
-        return failuresLeft-- > 0 ? failed(push, 'ENOSPC') : { ...failed(push, ''), ok: true, error: undefined };
+        return failuresLeft-- > 0
+          ? failed(push, 'ENOSPC')
+          : { ...failed(push, ''), ok: true, error: undefined };
       },
     });
     const push = pushOf(2);
@@ -87,7 +101,9 @@ describe('ApplyRetry', () => {
     assert.deepEqual(retry.pendingBundles, []);
     const gaps = attempts.map((atMs, index) => atMs - (attempts[index - 1] ?? 0));
     // Delays 10, 20, 40, 40, 40 ms at the least (timers never fire early).
-    [10, 20, 40, 40, 40].forEach((minimumMs, index) => assert.ok(gaps[index]! >= minimumMs - 1, `gap ${index}: ${gaps[index]}`));
+    [10, 20, 40, 40, 40].forEach((minimumMs, index) =>
+      assert.ok(gaps[index]! >= minimumMs - 1, `gap ${index}: ${gaps[index]}`),
+    );
     retry.stop();
   });
 
@@ -140,7 +156,12 @@ describe('drift of mode and owner', () => {
       onSettled: () => void (settled += 1),
     });
     await watcher.start();
-    const handler = new PushHandler({ dir, writer, manifests: watcher, logger: createSilentLogger() });
+    const handler = new PushHandler({
+      dir,
+      writer,
+      manifests: watcher,
+      logger: createSilentLogger(),
+    });
     assert.equal((await handler.handle(pushOf(1))).ok, true);
     const key = path.join(dir, 'test_key.pem');
     const inode = (await stat(key)).ino;
@@ -182,7 +203,10 @@ describe('drift of mode and owner', () => {
     assert.equal(verified.filesWritten, 0);
     assert.deepEqual(
       verified.files.map((file) => [file.path, file.mode]),
-      [['test.full.crt', 0o644], ['test_key.pem', 0o600]],
+      [
+        ['test.full.crt', 0o644],
+        ['test_key.pem', 0o600],
+      ],
     );
 
     await writeFile(path.join(dir, 'test_key.pem'), 'changed\n');
@@ -191,31 +215,54 @@ describe('drift of mode and owner', () => {
     assert.equal(refused.error?.code, 'DIGEST_MISMATCH');
   });
 
-  it('a configured owner changed by chown is drift, and put back', { skip: process.getuid?.() !== 0 && 'needs root (chown)' }, async () => {
-    const writer = new BundleWriter({ dir, logger: createSilentLogger() });
-    watcher = new DriftWatcher({ dir, logger: createSilentLogger(), debounceMs: 20, recheckIntervalMs: 60_000, onSettled: () => undefined });
-    await watcher.start();
-    const handler = new PushHandler({ dir, writer, manifests: watcher, logger: createSilentLogger() });
-    const push = pushOf(1);
-    push.files[1] = { ...push.files[1]!, owner: { uid: 100, gid: 1000 } };
-    assert.equal((await handler.handle(push)).ok, true);
-    const key = path.join(dir, 'test_key.pem');
+  it(
+    'a configured owner changed by chown is drift, and put back',
+    { skip: process.getuid?.() !== 0 && 'needs root (chown)' },
+    async () => {
+      const writer = new BundleWriter({ dir, logger: createSilentLogger() });
+      watcher = new DriftWatcher({
+        dir,
+        logger: createSilentLogger(),
+        debounceMs: 20,
+        recheckIntervalMs: 60_000,
+        onSettled: () => undefined,
+      });
+      await watcher.start();
+      const handler = new PushHandler({
+        dir,
+        writer,
+        manifests: watcher,
+        logger: createSilentLogger(),
+      });
+      const push = pushOf(1);
+      push.files[1] = { ...push.files[1]!, owner: { uid: 100, gid: 1000 } };
+      assert.equal((await handler.handle(push)).ok, true);
+      const key = path.join(dir, 'test_key.pem');
 
-    await chown(key, 0, 0);
-    const [finding] = await watcher.findDrift();
-    assert.equal(finding?.attributesOnly, true);
-    assert.equal((await handler.restoreAttributes('example'))?.ok, true);
-    const after = await stat(key);
-    assert.deepEqual([after.uid, after.gid, after.mode & 0o7777], [100, 1000, 0o600]);
-    assert.deepEqual(await watcher.findDrift(), []);
-  });
+      await chown(key, 0, 0);
+      const [finding] = await watcher.findDrift();
+      assert.equal(finding?.attributesOnly, true);
+      assert.equal((await handler.restoreAttributes('example'))?.ok, true);
+      const after = await stat(key);
+      assert.deepEqual([after.uid, after.gid, after.mode & 0o7777], [100, 1000, 0o600]);
+      assert.deepEqual(await watcher.findDrift(), []);
+    },
+  );
 
   it('a write refused by a symlinked folder is retried and lands once a real folder is there', async () => {
     const writer = new BundleWriter({ dir, logger: createSilentLogger() });
-    const handler = new PushHandler({ dir, writer, manifests: { setManifest: () => undefined }, logger: createSilentLogger() });
+    const handler = new PushHandler({
+      dir,
+      writer,
+      manifests: { setManifest: () => undefined },
+      logger: createSilentLogger(),
+    });
     const elsewhere = await mkdtemp(path.join(tmpdir(), 'certsync-elsewhere-'));
     await symlink(elsewhere, path.join(dir, 'sub'));
-    const push: BundlePush = { ...pushOf(1), files: [{ ...pushOf(1).files[0]!, target: 'sub/test.crt' }] };
+    const push: BundlePush = {
+      ...pushOf(1),
+      files: [{ ...pushOf(1).files[0]!, target: 'sub/test.crt' }],
+    };
     const reports: ApplyReport[] = [];
     const retry = new ApplyRetry({
       policy: { initialDelayMs: 40, maxDelayMs: 80 },
@@ -231,7 +278,9 @@ describe('drift of mode and owner', () => {
       assert.equal(first.error?.code, 'SYMLINK_TARGET');
       retry.settle(push, first);
       await sleep(200);
-      assert.ok(reports.length >= 1 && reports.every((report) => report.error?.code === 'SYMLINK_TARGET'));
+      assert.ok(
+        reports.length >= 1 && reports.every((report) => report.error?.code === 'SYMLINK_TARGET'),
+      );
       assert.deepEqual(await readdir(elsewhere), [], 'nothing written through the link');
 
       await rm(path.join(dir, 'sub'));
@@ -259,7 +308,9 @@ describe('drift of mode and owner', () => {
       onSettled: () => void (settled += 1),
     });
     await watcher.start();
-    watcher.setManifest('example', 1, [{ path: 'test_key.pem', sha256: sha256Hex(KEY), mode: 0o600, owner: undefined }]);
+    watcher.setManifest('example', 1, [
+      { path: 'test_key.pem', sha256: sha256Hex(KEY), mode: 0o600, owner: undefined },
+    ]);
     await rm(nodeDir, { recursive: true });
     await mkdir(nodeDir);
     await sleep(2_500);

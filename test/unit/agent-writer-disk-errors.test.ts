@@ -16,13 +16,24 @@ import { checkRootAndTools } from '../support/tools';
 // not write (EACCES, from a child process running as nobody). Each time the old files keep their
 // bytes, no temp file is left, and the error carries the errno and the file's path.
 
-const rootCheck = checkRootAndTools('mount tmpfs, chattr, run a child as nobody', ['mount', 'umount', 'chattr']);
+const rootCheck = checkRootAndTools('mount tmpfs, chattr, run a child as nobody', [
+  'mount',
+  'umount',
+  'chattr',
+]);
 const APPLY_ONCE = path.join(__dirname, '..', 'support', 'apply-once.js');
 const NOBODY = 65_534;
 
 function bundleFile(target: string, content: string | Buffer): BundleFile {
   const bytes = Buffer.from(content);
-  return { target, mode: 0o600, sha256: sha256Hex(bytes), size: bytes.length, content: bytes, owner: undefined };
+  return {
+    target,
+    mode: 0o600,
+    sha256: sha256Hex(bytes),
+    size: bytes.length,
+    content: bytes,
+    owner: undefined,
+  };
 }
 
 function push(files: BundleFile[]): BundlePush {
@@ -87,14 +98,19 @@ describe('BundleWriter on failing file systems', { skip: rootCheck.skip }, () =>
     await freshDir(64);
     const tooBig = Buffer.alloc(100 * 1024, 'B');
 
-    const error = await applyError(writer, push([bundleFile('a.pem', 'NEW-A'), bundleFile('b.pem', tooBig)]));
+    const error = await applyError(
+      writer,
+      push([bundleFile('a.pem', 'NEW-A'), bundleFile('b.pem', tooBig)]),
+    );
 
     assert.equal(error.code, 'ENOSPC');
     assert.equal(error.relativePath, 'b.pem');
     assert.match(error.message, /^writing temp file failed for b\.pem: ENOSPC/);
     await assertOldFilesIntact();
     // The failed temp file was removed, so a bundle that fits goes through.
-    await writer.applyBundle(push([bundleFile('a.pem', 'NEW-A'), bundleFile('b.pem', Buffer.alloc(40 * 1024, 'B'))]));
+    await writer.applyBundle(
+      push([bundleFile('a.pem', 'NEW-A'), bundleFile('b.pem', Buffer.alloc(40 * 1024, 'B'))]),
+    );
     assert.equal(await readFile(path.join(dir, 'a.pem'), 'utf8'), 'NEW-A');
   });
 
@@ -102,7 +118,10 @@ describe('BundleWriter on failing file systems', { skip: rootCheck.skip }, () =>
     await freshDir(256);
     execFileSync('mount', ['-o', 'remount,ro', dir]);
 
-    const error = await applyError(writer, push([bundleFile('a.pem', 'NEW-A'), bundleFile('b.pem', 'NEW-B')]));
+    const error = await applyError(
+      writer,
+      push([bundleFile('a.pem', 'NEW-A'), bundleFile('b.pem', 'NEW-B')]),
+    );
 
     assert.equal(error.code, 'EROFS');
     assert.equal(error.relativePath, 'a.pem');
@@ -117,7 +136,10 @@ describe('BundleWriter on failing file systems', { skip: rootCheck.skip }, () =>
     execFileSync('chattr', ['+i', dir]);
     immutable.push(dir);
 
-    const error = await applyError(writer, push([bundleFile('a.pem', 'NEW-A'), bundleFile('b.pem', 'NEW-B')]));
+    const error = await applyError(
+      writer,
+      push([bundleFile('a.pem', 'NEW-A'), bundleFile('b.pem', 'NEW-B')]),
+    );
 
     assert.equal(error.code, 'EPERM');
     assert.equal(error.relativePath, 'a.pem');
@@ -130,10 +152,19 @@ describe('BundleWriter on failing file systems', { skip: rootCheck.skip }, () =>
     // Readable, so the writer gets as far as creating its temp file in the root-owned folder.
     await chmod(path.join(dir, 'a.pem'), 0o644);
 
-    const child = spawnSync(process.execPath, [APPLY_ONCE, dir, 'a.pem', 'NEW-A'], { uid: NOBODY, gid: NOBODY, encoding: 'utf8' });
+    const child = spawnSync(process.execPath, [APPLY_ONCE, dir, 'a.pem', 'NEW-A'], {
+      uid: NOBODY,
+      gid: NOBODY,
+      encoding: 'utf8',
+    });
 
     assert.equal(child.status, 0, child.stderr);
-    const outcome = JSON.parse(child.stdout) as { ok: boolean; code: string; path: string; message: string };
+    const outcome = JSON.parse(child.stdout) as {
+      ok: boolean;
+      code: string;
+      path: string;
+      message: string;
+    };
     assert.deepEqual([outcome.ok, outcome.code, outcome.path], [false, 'EACCES', 'a.pem']);
     assert.match(outcome.message, /^creating temp file failed for a\.pem: EACCES/);
     await assertOldFilesIntact();

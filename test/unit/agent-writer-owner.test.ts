@@ -1,6 +1,16 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmod, chown, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -94,7 +104,9 @@ describe('BundleWriter owner and readable check', { skip: rootCheck.skip }, () =
     await writer.applyBundle(push([bundleFile('STAR.key', 'KEY', 0o600)]));
     const before = await stat(keyPath);
 
-    const outcome = await writer.applyBundle(push([bundleFile('STAR.key', 'KEY', 0o600, VAULT)], 2));
+    const outcome = await writer.applyBundle(
+      push([bundleFile('STAR.key', 'KEY', 0o600, VAULT)], 2),
+    );
 
     const after = await stat(keyPath);
     assert.equal(outcome.filesWritten, 0);
@@ -171,7 +183,11 @@ describe('BundleWriter owner and readable check', { skip: rootCheck.skip }, () =
       await chmod(file, mode);
       const expected = kernelLetsRead(file, reader);
       const attributes = { uid: owner.uid, gid: owner.gid, mode };
-      assert.equal(isReadableBy(attributes, reader), expected, `case ${index}: mode ${mode.toString(8)}`);
+      assert.equal(
+        isReadableBy(attributes, reader),
+        expected,
+        `case ${index}: mode ${mode.toString(8)}`,
+      );
     }
   });
 });

@@ -24,7 +24,14 @@ import { BundleWriter } from '../../agent/writer';
 
 function bundleFile(target: string, text: string, mode = 0o600): BundleFile {
   const content = Buffer.from(text);
-  return { target, mode, sha256: sha256Hex(content), size: content.length, content, owner: undefined };
+  return {
+    target,
+    mode,
+    sha256: sha256Hex(content),
+    size: content.length,
+    content,
+    owner: undefined,
+  };
 }
 
 function push(files: BundleFile[], version = 1): BundlePush {

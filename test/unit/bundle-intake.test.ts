@@ -11,7 +11,12 @@ import { BundleValidationError } from '../../server/bundle-validation-error';
 import { parseServerConfig } from '../../server/config';
 import { VersionStore, type BundleVersion } from '../../server/version-store';
 import { createCertbotTree, renewCertbotTree } from '../../test/support/certbot-tree';
-import { createWildcardSet, issueLeaf, type CertbotPemSet, type IssuedCertificate } from '../../test/support/pki';
+import {
+  createWildcardSet,
+  issueLeaf,
+  type CertbotPemSet,
+  type IssuedCertificate,
+} from '../../test/support/pki';
 import { waitFor } from '../../test/support/processes';
 
 const SETTLE_MS = 100;
@@ -61,9 +66,19 @@ async function setUp(options: { paused?: () => boolean } = {}) {
   return { set, store, intake, accepted, renew, tearDown };
 }
 
-async function renewedPems(intermediate: IssuedCertificate): Promise<{ pems: CertbotPemSet; leaf: IssuedCertificate }> {
-  const leaf = await issueLeaf(intermediate, { commonName: '*.example.test', dnsNames: ['*.example.test', 'example.test'] });
-  const pems = { cert: leaf.certPem, chain: intermediate.certPem, fullchain: leaf.certPem + intermediate.certPem, privkey: leaf.keyPem };
+async function renewedPems(
+  intermediate: IssuedCertificate,
+): Promise<{ pems: CertbotPemSet; leaf: IssuedCertificate }> {
+  const leaf = await issueLeaf(intermediate, {
+    commonName: '*.example.test',
+    dnsNames: ['*.example.test', 'example.test'],
+  });
+  const pems = {
+    cert: leaf.certPem,
+    chain: intermediate.certPem,
+    fullchain: leaf.certPem + intermediate.certPem,
+    privkey: leaf.keyPem,
+  };
   return { pems, leaf };
 }
 
@@ -74,11 +89,27 @@ test('a certbot renewal becomes the next version with exactly the new bytes', as
     const { pems, leaf } = await renewedPems(context.set.intermediate);
     await context.renew(pems);
 
-    const version = await waitFor('version 2', async () => (context.store.current('example')?.version === 2 ? context.store.current('example') : undefined), 5_000);
+    const version = await waitFor(
+      'version 2',
+      async () =>
+        context.store.current('example')?.version === 2
+          ? context.store.current('example')
+          : undefined,
+      5_000,
+    );
     assert.equal(version.validated.leaf.fingerprintSha256, leaf.fingerprintSha256);
-    assert.equal(version.files.find((file) => file.target === 'full.crt')?.sha256, sha256Hex(pems.fullchain));
-    assert.equal(version.files.find((file) => file.target === 'key.pem')?.sha256, sha256Hex(pems.privkey));
-    assert.deepEqual(context.accepted.map((accepted) => accepted.version), [1, 2]);
+    assert.equal(
+      version.files.find((file) => file.target === 'full.crt')?.sha256,
+      sha256Hex(pems.fullchain),
+    );
+    assert.equal(
+      version.files.find((file) => file.target === 'key.pem')?.sha256,
+      sha256Hex(pems.privkey),
+    );
+    assert.deepEqual(
+      context.accepted.map((accepted) => accepted.version),
+      [1, 2],
+    );
   } finally {
     await context.tearDown();
   }
@@ -90,7 +121,11 @@ test('repeated renewals keep being seen', async () => {
     for (const expected of [2, 3, 4]) {
       const { pems } = await renewedPems(context.set.intermediate);
       await context.renew(pems);
-      await waitFor(`version ${expected}`, async () => (context.store.current('example')?.version === expected ? true : undefined), 5_000);
+      await waitFor(
+        `version ${expected}`,
+        async () => (context.store.current('example')?.version === expected ? true : undefined),
+        5_000,
+      );
     }
   } finally {
     await context.tearDown();
@@ -103,15 +138,25 @@ test('a slow half-swapped renewal is never accepted; only the complete one is', 
     const { pems, leaf } = await renewedPems(context.set.intermediate);
     // Each link swap is further apart than the settle window, so the intake reads mixed states.
     await context.renew(pems, SETTLE_MS * 4);
-    await waitFor('version 2', async () => (context.store.current('example')?.version === 2 ? true : undefined), 5_000);
+    await waitFor(
+      'version 2',
+      async () => (context.store.current('example')?.version === 2 ? true : undefined),
+      5_000,
+    );
     await sleep(SETTLE_MS * 4);
 
-    const fingerprints = context.accepted.map((version) => version.validated.leaf.fingerprintSha256);
+    const fingerprints = context.accepted.map(
+      (version) => version.validated.leaf.fingerprintSha256,
+    );
     assert.deepEqual(fingerprints, [context.set.leaf.fingerprintSha256, leaf.fingerprintSha256]);
     for (const version of context.accepted) {
       const key = version.files.find((file) => file.target === 'key.pem');
       const expectedKey = version.version === 1 ? context.set.pems.privkey : pems.privkey;
-      assert.equal(key?.sha256, sha256Hex(expectedKey), `version ${version.version} pairs its own key`);
+      assert.equal(
+        key?.sha256,
+        sha256Hex(expectedKey),
+        `version ${version.version} pairs its own key`,
+      );
     }
   } finally {
     await context.tearDown();
@@ -125,10 +170,17 @@ test('a renewal whose key does not match is rejected and the current version sta
     const stranger = await issueLeaf(context.set.intermediate, { dnsNames: ['*.example.test'] });
     await context.renew({ ...pems, privkey: stranger.keyPem });
 
-    const rejected = await waitFor('a rejection', async () => context.store.lastRejected('example'), 5_000);
+    const rejected = await waitFor(
+      'a rejection',
+      async () => context.store.lastRejected('example'),
+      5_000,
+    );
     assert.equal(rejected.reason, 'key-mismatch');
     assert.equal(context.store.current('example')?.version, 1);
-    assert.deepEqual(context.accepted.map((version) => version.version), [1]);
+    assert.deepEqual(
+      context.accepted.map((version) => version.version),
+      [1],
+    );
     assert.ok(!rejected.message.includes('PRIVATE KEY'));
   } finally {
     await context.tearDown();
@@ -140,7 +192,11 @@ test('an empty key file and an expired leaf are rejected with their reasons', as
   try {
     const { pems } = await renewedPems(context.set.intermediate);
     await context.renew({ ...pems, privkey: '' });
-    const empty = await waitFor('empty-file rejection', async () => context.store.lastRejected('example'), 5_000);
+    const empty = await waitFor(
+      'empty-file rejection',
+      async () => context.store.lastRejected('example'),
+      5_000,
+    );
     assert.equal(empty.reason, 'empty-file');
 
     const expired = await issueLeaf(context.set.intermediate, {
@@ -148,12 +204,21 @@ test('an empty key file and an expired leaf are rejected with their reasons', as
       notBefore: new Date(Date.now() - 10 * 86_400_000),
       notAfter: new Date(Date.now() - 86_400_000),
     });
-    const expiredPems = { cert: expired.certPem, chain: context.set.intermediate.certPem, fullchain: expired.certPem + context.set.intermediate.certPem, privkey: expired.keyPem };
+    const expiredPems = {
+      cert: expired.certPem,
+      chain: context.set.intermediate.certPem,
+      fullchain: expired.certPem + context.set.intermediate.certPem,
+      privkey: expired.keyPem,
+    };
     await context.renew(expiredPems);
-    const rejection = await waitFor('expired rejection', async () => {
-      const record = context.store.lastRejected('example');
-      return record?.reason === 'expired' ? record : undefined;
-    }, 5_000);
+    const rejection = await waitFor(
+      'expired rejection',
+      async () => {
+        const record = context.store.lastRejected('example');
+        return record?.reason === 'expired' ? record : undefined;
+      },
+      5_000,
+    );
     assert.match(rejection.message, /expired/);
     assert.equal(context.store.current('example')?.version, 1);
   } finally {
@@ -168,7 +233,10 @@ test('a renewal with identical content creates no new version', async () => {
     await sleep(SETTLE_MS * 6);
     await context.intake.requestCheck();
     assert.equal(context.store.current('example')?.version, 1);
-    assert.deepEqual(context.accepted.map((version) => version.version), [1]);
+    assert.deepEqual(
+      context.accepted.map((version) => version.version),
+      [1],
+    );
   } finally {
     await context.tearDown();
   }
@@ -178,22 +246,44 @@ test('an import is validated like the source, becomes the next version, and the 
   const context = await setUp();
   try {
     const { pems, leaf } = await renewedPems(context.set.intermediate);
-    const imported = await context.intake.importCandidate({ cert: Buffer.from(pems.cert), key: Buffer.from(pems.privkey), chain: Buffer.from(pems.chain) });
+    const imported = await context.intake.importCandidate({
+      cert: Buffer.from(pems.cert),
+      key: Buffer.from(pems.privkey),
+      chain: Buffer.from(pems.chain),
+    });
     assert.equal(imported?.version, 2);
     assert.equal(imported?.sourceDir, 'import');
     assert.equal(imported?.validated.leaf.fingerprintSha256, leaf.fingerprintSha256);
-    assert.equal(imported?.files.find((file) => file.target === 'full.crt')?.sha256, sha256Hex(pems.fullchain));
-    assert.equal(imported?.files.find((file) => file.target === 'key.pem')?.sha256, sha256Hex(pems.privkey));
+    assert.equal(
+      imported?.files.find((file) => file.target === 'full.crt')?.sha256,
+      sha256Hex(pems.fullchain),
+    );
+    assert.equal(
+      imported?.files.find((file) => file.target === 'key.pem')?.sha256,
+      sha256Hex(pems.privkey),
+    );
 
     // The source still holds version 1's files: a check must leave the import current.
     await context.intake.requestCheck();
     assert.equal(context.store.current('example')?.version, 2);
-    assert.equal(await context.intake.importCandidate({ cert: Buffer.from(pems.cert), key: Buffer.from(pems.privkey), chain: Buffer.from(pems.chain) }), undefined, 'the same bundle again is no new version');
+    assert.equal(
+      await context.intake.importCandidate({
+        cert: Buffer.from(pems.cert),
+        key: Buffer.from(pems.privkey),
+        chain: Buffer.from(pems.chain),
+      }),
+      undefined,
+      'the same bundle again is no new version',
+    );
 
     // A new renewal of the source supersedes the import.
     const renewed = await renewedPems(context.set.intermediate);
     await context.renew(renewed.pems);
-    await waitFor('version 3 from the source', async () => (context.store.current('example')?.version === 3 ? true : undefined), 5_000);
+    await waitFor(
+      'version 3 from the source',
+      async () => (context.store.current('example')?.version === 3 ? true : undefined),
+      5_000,
+    );
   } finally {
     await context.tearDown();
   }
@@ -205,11 +295,22 @@ test('an invalid import is refused with the reason and changes nothing', async (
     const { pems } = await renewedPems(context.set.intermediate);
     const other = await renewedPems(context.set.intermediate);
     await assert.rejects(
-      context.intake.importCandidate({ cert: Buffer.from(pems.cert), key: Buffer.from(other.pems.privkey), chain: Buffer.from(pems.chain) }),
-      (error: unknown) => error instanceof BundleValidationError && error.reason === 'key-mismatch' && !error.message.includes('PRIVATE KEY'),
+      context.intake.importCandidate({
+        cert: Buffer.from(pems.cert),
+        key: Buffer.from(other.pems.privkey),
+        chain: Buffer.from(pems.chain),
+      }),
+      (error: unknown) =>
+        error instanceof BundleValidationError &&
+        error.reason === 'key-mismatch' &&
+        !error.message.includes('PRIVATE KEY'),
     );
     assert.equal(context.store.current('example')?.version, 1);
-    assert.equal(context.store.lastRejected('example'), undefined, 'a refused import is answered, not recorded as the source rejection');
+    assert.equal(
+      context.store.lastRejected('example'),
+      undefined,
+      'a refused import is answered, not recorded as the source rejection',
+    );
   } finally {
     await context.tearDown();
   }
@@ -228,7 +329,11 @@ test('a paused intake does not read its source; once resumed the renewal is acce
     paused = false;
     await context.intake.requestCheck();
     // A watcher-started check may still be running; the one queued behind it reads the renewal.
-    await waitFor('version 2 after resume', async () => (context.store.current('example')?.version === 2 ? true : undefined), 5_000);
+    await waitFor(
+      'version 2 after resume',
+      async () => (context.store.current('example')?.version === 2 ? true : undefined),
+      5_000,
+    );
   } finally {
     await context.tearDown();
   }

@@ -355,7 +355,10 @@ describe('validateBundle', () => {
     });
 
     test('a leaf whose issuer is in no file of the bundle', () => {
-      const files = [candidate('cert.pem', ec.pems.cert), candidate('privkey.pem', ec.pems.privkey)];
+      const files = [
+        candidate('cert.pem', ec.pems.cert),
+        candidate('privkey.pem', ec.pems.privkey),
+      ];
       const error = rejection(() => validate(files), 'chain-incomplete');
 
       assert.ok(error.message.includes(ec.leaf.fingerprintSha256), error.message);
@@ -496,7 +499,10 @@ describe('validateBundle', () => {
         candidate('fullchain.pem', ec.pems.fullchain),
       ];
       const error = rejection(() => validate(files), 'files-disagree');
-      assert.match(error.message, /chain\.pem starts with the CA certificate .*not in the leaf's issuer chain/);
+      assert.match(
+        error.message,
+        /chain\.pem starts with the CA certificate .*not in the leaf's issuer chain/,
+      );
     });
 
     test('an old cert.pem and key next to a fullchain.pem from the next renewal', async () => {

@@ -38,7 +38,10 @@ test('a replica that never completes a handshake fails the proof at its deadline
     const prover = new Prover(noDocker, createSilentLogger());
 
     const started = Date.now();
-    const result = await prover.prove('vault', verify, { version: 1, fingerprintSha256: 'ab'.repeat(32) });
+    const result = await prover.prove('vault', verify, {
+      version: 1,
+      fingerprintSha256: 'ab'.repeat(32),
+    });
     const elapsedMs = Date.now() - started;
 
     assert.equal(result.ok, false);

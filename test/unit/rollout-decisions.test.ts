@@ -4,7 +4,12 @@ import type { SwarmNode, SwarmTask } from '../../server/docker-client';
 import { expectedSwarmNodeIds, swarmNodeVerdict } from '../../server/expected-nodes';
 import { assessForceUpdate, runningTaskIds } from '../../server/force-update';
 import { singleFileMountWarnings } from '../../server/reloader';
-import { assessConvergence, newRollout, RolloutTransitionError, transitionRollout } from '../../server/rollout';
+import {
+  assessConvergence,
+  newRollout,
+  RolloutTransitionError,
+  transitionRollout,
+} from '../../server/rollout';
 
 const T0 = new Date('2026-12-04T10:00:00Z');
 const at = (ms: number) => new Date(T0.getTime() + ms);
@@ -19,14 +24,23 @@ function node(id: string, overrides: Partial<SwarmNode> = {}): SwarmNode {
 
 describe('assessConvergence', () => {
   it('converges only when every expected node confirmed', () => {
-    assert.deepEqual(assessConvergence(['a', 'b'], new Set(['a', 'b', 'x']), T0, at(10), 1000), { kind: 'converged' });
-    assert.deepEqual(assessConvergence(['a', 'b'], new Set(['a']), T0, at(10), 1000), { kind: 'waiting', missing: ['b'] });
+    assert.deepEqual(assessConvergence(['a', 'b'], new Set(['a', 'b', 'x']), T0, at(10), 1000), {
+      kind: 'converged',
+    });
+    assert.deepEqual(assessConvergence(['a', 'b'], new Set(['a']), T0, at(10), 1000), {
+      kind: 'waiting',
+      missing: ['b'],
+    });
   });
 
   it('stalls after the timeout and names the missing nodes', () => {
     const verdict = assessConvergence(['a', 'b', 'c'], new Set(['a']), T0, at(1000), 1000);
     assert.equal(verdict.kind, 'stalled');
-    assert.ok(verdict.kind === 'stalled' && verdict.reason.includes('b, c') && verdict.reason.includes('2 of 3'));
+    assert.ok(
+      verdict.kind === 'stalled' &&
+        verdict.reason.includes('b, c') &&
+        verdict.reason.includes('2 of 3'),
+    );
   });
 
   it('never converges on an empty expected set', () => {
@@ -50,7 +64,10 @@ describe('transitionRollout', () => {
       ['distributing>stalled', 'stalled>converged', 'converged>reloading', 'reloading>done'],
     );
     assert.equal(rollout.reason, '');
-    assert.throws(() => transitionRollout(newRollout('web', 4, 'accepted', T0), 'done', at(1)), RolloutTransitionError);
+    assert.throws(
+      () => transitionRollout(newRollout('web', 4, 'accepted', T0), 'done', at(1)),
+      RolloutTransitionError,
+    );
   });
 });
 
@@ -58,44 +75,111 @@ describe('assessForceUpdate', () => {
   const before = ['old1', 'old2'];
 
   it('does not take a stale "completed" with the old tasks for the end of this update', () => {
-    const verdict = assessForceUpdate({ updateState: 'completed', updateMessage: '' }, [task('old1', 'n1', 'running'), task('old2', 'n2', 'running')], before);
+    const verdict = assessForceUpdate(
+      { updateState: 'completed', updateMessage: '' },
+      [task('old1', 'n1', 'running'), task('old2', 'n2', 'running')],
+      before,
+    );
     assert.equal(verdict.kind, 'waiting');
   });
 
   it('waits while new tasks are starting, then reports them', () => {
-    const starting = [task('old1', 'n1', 'running', 'shutdown'), task('new1', 'n1', 'starting'), task('new2', 'n2', 'running')];
-    assert.equal(assessForceUpdate({ updateState: 'updating', updateMessage: '' }, starting, before).kind, 'waiting');
-    const finished = [task('old1', 'n1', 'shutdown', 'shutdown'), task('new1', 'n1', 'running'), task('new2', 'n2', 'running')];
-    assert.deepEqual(assessForceUpdate({ updateState: 'completed', updateMessage: '' }, finished, before), {
-      kind: 'done',
-      tasksAfter: ['new1', 'new2'],
-    });
+    const starting = [
+      task('old1', 'n1', 'running', 'shutdown'),
+      task('new1', 'n1', 'starting'),
+      task('new2', 'n2', 'running'),
+    ];
+    assert.equal(
+      assessForceUpdate({ updateState: 'updating', updateMessage: '' }, starting, before).kind,
+      'waiting',
+    );
+    const finished = [
+      task('old1', 'n1', 'shutdown', 'shutdown'),
+      task('new1', 'n1', 'running'),
+      task('new2', 'n2', 'running'),
+    ];
+    assert.deepEqual(
+      assessForceUpdate({ updateState: 'completed', updateMessage: '' }, finished, before),
+      {
+        kind: 'done',
+        tasksAfter: ['new1', 'new2'],
+      },
+    );
   });
 
   it('fails a paused or rolled-back update with Docker message attached', () => {
-    const paused = assessForceUpdate({ updateState: 'paused', updateMessage: 'update paused due to failure or early termination of task x' }, [], before);
-    assert.ok(paused.kind === 'failed' && paused.reason.includes('paused') && paused.reason.includes('early termination'));
-    assert.equal(assessForceUpdate({ updateState: 'rollback_completed', updateMessage: 'rollback completed' }, [], before).kind, 'failed');
+    const paused = assessForceUpdate(
+      {
+        updateState: 'paused',
+        updateMessage: 'update paused due to failure or early termination of task x',
+      },
+      [],
+      before,
+    );
+    assert.ok(
+      paused.kind === 'failed' &&
+        paused.reason.includes('paused') &&
+        paused.reason.includes('early termination'),
+    );
+    assert.equal(
+      assessForceUpdate(
+        { updateState: 'rollback_completed', updateMessage: 'rollback completed' },
+        [],
+        before,
+      ).kind,
+      'failed',
+    );
   });
 
   it('lists only tasks that are running and meant to be', () => {
-    assert.deepEqual(runningTaskIds([task('b', 'n', 'running'), task('a', 'n', 'running'), task('c', 'n', 'running', 'shutdown'), task('d', 'n', 'failed')]), ['a', 'b']);
+    assert.deepEqual(
+      runningTaskIds([
+        task('b', 'n', 'running'),
+        task('a', 'n', 'running'),
+        task('c', 'n', 'running', 'shutdown'),
+        task('d', 'n', 'failed'),
+      ]),
+      ['a', 'b'],
+    );
   });
 });
 
 describe('swarm expected nodes', () => {
-  const agentTasks = [task('t1', 'n1', 'running'), task('t2', 'n2', 'rejected'), task('t3', 'n3', 'running'), task('t4', 'n4', 'shutdown', 'shutdown')];
+  const agentTasks = [
+    task('t1', 'n1', 'running'),
+    task('t2', 'n2', 'rejected'),
+    task('t3', 'n3', 'running'),
+    task('t4', 'n4', 'shutdown', 'shutdown'),
+  ];
 
   it('expects ready, active nodes where the agent service is scheduled, even if its task failed', () => {
-    const nodes = [node('n1'), node('n2'), node('n3', { availability: 'drain' }), node('n4'), node('n5', { state: 'down' })];
+    const nodes = [
+      node('n1'),
+      node('n2'),
+      node('n3', { availability: 'drain' }),
+      node('n4'),
+      node('n5', { state: 'down' }),
+    ];
     assert.deepEqual(expectedSwarmNodeIds(nodes, agentTasks, 'certsync_agent'), ['n1', 'n2']);
   });
 
   it('says why a node is refused', () => {
-    assert.match(swarmNodeVerdict(undefined, agentTasks, 'certsync_agent')!, /not a node of this swarm/);
-    assert.match(swarmNodeVerdict(node('n3', { availability: 'drain' }), agentTasks, 'certsync_agent')!, /"drain"/);
-    assert.match(swarmNodeVerdict(node('n5', { state: 'down' }), agentTasks, 'certsync_agent')!, /"down"/);
-    assert.match(swarmNodeVerdict(node('n4'), agentTasks, 'certsync_agent')!, /does not schedule the agent service "certsync_agent"/);
+    assert.match(
+      swarmNodeVerdict(undefined, agentTasks, 'certsync_agent')!,
+      /not a node of this swarm/,
+    );
+    assert.match(
+      swarmNodeVerdict(node('n3', { availability: 'drain' }), agentTasks, 'certsync_agent')!,
+      /"drain"/,
+    );
+    assert.match(
+      swarmNodeVerdict(node('n5', { state: 'down' }), agentTasks, 'certsync_agent')!,
+      /"down"/,
+    );
+    assert.match(
+      swarmNodeVerdict(node('n4'), agentTasks, 'certsync_agent')!,
+      /does not schedule the agent service "certsync_agent"/,
+    );
     assert.equal(swarmNodeVerdict(node('n1'), agentTasks, 'certsync_agent'), undefined);
   });
 });
@@ -105,7 +189,11 @@ describe('singleFileMountWarnings', () => {
     const warnings = singleFileMountWarnings(
       'vault',
       [
-        { type: 'bind', source: '/opt/iklimco/ssl/STAR.iklim.co.full.crt', target: '/vault/tls/cert.pem' },
+        {
+          type: 'bind',
+          source: '/opt/iklimco/ssl/STAR.iklim.co.full.crt',
+          target: '/vault/tls/cert.pem',
+        },
         { type: 'bind', source: '/opt/iklimco/ssl', target: '/vault/tls' },
         { type: 'volume', source: 'data', target: '/vault/data' },
       ],

@@ -20,7 +20,15 @@ import { VersionStore, type BundleVersion } from '../../server/version-store';
 // record) with a recording Docker client: the real engine is exercised by the e2e suite.
 
 const validated: ValidatedBundle = {
-  leaf: { subject: 'CN=x', issuer: 'CN=ca', dnsNames: ['x'], serial: '01', notBefore: new Date(0), notAfter: new Date(4e12), fingerprintSha256: 'ab'.repeat(32) },
+  leaf: {
+    subject: 'CN=x',
+    issuer: 'CN=ca',
+    dnsNames: ['x'],
+    serial: '01',
+    notBefore: new Date(0),
+    notAfter: new Date(4e12),
+    fingerprintSha256: 'ab'.repeat(32),
+  },
   chain: [],
   keyType: 'ec P-256',
   warnings: [],
@@ -36,12 +44,34 @@ class RecordingDocker implements DockerClient {
     return [];
   }
   async listServiceTasks(): Promise<SwarmTask[]> {
-    return ['a', 'b'].map((slot) => ({ id: `g${this.generation}-${slot}`, nodeId: slot, desiredState: 'running', state: 'running', error: '', createdAt: '', addresses: [] }));
+    return ['a', 'b'].map((slot) => ({
+      id: `g${this.generation}-${slot}`,
+      nodeId: slot,
+      desiredState: 'running',
+      state: 'running',
+      error: '',
+      createdAt: '',
+      addresses: [],
+    }));
   }
   async inspectService(name: string): Promise<SwarmService> {
-    return { id: 'svc1', name, versionIndex: 10 + this.generation, forceUpdate: this.forceUpdate, mounts: [], updateState: 'completed', updateMessage: '', updateStartedAt: '', spec: { Name: name, TaskTemplate: { ForceUpdate: this.forceUpdate } } };
+    return {
+      id: 'svc1',
+      name,
+      versionIndex: 10 + this.generation,
+      forceUpdate: this.forceUpdate,
+      mounts: [],
+      updateState: 'completed',
+      updateMessage: '',
+      updateStartedAt: '',
+      spec: { Name: name, TaskTemplate: { ForceUpdate: this.forceUpdate } },
+    };
   }
-  async updateService(_id: string, _versionIndex: number, spec: { TaskTemplate?: { ForceUpdate?: number } }) {
+  async updateService(
+    _id: string,
+    _versionIndex: number,
+    spec: { TaskTemplate?: { ForceUpdate?: number } },
+  ) {
     this.forceUpdate = spec.TaskTemplate?.ForceUpdate ?? 0;
     this.generation += 1;
     this.updates.push({ at: Date.now(), forceUpdate: this.forceUpdate });
@@ -71,8 +101,17 @@ describe('RolloutTracker', () => {
       bundles: config.bundles,
       store,
       fleet,
-      expectedNodes: createExpectedNodes(config.fleet, { fleet, docker: () => docker, log: createSilentLogger() }),
-      reloader: new Reloader(() => docker, { signalNodes: async (nodeIds) => recordSignals(nodeIds) }, createSilentLogger(), now),
+      expectedNodes: createExpectedNodes(config.fleet, {
+        fleet,
+        docker: () => docker,
+        log: createSilentLogger(),
+      }),
+      reloader: new Reloader(
+        () => docker,
+        { signalNodes: async (nodeIds) => recordSignals(nodeIds) },
+        createSilentLogger(),
+        now,
+      ),
       prover: new Prover(() => docker, createSilentLogger(), now),
       history,
       convergeTimeoutMs: config.convergeTimeoutMs,
@@ -88,15 +127,53 @@ describe('RolloutTracker', () => {
   const accept = async (label: string): Promise<BundleVersion> => {
     const content = Buffer.from(label);
     return store.accept(
-      { bundle: 'web', sourceDir: '/live', digest: sha256Hex(label), validated, files: [{ source: 'c.pem', target: 'c.pem', mode: 0o600, sha256: sha256Hex(content), size: content.length, content }] },
+      {
+        bundle: 'web',
+        sourceDir: '/live',
+        digest: sha256Hex(label),
+        validated,
+        files: [
+          {
+            source: 'c.pem',
+            target: 'c.pem',
+            mode: 0o600,
+            sha256: sha256Hex(content),
+            size: content.length,
+            content,
+          },
+        ],
+      },
       new Date(clock),
     );
   };
 
   const confirm = (nodeId: string, version: BundleVersion) => {
-    const files = version.files.map((file) => ({ path: file.target, sha256: file.sha256, size: file.size, mode: file.mode }));
-    if (!fleet.get(nodeId)?.connected) fleet.connect({ nodeId, hostname: nodeId, agentVersion: 't', dir: '/d', files: [] }, 'peer', [], new Date(clock));
-    fleet.recordApply(nodeId, { bundle: 'web', version: version.version, ok: true, files, error: undefined, filesWritten: 1 }, version, new Date(clock));
+    const files = version.files.map((file) => ({
+      path: file.target,
+      sha256: file.sha256,
+      size: file.size,
+      mode: file.mode,
+    }));
+    if (!fleet.get(nodeId)?.connected)
+      fleet.connect(
+        { nodeId, hostname: nodeId, agentVersion: 't', dir: '/d', files: [] },
+        'peer',
+        [],
+        new Date(clock),
+      );
+    fleet.recordApply(
+      nodeId,
+      {
+        bundle: 'web',
+        version: version.version,
+        ok: true,
+        files,
+        error: undefined,
+        filesWritten: 1,
+      },
+      version,
+      new Date(clock),
+    );
   };
 
   const settle = async (tracker: RolloutTracker, state: string) => {
@@ -105,7 +182,9 @@ describe('RolloutTracker', () => {
       await new Promise((resolve) => setTimeout(resolve, 30));
       if (tracker.current('web')?.state === state) return;
     }
-    assert.fail(`rollout did not reach ${state}; it is ${tracker.current('web')?.state} (${tracker.current('web')?.reason})`);
+    assert.fail(
+      `rollout did not reach ${state}; it is ${tracker.current('web')?.state} (${tracker.current('web')?.reason})`,
+    );
   };
 
   beforeEach(async () => {
@@ -116,7 +195,14 @@ describe('RolloutTracker', () => {
       stateDir,
       convergeTimeoutMs: 5000,
       fleet: { mode: 'static', nodes: ['a', 'b'] },
-      bundles: [{ name: 'web', source: '/live', files: [{ source: 'c.pem', target: 'c.pem' }], reload: [{ service: 'vault', action: 'force-update', timeoutMs: 5000 }] }],
+      bundles: [
+        {
+          name: 'web',
+          source: '/live',
+          files: [{ source: 'c.pem', target: 'c.pem' }],
+          reload: [{ service: 'vault', action: 'force-update', timeoutMs: 5000 }],
+        },
+      ],
     });
     store = await VersionStore.open(stateDir, ['web'], 10, createSilentLogger());
     fleet = new Fleet();
@@ -133,9 +219,13 @@ describe('RolloutTracker', () => {
     const tracker = await build();
     const seen: string[] = [];
     const unsubscribe = tracker.subscribe('web', (event) => {
-      if (event.kind === 'started') seen.push(`started ${event.rollout.version} expecting ${event.rollout.expectedNodes.join(',')}`);
+      if (event.kind === 'started')
+        seen.push(
+          `started ${event.rollout.version} expecting ${event.rollout.expectedNodes.join(',')}`,
+        );
       if (event.kind === 'node-confirmed') seen.push(`confirmed ${event.nodeId}`);
-      if (event.kind === 'transition') seen.push(`${event.transition.from}->${event.transition.to}`);
+      if (event.kind === 'transition')
+        seen.push(`${event.transition.from}->${event.transition.to}`);
       if (event.kind === 'reload') seen.push(`reload ${event.reload.service} ${event.reload.ok}`);
     });
     const version = await accept('v1');
@@ -149,8 +239,16 @@ describe('RolloutTracker', () => {
     }
     unsubscribe();
     assert.deepEqual(seen.slice(0, 1), ['started 1 expecting a,b']);
-    assert.deepEqual(seen.filter((line) => line.startsWith('confirmed')).sort(), ['confirmed a', 'confirmed b']);
-    assert.deepEqual(seen.slice(3), ['distributing->converged', 'converged->reloading', 'reload vault true', 'reloading->done']);
+    assert.deepEqual(seen.filter((line) => line.startsWith('confirmed')).sort(), [
+      'confirmed a',
+      'confirmed b',
+    ]);
+    assert.deepEqual(seen.slice(3), [
+      'distributing->converged',
+      'converged->reloading',
+      'reload vault true',
+      'reloading->done',
+    ]);
     tracker.close();
   });
 
@@ -196,7 +294,10 @@ describe('RolloutTracker', () => {
     assert.equal(back.version, 2, 'the newest done version other than the current one');
     assert.equal(back.trigger, 'rollback');
     assert.equal(store.current('web')?.version, 2);
-    assert.ok(store.isWithdrawn('web', third.digest), 'the rolled-back version is withdrawn from the watcher');
+    assert.ok(
+      store.isWithdrawn('web', third.digest),
+      'the rolled-back version is withdrawn from the watcher',
+    );
     // Both nodes still hold version 2, so its rollout converges and reloads at once.
     await settle(tracker, 'done');
 
@@ -226,7 +327,10 @@ describe('RolloutTracker', () => {
     const reload = tracker.current('web')!.reloads[0]!;
     assert.deepEqual(reload.tasksBefore, ['g0-a', 'g0-b']);
     assert.deepEqual(reload.tasksAfter, ['g1-a', 'g1-b']);
-    assert.deepEqual(tracker.current('web')!.transitions.map((step) => step.to), ['converged', 'reloading', 'done']);
+    assert.deepEqual(
+      tracker.current('web')!.transitions.map((step) => step.to),
+      ['converged', 'reloading', 'done'],
+    );
     tracker.close();
   });
 
@@ -254,11 +358,17 @@ describe('RolloutTracker', () => {
     await tracker.begin(version, 'accepted');
     clock += 5000;
     await settle(tracker, 'stalled');
-    assert.throws(() => tracker.reload('web', false), /2 node\(s\) have not confirmed \(a, b\); reload with force/);
+    assert.throws(
+      () => tracker.reload('web', false),
+      /2 node\(s\) have not confirmed \(a, b\); reload with force/,
+    );
     tracker.reload('web', true);
     await settle(tracker, 'done');
     assert.equal(docker.updates.length, 1);
-    assert.match(tracker.current('web')!.transitions.find((step) => step.to === 'reloading')!.detail, /forced with 2 node\(s\) missing/);
+    assert.match(
+      tracker.current('web')!.transitions.find((step) => step.to === 'reloading')!.detail,
+      /forced with 2 node\(s\) missing/,
+    );
     tracker.close();
   });
 
@@ -274,16 +384,27 @@ describe('RolloutTracker', () => {
     const second = await build();
     await new Promise((resolve) => setTimeout(resolve, 100));
     assert.equal(second.current('web')?.state, 'done');
-    assert.equal(docker.updates.length, 1, 'a restarted server reloads nothing it already reloaded');
+    assert.equal(
+      docker.updates.length,
+      1,
+      'a restarted server reloads nothing it already reloaded',
+    );
     second.close();
 
     // A history whose last rollout was still reloading when the server died, after the reload
     // of its only target had finished and been recorded: it goes on to done, no second reload.
     const file = path.join(stateDir, 'rollouts', 'web.json');
-    const finished = JSON.parse(await fs.readFile(file, 'utf8')) as Array<{ state: string; transitions: Array<{ to: string }>; reloads: unknown[]; reloadInFlight: string }>;
+    const finished = JSON.parse(await fs.readFile(file, 'utf8')) as Array<{
+      state: string;
+      transitions: Array<{ to: string }>;
+      reloads: unknown[];
+      reloadInFlight: string;
+    }>;
     const cutAfterReload = structuredClone(finished);
     cutAfterReload.at(-1)!.state = 'reloading';
-    cutAfterReload.at(-1)!.transitions = cutAfterReload.at(-1)!.transitions.filter((step) => step.to !== 'done');
+    cutAfterReload.at(-1)!.transitions = cutAfterReload
+      .at(-1)!
+      .transitions.filter((step) => step.to !== 'done');
     await fs.writeFile(file, JSON.stringify(cutAfterReload));
     const third = await build();
     await settle(third, 'done');
@@ -319,7 +440,14 @@ describe('RolloutTracker', () => {
       stateDir,
       convergeTimeoutMs: 5000,
       fleet: { mode: 'static', nodes: ['a', 'b'] },
-      bundles: [{ name: 'web', source: '/live', files: [{ source: 'c.pem', target: 'c.pem' }], reload: [{ service: 'web', action: 'signal' }] }],
+      bundles: [
+        {
+          name: 'web',
+          source: '/live',
+          files: [{ source: 'c.pem', target: 'c.pem' }],
+          reload: [{ service: 'web', action: 'signal' }],
+        },
+      ],
     });
     const tracker = await build();
     const version = await accept('v1');
@@ -329,14 +457,21 @@ describe('RolloutTracker', () => {
     fleet.disconnect('b', new Date(clock));
     tracker.evaluateAll();
     await new Promise((resolve) => setTimeout(resolve, 100));
-    assert.equal(tracker.current('web')?.state, 'distributing', 'b confirmed, but its agent is away');
+    assert.equal(
+      tracker.current('web')?.state,
+      'distributing',
+      'b confirmed, but its agent is away',
+    );
     assert.deepEqual(signalled, []);
 
     clock += 6000;
     tracker.evaluateAll();
     await new Promise((resolve) => setTimeout(resolve, 100));
     assert.equal(tracker.current('web')?.state, 'stalled');
-    assert.match(tracker.current('web')!.reason, /needs these agents connected: b \(b: agent disconnected\)/);
+    assert.match(
+      tracker.current('web')!.reason,
+      /needs these agents connected: b \(b: agent disconnected\)/,
+    );
 
     confirm('b', version);
     await settle(tracker, 'done');
@@ -350,9 +485,15 @@ describe('RolloutTracker', () => {
     await first.begin(version, 'accepted');
     first.close();
     const file = path.join(stateDir, 'rollouts', 'web.json');
-    const saved = JSON.parse(await fs.readFile(file, 'utf8')) as Array<{ state: string; confirmedAt: Record<string, string> }>;
+    const saved = JSON.parse(await fs.readFile(file, 'utf8')) as Array<{
+      state: string;
+      confirmedAt: Record<string, string>;
+    }>;
     saved.at(-1)!.state = 'converged';
-    saved.at(-1)!.confirmedAt = { a: new Date(clock).toISOString(), b: new Date(clock).toISOString() };
+    saved.at(-1)!.confirmedAt = {
+      a: new Date(clock).toISOString(),
+      b: new Date(clock).toISOString(),
+    };
     await fs.writeFile(file, JSON.stringify(saved));
     assert.equal(docker.updates.length, 0);
 
@@ -379,7 +520,15 @@ describe('RolloutTracker', () => {
           source: '/live',
           files: [{ source: 'c.pem', target: 'c.pem' }],
           // Port 1 on loopback: nothing listens, so no replica can prove anything.
-          reload: [{ service: 'vault', action: 'force-update', timeoutMs: 5000, verify: { tls: { port: 1, endpoints: ['127.0.0.1:1'] }, timeoutMs: 1000 }, onFailure: 'hold' }],
+          reload: [
+            {
+              service: 'vault',
+              action: 'force-update',
+              timeoutMs: 5000,
+              verify: { tls: { port: 1, endpoints: ['127.0.0.1:1'] }, timeoutMs: 1000 },
+              onFailure: 'hold',
+            },
+          ],
         },
       ],
     });
@@ -390,12 +539,21 @@ describe('RolloutTracker', () => {
     confirm('b', v1);
     await settle(tracker, 'failed');
     const failed = tracker.current('web')!;
-    assert.match(failed.reason, /1 of 1 replica\(s\) failed the proof: 127\.0\.0\.1:1: .*ECONNREFUSED/);
+    assert.match(
+      failed.reason,
+      /1 of 1 replica\(s\) failed the proof: 127\.0\.0\.1:1: .*ECONNREFUSED/,
+    );
     assert.match(failed.reason, /onFailure is hold: every node keeps version 1/);
     assert.equal(failed.reloads[0]?.proof?.replicas[0]?.ok, false);
-    assert.ok((failed.reloads[0]?.proof?.replicas[0]?.attempts ?? 0) >= 2, 'the replica was retried');
+    assert.ok(
+      (failed.reloads[0]?.proof?.replicas[0]?.attempts ?? 0) >= 2,
+      'the replica was retried',
+    );
     assert.equal(docker.updates.length, 1, 'reloaded once, not again');
-    assert.deepEqual(tracker.list('web').map((rollout) => rollout.state), ['failed']);
+    assert.deepEqual(
+      tracker.list('web').map((rollout) => rollout.state),
+      ['failed'],
+    );
     tracker.close();
 
     // The same rollout as a successor finds it when its predecessor died after the reload and

@@ -21,13 +21,21 @@ test('state folders are made with owner-only access, parents included', async ()
 
 // fs.mkdir({ recursive: true }) never settles below /proc on Node 20; the timeout turns a hang
 // into a failure.
-test('a state folder that cannot be made fails with its errno instead of hanging', { timeout: 5000 }, async () => {
-  await assert.rejects(ensurePrivateDirectory('/proc/certsync-no-such/bundles'), { code: 'ENOENT' });
-  const root = await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-statedir-'));
-  try {
-    await fs.writeFile(path.join(root, 'file'), '');
-    await assert.rejects(ensurePrivateDirectory(path.join(root, 'file', 'bundles')), { code: 'ENOTDIR' });
-  } finally {
-    await fs.rm(root, { recursive: true, force: true });
-  }
-});
+test(
+  'a state folder that cannot be made fails with its errno instead of hanging',
+  { timeout: 5000 },
+  async () => {
+    await assert.rejects(ensurePrivateDirectory('/proc/certsync-no-such/bundles'), {
+      code: 'ENOENT',
+    });
+    const root = await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-statedir-'));
+    try {
+      await fs.writeFile(path.join(root, 'file'), '');
+      await assert.rejects(ensurePrivateDirectory(path.join(root, 'file', 'bundles')), {
+        code: 'ENOTDIR',
+      });
+    } finally {
+      await fs.rm(root, { recursive: true, force: true });
+    }
+  },
+);

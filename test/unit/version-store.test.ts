@@ -32,8 +32,22 @@ function candidate(label: string): NewVersion {
     digest: sha256Hex(label),
     validated,
     files: [
-      { source: 'fullchain.pem', target: 'full.crt', mode: 0o644, sha256: sha256Hex(cert), size: cert.length, content: cert },
-      { source: 'privkey.pem', target: 'key.pem', mode: 0o600, sha256: sha256Hex(key), size: key.length, content: key },
+      {
+        source: 'fullchain.pem',
+        target: 'full.crt',
+        mode: 0o644,
+        sha256: sha256Hex(cert),
+        size: cert.length,
+        content: cert,
+      },
+      {
+        source: 'privkey.pem',
+        target: 'key.pem',
+        mode: 0o600,
+        sha256: sha256Hex(key),
+        size: key.length,
+        content: key,
+      },
     ],
   };
 }
@@ -87,7 +101,13 @@ test('old versions are pruned beyond versionsKept, and rejections persist', asyn
   for (const label of ['a', 'b', 'c', 'd']) await store.accept(candidate(label), new Date());
   assert.deepEqual(await store.listVersions('example'), [3, 4]);
 
-  await store.recordRejection('example', { at: new Date('2026-12-03T00:00:00Z'), reason: 'expired', message: 'leaf expired', digest: 'x', files: [] });
+  await store.recordRejection('example', {
+    at: new Date('2026-12-03T00:00:00Z'),
+    reason: 'expired',
+    message: 'leaf expired',
+    digest: 'x',
+    files: [],
+  });
   const reopened = await VersionStore.open(stateDir, ['example'], 2, createSilentLogger());
   assert.equal(reopened.lastRejected('example')?.reason, 'expired');
   assert.equal(reopened.lastRejected('example')?.at.toISOString(), '2026-12-03T00:00:00.000Z');
@@ -101,11 +121,17 @@ test('a damaged state folder stops the start with the file named, never serving 
   const bundleDir = path.join(stateDir, 'bundles', 'example');
   const storedKey = path.join(bundleDir, 'v000001', '1.bin');
   await fs.writeFile(storedKey, 'kex one');
-  await assert.rejects(VersionStore.open(stateDir, ['example'], 10, createSilentLogger()), (error: Error) => {
-    assert.match(error.message, /version 1 .* is unreadable .*1\.bin \(key\.pem of version 1\) does not match its recorded SHA-256/);
-    assert.ok(!error.message.includes('kex one'), 'no content in the message');
-    return true;
-  });
+  await assert.rejects(
+    VersionStore.open(stateDir, ['example'], 10, createSilentLogger()),
+    (error: Error) => {
+      assert.match(
+        error.message,
+        /version 1 .* is unreadable .*1\.bin \(key\.pem of version 1\) does not match its recorded SHA-256/,
+      );
+      assert.ok(!error.message.includes('kex one'), 'no content in the message');
+      return true;
+    },
+  );
 
   await fs.writeFile(storedKey, 'key one');
   await fs.writeFile(path.join(bundleDir, 'current.json'), '{"version":');

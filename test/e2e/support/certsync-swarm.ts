@@ -122,8 +122,7 @@ export async function startCertsyncSwarm(
     });
     engines.push(...nodeEngines);
     if (builder) engines.push(builder);
-    if (!builder || nodeEngines.length !== specs.length)
-      throw new Error('engines did not start');
+    if (!builder || nodeEngines.length !== specs.length) throw new Error('engines did not start');
 
     const [members] = await Promise.all([
       timer.time('swarm init + join', () =>

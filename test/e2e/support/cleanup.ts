@@ -36,7 +36,8 @@ export async function removeLeftovers(
 export async function killNodeProcesses(namespace: string): Promise<number> {
   const pids = [...(await namespacePids(namespace))];
   for (const cgroup of await ownCgroups()) {
-    if (cgroup.split('/').some((part) => part === namespace)) pids.push(...(await cgroupPids(cgroup)));
+    if (cgroup.split('/').some((part) => part === namespace))
+      pids.push(...(await cgroupPids(cgroup)));
   }
   killAll(pids);
   return pids.length;
