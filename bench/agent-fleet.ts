@@ -1,6 +1,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import path from 'node:path';
+import { profileArgs } from './certsync-server-fixture';
 
 export const WORKER_PROCESSES = 4;
 
@@ -37,6 +38,7 @@ export class AgentFleet {
       const worker = fork(path.join(__dirname, 'agent-worker.js'), [], {
         env: { ...process.env, CERTSYNC_BENCH_WORKER: JSON.stringify(settings) },
         stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+        execArgv: [...process.execArgv, ...profileArgs('agents')],
       });
       worker.stdout?.pipe(log);
       worker.stderr?.pipe(log);

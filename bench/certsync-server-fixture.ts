@@ -13,6 +13,16 @@ import {
 } from '../test/support/transport-fixture';
 
 export const BENCH_BUNDLE = 'example';
+
+/**
+ * `npm run bench -- --profile DIR` sets CERTSYNC_BENCH_PROFILE_DIR: the server and every agent
+ * worker then write a V8 CPU profile into DIR/server/ or DIR/agents/ when they exit (open in Chrome DevTools or speedscope).
+ */
+export function profileArgs(name: string): string[] {
+  const dir = process.env['CERTSYNC_BENCH_PROFILE_DIR'];
+  if (!dir) return [];
+  return ['--cpu-prof', `--cpu-prof-dir=${path.join(dir, name)}`];
+}
 export const BENCH_TARGETS = {
   fullchain: 'STAR.example.test.full.crt',
   privkey: 'STAR.example.test_key.pem',
@@ -63,6 +73,8 @@ export class BenchServer {
       'server',
       ['--config', configFile],
       path.join(options.workDir, 'server.log'),
+      {},
+      profileArgs('server'),
     );
     const address = `127.0.0.1:${port}`;
     const admin = new AdminClient(address, clientTransport(credentials, 'tls', 'admin'), 5_000);

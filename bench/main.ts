@@ -60,6 +60,10 @@ async function main(): Promise<void> {
     .option('--compare <file>', 'print deltas against an earlier results.json')
     .option('--results-dir <dir>', 'where results go', path.join(process.cwd(), 'bench', 'results'))
     .option('--keep', 'keep the temp folder')
+    .option(
+      '--profile <dir>',
+      'write V8 CPU profiles of the server and the agent workers into <dir>/server, <dir>/agents',
+    )
     .parse();
   const options = program.opts<{
     agents: string;
@@ -78,8 +82,10 @@ async function main(): Promise<void> {
     compare?: string;
     resultsDir: string;
     keep?: boolean;
+    profile?: string;
   }>();
   const quick = options.quick === true;
+  if (options.profile) process.env['CERTSYNC_BENCH_PROFILE_DIR'] = path.resolve(options.profile);
   const agentCounts = quick ? [10, 100] : numbers(options.agents);
   const peerCounts = numbers(options.peerAgents);
   const settleMs = Number(options.settleMs);

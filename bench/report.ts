@@ -86,7 +86,10 @@ export function formatTable(results: BenchResults): string {
       `| server, idle | ${entry.agents} | ${server.idleRssMiB} | ${server.idleCpuPercent} | before agents: ${entry.serverRssBeforeAgentsMiB} MiB |`,
     );
     lines.push(
-      `| server, during rollouts | ${entry.agents} | ${server.rolloutPeakRssMiB} (peak) | ${server.rolloutCpuPercent} | swap → converged windows |`,
+      `| server, during rollouts | ${entry.agents} | ${server.rolloutPeakRssMiB} (peak) | ${server.rolloutCpuPercent} | swap → converged windows; ${server.rolloutCpuMsPerAgent} ms CPU per agent per rollout |`,
+    );
+    lines.push(
+      `| agents, during rollouts | ${entry.agents} | – | – | ${entry.agentCpuMsPerApply} ms CPU per agent per rollout (all workers) |`,
     );
   }
   if (results.agentProcess) {

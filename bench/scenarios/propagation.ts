@@ -14,6 +14,8 @@ export interface ServerFootprint {
   readonly rolloutPeakRssMiB: number;
   /** Server CPU during rollouts: CPU time used / wall time from link swap to convergence. */
   readonly rolloutCpuPercent: number;
+  /** Server CPU time per rollout divided by the number of agents. */
+  readonly rolloutCpuMsPerAgent: number;
 }
 
 export interface PropagationResult {
@@ -29,6 +31,11 @@ export interface PropagationResult {
   readonly serverRssBeforeAgentsMiB: number;
   /** Where the node folders were: `disk` (the work folder) or `tmpfs` (fsync costs nothing). */
   readonly nodeFolders: 'disk' | 'tmpfs';
+  /**
+   * CPU time (user + system) all agent workers used per agent per rollout, over the whole series
+   * of rollouts (writes, read-back, reports and the drift re-check that follows each apply).
+   */
+  readonly agentCpuMsPerApply: number;
 }
 
 const IDLE_WINDOW_MS = 5_000;
@@ -78,6 +85,9 @@ export async function runPropagation(options: {
     let rolloutCpuMs = 0;
     let rolloutWallMs = 0;
     const rss = startRssSampler(server.pid);
+    const workerPids = fleet.workers.map((worker) => worker.pid as number);
+    const agentsCpu = () => workerPids.reduce((sum, pid) => sum + readCpuMs(pid), 0);
+    const agentsCpuBefore = agentsCpu();
     for (let version = 2; version < options.rollouts + 2; version += 1) {
       const cpuBefore = readCpuMs(server.pid);
       const { swappedAtMs } = await lineage.renew();
@@ -89,6 +99,7 @@ export async function runPropagation(options: {
       swapToAllMs.push(convergedAtMs - swappedAtMs);
       await sleep(options.settleMs + 100);
     }
+    const agentCpuMs = agentsCpu() - agentsCpuBefore;
     const rolloutPeakRssMiB = rss.stop() / 1024;
     await checkNodeFolders(fleet.nodeDirs, lineage.current.fullchain, lineage.current.privkey);
     await options.whileRunning?.(server);
@@ -104,7 +115,9 @@ export async function runPropagation(options: {
         idleCpuPercent: round(idleCpuPercent, 2),
         rolloutPeakRssMiB: round(rolloutPeakRssMiB),
         rolloutCpuPercent: round((rolloutCpuMs / rolloutWallMs) * 100),
+        rolloutCpuMsPerAgent: round(rolloutCpuMs / options.rollouts / agents, 2),
       },
+      agentCpuMsPerApply: round(agentCpuMs / options.rollouts / agents, 2),
       serverRssBeforeAgentsMiB: round(serverRssBeforeAgentsMiB),
       nodeFolders: options.tmpfsNodes ? 'tmpfs' : 'disk',
     };

@@ -38,12 +38,13 @@ export async function startProcess(
   args: string[],
   logFile: string,
   env: NodeJS.ProcessEnv = {},
+  nodeArgs: string[] = [],
 ): Promise<ManagedProcess> {
   const { command, args: prefix } = entryCommand(entry);
   await fs.mkdir(path.dirname(logFile), { recursive: true });
   const out = createWriteStream(logFile, { flags: 'a' });
   await new Promise((resolve) => out.once('open', resolve));
-  const child = spawn(command, [...prefix, ...args], {
+  const child = spawn(command, [...nodeArgs, ...prefix, ...args], {
     cwd: PROJECT_ROOT,
     env: { ...process.env, ...env },
     stdio: ['ignore', out, out],
