@@ -1,9 +1,9 @@
-import { type FSWatcher, watch } from 'chokidar';
-import { lstat, stat } from 'node:fs/promises';
+import { type FSWatcher, statSync, watch } from 'node:fs';
 import * as path from 'node:path';
 import type { DriftReport, FileDigest, FileOwner } from '../common/contract';
 import type { Logger } from '../common/log';
-import { DEFAULT_SCAN_LIMITS, readFileDigests } from './folder-scan';
+import { readFileDigests } from './folder-scan';
+import { lstat } from './local-fs';
 import { isTempFileName } from './temp-file-name';
 
 /** One file a bundle put in the folder, with the bytes it must keep. */
@@ -27,8 +27,8 @@ export interface DriftFinding {
   readonly attributesOnly: boolean;
 }
 
-/** How often the watched folder itself is checked for having been deleted or replaced. */
-const FOLDER_CHECK_INTERVAL_MS = 2_000;
+/** While the agent's folder is missing, how often it is looked for again. */
+const MISSING_FOLDER_CHECK_INTERVAL_MS = 2_000;
 
 export interface DriftWatcherOptions {
   readonly dir: string;
@@ -47,13 +47,27 @@ interface BundleManifest {
   readonly files: readonly ManagedFile[];
 }
 
+/** One watched folder and the identity it had when the watch was set up. */
+interface FolderWatch {
+  readonly watcher: FSWatcher;
+  readonly identity: string;
+}
+
 /**
- * Notices when a managed file's bytes, mode or owner change or it disappears. File events
- * (including chmod/chown, which inotify reports as attribute events) only say "look now"; the
- * verdict comes from comparing what is on disk with the last applied manifest, which is why the
- * writer's own renames never count as drift. A watched folder that is deleted and re-created
- * (`rm -rf dir; mkdir dir`) is watched again: the folder's identity is checked every
- * FOLDER_CHECK_INTERVAL_MS.
+ * Notices when a managed file's bytes, mode or owner change or it disappears. It watches (inotify,
+ * through `fs.watch`) only the agent's folder and the folders on the way to each managed file, and
+ * an event only says "look now": the verdict comes from comparing what is on disk with the last
+ * applied manifest, which is why the writer's own renames never count as drift. Attribute changes
+ * (chmod, chown) arrive as `change` events on the folder's watch.
+ *
+ * A watched folder that is deleted, or replaced (`rm -rf dir; mkdir dir`), is watched again: every
+ * settle re-checks each folder's identity, and while the agent's folder is missing it is looked
+ * for every MISSING_FOLDER_CHECK_INTERVAL_MS. Nothing else runs while the folder is quiet.
+ *
+ * Why not chokidar (which the server uses for certbot's symlink trees): on every event it re-reads
+ * the folder and lstat()s each entry to keep its own view of it. The agent needs no such view,
+ * and that re-reading cost ~5 ms of CPU per applied bundle, more than the apply itself
+ * (BENCHMARKS.md, "Where the time goes").
  */
 export class DriftWatcher {
   private readonly dir: string;
@@ -62,79 +76,92 @@ export class DriftWatcher {
   private readonly manifests = new Map<string, BundleManifest>();
   /** What was last reported per bundle, so a file that stays drifted is reported once. */
   private readonly reportedStates = new Map<string, string>();
-  private watcher: FSWatcher | undefined;
+  /** Absolute folder path → its watch. */
+  private readonly watches = new Map<string, FolderWatch>();
   private debounceTimer: NodeJS.Timeout | undefined;
   private recheckTimer: NodeJS.Timeout | undefined;
-  private folderCheckTimer: NodeJS.Timeout | undefined;
-  /** Identity of the folder the current watcher was set up on; undefined while it is missing. */
-  private watchedFolderId: string | undefined;
-  private rewatching = false;
+  private missingFolderTimer: NodeJS.Timeout | undefined;
   private stopped = false;
 
   constructor(options: DriftWatcherOptions) {
     this.options = options;
-    this.dir = options.dir;
+    this.dir = path.resolve(options.dir);
     this.log = options.logger.child({ component: 'drift-watcher' });
   }
 
-  /** Starts watching the folder; resolves once the initial crawl is done. */
+  /** Starts watching the folder. */
   async start(): Promise<void> {
-    await this.watchFolder();
+    this.syncWatches();
     this.recheckTimer = setInterval(() => this.options.onSettled(), this.options.recheckIntervalMs);
     this.recheckTimer.unref();
-    this.folderCheckTimer = setInterval(() => void this.checkFolder(), FOLDER_CHECK_INTERVAL_MS);
-    this.folderCheckTimer.unref();
   }
 
-  private async watchFolder(): Promise<void> {
-    this.watchedFolderId = await folderIdentity(this.dir);
-    const watcher = watch(this.dir, {
-      ignoreInitial: true,
-      followSymlinks: false,
-      depth: DEFAULT_SCAN_LIMITS.maxDepth,
-      ignored: (watchedPath) => isTempFileName(path.basename(watchedPath)),
-    });
-    this.watcher = watcher;
-    watcher.on('all', (event, changedPath) => {
-      // The folder itself went away: whatever is at its path next must be watched afresh.
-      if (event === 'unlinkDir' && path.resolve(changedPath) === path.resolve(this.dir)) {
-        this.watchedFolderId = 'removed';
+  /**
+   * Watches every folder that should be watched and exists, drops watches of folders no longer
+   * wanted, and re-watches any whose identity changed (deleted and re-created). Returns true when
+   * the agent's folder itself was found replaced.
+   */
+  private syncWatches(): boolean {
+    if (this.stopped) return false;
+    const wanted = this.wantedFolders();
+    let rootReplaced = false;
+    for (const [folder, watch] of this.watches) {
+      const identity = wanted.has(folder) ? folderIdentity(folder) : undefined;
+      if (identity === watch.identity) continue;
+      watch.watcher.close();
+      this.watches.delete(folder);
+      if (folder === this.dir) rootReplaced = true;
+    }
+    for (const folder of wanted) {
+      if (this.watches.has(folder)) continue;
+      const identity = folderIdentity(folder);
+      if (identity === undefined) continue;
+      try {
+        const watcher = watch(folder, { persistent: false }, (_event, name) =>
+          this.onFileEvent(folder, name === null ? undefined : String(name)),
+        );
+        watcher.on('error', (error) => {
+          this.log.warn({ dir: folder, err: error }, 'File watcher error');
+          this.scheduleSettled();
+        });
+        this.watches.set(folder, { watcher, identity });
+      } catch (error) {
+        // Gone between the identity check and the watch, or not watchable: the next settle retries.
+        this.log.warn({ dir: folder, err: error }, 'Folder not watched');
       }
-      this.onFileEvent(changedPath);
-    });
-    // chokidar reports a changed file only when its mtime moved; chmod and chown do not move it,
-    // so the raw inotify events (attribute changes among them) are looked at too.
-    watcher.on('raw', (_event, eventPath, details) =>
-      this.onRawEvent((details as { watchedPath?: string } | undefined)?.watchedPath, eventPath),
-    );
-    watcher.on('error', (error) => this.log.warn({ err: error }, 'File watcher error'));
-    await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
+    }
+    this.watchForMissingFolder();
+    return rootReplaced;
   }
 
-  /** Sets the watcher up again when the folder was deleted, or replaced by a new one. */
-  private async checkFolder(): Promise<void> {
-    if (this.rewatching || this.stopped) return;
-    const current = await folderIdentity(this.dir);
-    if (current === this.watchedFolderId) return;
-    this.rewatching = true;
-    try {
-      this.log.warn(
-        { dir: this.dir, found: current !== undefined },
-        'Watched folder replaced; watching again',
-      );
-      await this.watcher?.close();
-      this.watcher = undefined;
-      if (this.stopped) return;
-      if (current === undefined) {
-        this.watchedFolderId = undefined;
-      } else {
-        await this.watchFolder();
+  /** The agent's folder and every folder between it and a managed file. */
+  private wantedFolders(): Set<string> {
+    const wanted = new Set([this.dir]);
+    for (const manifest of this.manifests.values()) {
+      for (const file of manifest.files) {
+        const segments = file.path.split('/').slice(0, -1);
+        for (let depth = 1; depth <= segments.length; depth += 1) {
+          wanted.add(path.join(this.dir, ...segments.slice(0, depth)));
+        }
       }
-      this.options.onSettled();
-    } catch (error) {
-      this.log.warn({ err: error }, 'File watcher not restarted');
-    } finally {
-      this.rewatching = false;
+    }
+    return wanted;
+  }
+
+  /** Polls for the agent's folder only while it is not there (nothing would tell us otherwise). */
+  private watchForMissingFolder(): void {
+    const missing = !this.watches.has(this.dir);
+    if (missing && this.missingFolderTimer === undefined && !this.stopped) {
+      this.missingFolderTimer = setInterval(() => {
+        if (folderIdentity(this.dir) === undefined) return;
+        this.log.warn({ dir: this.dir }, 'Watched folder is back; watching again');
+        this.syncWatches();
+        this.options.onSettled();
+      }, MISSING_FOLDER_CHECK_INTERVAL_MS);
+      this.missingFolderTimer.unref();
+    } else if (!missing && this.missingFolderTimer !== undefined) {
+      clearInterval(this.missingFolderTimer);
+      this.missingFolderTimer = undefined;
     }
   }
 
@@ -142,6 +169,7 @@ export class DriftWatcher {
   setManifest(bundle: string, version: number, files: readonly ManagedFile[]): void {
     this.manifests.set(bundle, { version, files: [...files] });
     this.reportedStates.delete(bundle);
+    this.syncWatches();
   }
 
   /** Forgets what was reported, for a new stream: the new server session has heard nothing yet. */
@@ -209,37 +237,40 @@ export class DriftWatcher {
     this.stopped = true;
     clearTimeout(this.debounceTimer);
     clearInterval(this.recheckTimer);
-    clearInterval(this.folderCheckTimer);
-    await this.watcher?.close();
-    this.watcher = undefined;
-  }
-
-  private onFileEvent(changedPath: string): void {
-    if (!this.touchesManagedFile(this.relativeOf(changedPath))) {
-      return;
-    }
-    this.scheduleSettled();
+    clearInterval(this.missingFolderTimer);
+    for (const { watcher } of this.watches.values()) watcher.close();
+    this.watches.clear();
   }
 
   /**
-   * A raw event names the watched path and, for a folder, the entry inside it that changed (a
-   * folder's watch also reports its files' attribute changes). Events on the writer's temp files
-   * and on unmanaged entries are ignored.
+   * An event names the watched folder and, usually, the entry in it that changed (Linux reports a
+   * file's chmod/chown on its folder's watch too). Events on the writer's temp files and on
+   * unmanaged entries are ignored; an event without a name, or on the folder itself (reported
+   * under the folder's own name), is not.
    */
-  private onRawEvent(watchedPath: string | undefined, eventPath: string | undefined): void {
-    if (watchedPath === undefined) return;
-    const changedPath = eventPath ? path.join(watchedPath, eventPath) : watchedPath;
-    const relativePath = this.relativeOf(changedPath);
-    if (relativePath !== '' && this.touchesManagedFile(relativePath)) this.scheduleSettled();
+  private onFileEvent(folder: string, name: string | undefined): void {
+    if (name !== undefined && isTempFileName(name)) return;
+    // The folder itself deleted or moved away: Linux names the folder's own basename.
+    if (name === path.basename(folder)) return this.scheduleSettled();
+    const changedPath = name === undefined ? folder : path.join(folder, name);
+    if (!this.touchesManagedFile(this.relativeOf(changedPath))) return;
+    this.scheduleSettled();
   }
 
   private relativeOf(changedPath: string): string {
     return path.relative(this.dir, changedPath).split(path.sep).join('/');
   }
 
+  /** Re-checks the watched folders, then tells the owner, once events have been quiet a while. */
   private scheduleSettled(): void {
     clearTimeout(this.debounceTimer);
-    this.debounceTimer = setTimeout(() => this.options.onSettled(), this.options.debounceMs);
+    this.debounceTimer = setTimeout(() => {
+      if (this.stopped) return;
+      if (this.syncWatches()) {
+        this.log.warn({ dir: this.dir }, 'Watched folder replaced; watching again');
+      }
+      this.options.onSettled();
+    }, this.options.debounceMs);
     this.debounceTimer.unref();
   }
 
@@ -263,7 +294,11 @@ function ownerKey(owner: FileOwner | undefined): string | undefined {
  * dev:ino:birth time of a folder, so a deleted and re-created folder is told apart even when the
  * file system hands the new one the old inode number (tmpfs and ext4 do); undefined if missing.
  */
-async function folderIdentity(dir: string): Promise<string | undefined> {
-  const stats = await stat(dir).catch(() => undefined);
-  return stats?.isDirectory() ? `${stats.dev}:${stats.ino}:${stats.birthtimeMs}` : undefined;
+function folderIdentity(dir: string): string | undefined {
+  try {
+    const stats = statSync(dir);
+    return stats.isDirectory() ? `${stats.dev}:${stats.ino}:${stats.birthtimeMs}` : undefined;
+  } catch {
+    return undefined;
+  }
 }

@@ -1,7 +1,7 @@
 import { constants, type Stats } from 'node:fs';
-import { type FileHandle, open } from 'node:fs/promises';
 import type { FileOwner } from '../common/contract';
 import { ApplyError, applyErrorFromFileSystem } from './apply-error';
+import { type LocalFile, open } from './local-fs';
 import type { TargetPath } from './target-path';
 
 const ROOT_UID = 0;
@@ -73,7 +73,7 @@ export function assertModeKept(attributes: FileAttributes, mode: number, target:
 
 /** chown through an open descriptor, so a link planted meanwhile is never followed. */
 export async function chownHandle(
-  handle: FileHandle,
+  handle: LocalFile,
   owner: FileOwner,
   target: TargetPath,
 ): Promise<void> {
@@ -97,7 +97,7 @@ export async function setAttributesNoFollow(
   mode: number,
   owner: FileOwner | undefined,
 ): Promise<FileAttributes> {
-  let handle: FileHandle;
+  let handle: LocalFile;
   try {
     handle = await open(target.absolutePath, READ_NO_FOLLOW);
   } catch (error) {

@@ -1,10 +1,10 @@
 import { constants } from 'node:fs';
-import { lstat, open, readdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { sha256Hex } from '../common/digest';
 import type { FileDigest } from '../common/contract';
 import type { Logger } from '../common/log';
 import { errnoCode } from './apply-error';
+import { lstat, open, readdir } from './local-fs';
 import { findSymlinkedFolder, resolveTargetPath } from './target-path';
 import { isTempFileName } from './temp-file-name';
 
@@ -151,7 +151,7 @@ async function* walkRegularFiles(
   for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
     let entries;
     try {
-      entries = await readdir(next.folder, { withFileTypes: true });
+      entries = await readdir(next.folder);
     } catch (error) {
       // A subfolder removed or locked mid-walk is not worth failing the hello for.
       if (next.depth > 0 && ['ENOENT', 'ENOTDIR', 'EACCES'].includes(errnoCode(error) ?? '')) {

@@ -1,6 +1,6 @@
-import { lstat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { ApplyError, errnoCode } from './apply-error';
+import { lstat } from './local-fs';
 
 /** A bundle target resolved against the agent's folder. */
 export interface TargetPath {

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 
 /**
  * Matches the names the writer gives its temp files: `.<name>.certsync-<hex>.tmp`. The leading dot
@@ -7,11 +7,17 @@ import { randomBytes } from 'node:crypto';
  */
 const TEMP_FILE_NAME_PATTERN = /^\..*\.certsync-[0-9a-f]+\.tmp$/;
 
-const RANDOM_SUFFIX_BYTES = 8;
+/**
+ * 16 random hex digits. randomUUID draws from a cached block of entropy; randomBytes asks OpenSSL
+ * on every call, which showed in the agent's profile (four names per applied bundle).
+ */
+function randomHex(): string {
+  return randomUUID().replaceAll('-', '').slice(0, 16);
+}
 
 /** A fresh temp-file name to sit next to `targetName` in the same folder. */
 export function tempFileNameFor(targetName: string): string {
-  return `.${targetName}.certsync-${randomBytes(RANDOM_SUFFIX_BYTES).toString('hex')}.tmp`;
+  return `.${targetName}.certsync-${randomHex()}.tmp`;
 }
 
 /** True for names the writer creates; used to skip them when scanning and watching. */

@@ -1,5 +1,4 @@
 import { constants, type Stats } from 'node:fs';
-import { type FileHandle, link, lstat, mkdir, open, rename, rmdir, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { sha256Hex } from '../common/digest';
 import type { BundlePush, FileDigest } from '../common/contract';
@@ -15,6 +14,7 @@ import {
   setAttributesNoFollow,
 } from './file-owner';
 import { listTempFiles, readFileDigests } from './folder-scan';
+import { type LocalFile, link, lstat, mkdir, open, rename, rmdir, unlink } from './local-fs';
 import { findSymlinkedFolder, type TargetPath } from './target-path';
 import { tempFileNameFor } from './temp-file-name';
 
@@ -262,7 +262,7 @@ export class BundleWriter {
    * the proxy's user back into a root-owned file. Without the privilege to chown, the new file
    * keeps the agent's user and a warning says so.
    */
-  private async keepOwner(handle: FileHandle, existing: Stats, target: TargetPath): Promise<void> {
+  private async keepOwner(handle: LocalFile, existing: Stats, target: TargetPath): Promise<void> {
     const created = await handle.stat();
     if (created.uid === existing.uid && created.gid === existing.gid) {
       return;
