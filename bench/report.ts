@@ -95,7 +95,10 @@ export function formatTable(results: BenchResults): string {
   if (results.agentProcess) {
     const agent = results.agentProcess;
     lines.push(
-      `| one agent process, idle | 1 | ${agent.rssMiB} | ${agent.idleCpuPercent} | over ${agent.idleWindowMs / 1000} s |`,
+      `| one agent process, idle | 1 | ${agent.rssMiB} | ${agent.idleCpuPercent} | over ${agent.idleWindowMs / 1000} s, from ${agent.settlingWindowMs / 1000} s after it was in sync |`,
+    );
+    lines.push(
+      `| one agent process, settling | 1 | – | ${agent.settlingCpuPercent} | first ${agent.settlingWindowMs / 1000} s after it was in sync (start-up GC) |`,
     );
   }
   lines.push('', '| target | limit | measured | met |', '| --- | --- | --- | --- |');
