@@ -17,14 +17,14 @@ export class ConfigError extends Error {
 const DEFAULT_LISTEN = '0.0.0.0:7443';
 const DEFAULT_STATE_DIR = '/var/lib/certsync';
 /** certbot swaps its four links within about a millisecond; 50 ms outlasts that many times. */
-const DEFAULT_SETTLE_MS = 50;
+export const DEFAULT_SETTLE_MS = 50;
 /**
  * How long a candidate that fails validation waits for the source to stay quiet before it is
  * recorded as rejected: twice the 1 s poll interval of `usePolling` (so a writer's next file is
  * seen first), and long enough for a script or a person copying files one by one. Nothing acts on
  * a rejection faster than that (it is a status line, a metric and a warn log).
  */
-const DEFAULT_REJECT_SETTLE_MS = 2000;
+export const DEFAULT_REJECT_SETTLE_MS = 2000;
 const DEFAULT_RESCAN_INTERVAL_MS = 60_000;
 const DEFAULT_VERSIONS_KEPT = 10;
 const DEFAULT_CONVERGE_TIMEOUT_MS = 300_000;
