@@ -339,6 +339,7 @@ export class BundleIntake {
   ): Promise<CheckOutcome> {
     const { bundle, store, log } = this.options;
     const waitMs = rejectWaitMs(this.watcher.quietForMs(), this.options.rejectSettleMs);
+    if (waitMs > 0 && this.closed) return 'waiting';
     if (waitMs > 0) {
       log.debug(
         { bundle: bundle.name, reason, waitMs },
