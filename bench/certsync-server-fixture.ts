@@ -45,7 +45,8 @@ export class BenchServer {
   static async start(options: {
     workDir: string;
     liveDir: string;
-    settleMs: number;
+    /** Omitted: the server's default settle windows, as a deployment without the key gets. */
+    settleMs?: number | undefined;
   }): Promise<BenchServer> {
     const port = await freePort();
     const credentials = await createTransportFixture(path.join(options.workDir, 'secrets'));
@@ -54,7 +55,7 @@ export class BenchServer {
       `listen: 127.0.0.1:${port}`,
       ...serverTransportConfig(credentials, 'tls'),
       `stateDir: ${JSON.stringify(path.join(options.workDir, 'state'))}`,
-      `settleMs: ${options.settleMs}`,
+      ...(options.settleMs === undefined ? [] : [`settleMs: ${options.settleMs}`]),
       'logLevel: warn',
       'convergeTimeoutMs: 600000',
       'versionsKept: 2',

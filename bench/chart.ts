@@ -1,3 +1,4 @@
+import { describeSettle } from './report';
 import type { BenchResults } from './results';
 
 const ROW_HEIGHT = 22;
@@ -14,7 +15,7 @@ export function renderChart(results: BenchResults): string {
   const rows: { label: string; valueMs: number; certsync: boolean }[] = [];
   for (const entry of results.detection)
     rows.push({
-      label: `certsync detection (settleMs ${entry.settleMs})`,
+      label: `certsync detection (${describeSettle(entry)})`,
       valueMs: entry.detection.p50Ms,
       certsync: true,
     });

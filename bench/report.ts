@@ -1,5 +1,13 @@
 import type { BenchResults } from './results';
 
+/** "settleMs 50 (default)" or "settleMs 500": whether the run left the setting to the server. */
+export function describeSettle(entry: {
+  settleMs: number;
+  settleFrom?: 'default' | 'set';
+}): string {
+  return `settleMs ${entry.settleMs}${entry.settleFrom === 'default' ? ' (default)' : ''}`;
+}
+
 /** The table printed at the end of a run (also pasted into BENCHMARKS.md). */
 export function formatTable(results: BenchResults): string {
   const lines: string[] = [];
@@ -10,7 +18,7 @@ export function formatTable(results: BenchResults): string {
   for (const entry of results.detection) {
     const { p50Ms, p95Ms, maxMs } = entry.detection;
     lines.push(
-      `| detection (swap → accepted) | – | ${p50Ms} | ${p95Ms} | ${maxMs} | settleMs ${entry.settleMs}, ${entry.renewals} renewals |`,
+      `| detection (swap → accepted) | – | ${p50Ms} | ${p95Ms} | ${maxMs} | ${describeSettle(entry)}, ${entry.renewals} renewals |`,
     );
   }
   for (const entry of results.propagation) {
@@ -130,7 +138,7 @@ export function formatComparison(current: BenchResults, previous: BenchResults):
   };
   for (const entry of current.detection) {
     delta(
-      `detection p50, settleMs ${entry.settleMs}`,
+      `detection p50, ${describeSettle(entry)}`,
       entry.detection.p50Ms,
       previous.detection.find((old) => old.settleMs === entry.settleMs)?.detection.p50Ms,
       'ms',

@@ -119,6 +119,7 @@ export async function startServerApp(
         bundle,
         store,
         settleMs: config.settleMs,
+        rejectSettleMs: config.rejectSettleMs,
         rescanIntervalMs: config.rescanIntervalMs,
         usePolling: config.usePolling,
         limits: config.limits,

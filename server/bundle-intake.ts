@@ -11,23 +11,34 @@ import type { BundleVersion } from './version-store';
 export interface BundleIntakeOptions {
   bundle: BundleConfig;
   store: VersionStorage;
+  /** Quiet time after the last source event before the source is read and validated. */
   settleMs: number;
+  /** Quiet time a failing candidate waits before it is recorded as rejected (≥ settleMs). */
+  rejectSettleMs: number;
   rescanIntervalMs: number;
   usePolling: boolean;
   /** limits.maxFileBytes per file; limits.maxMessageBytes for the whole push. */
   limits: Pick<LimitsConfig, 'maxFileBytes' | 'maxMessageBytes'>;
-  /** How many extra settle windows a failing candidate gets before it is recorded as rejected. */
-  retriesBeforeReject?: number;
   onAccepted: (version: BundleVersion, trigger: 'accepted' | 'import') => void | Promise<void>;
-  /** Called once per recorded rejection (not per retry window). */
+  /** Called once per recorded rejection (not for a candidate still waiting out rejectSettleMs). */
   onRejected?: (reason: string) => void;
   /** A paused bundle's source is not read (see PauseRegistry). */
   isPaused?: () => boolean;
   log: Logger;
   now?: () => Date;
+  /** Monotonic milliseconds for the quiet windows; default performance.now. */
+  clockMs?: () => number;
 }
 
-type CheckOutcome = 'accepted' | 'unchanged' | 'rejected' | 'retrying' | 'paused';
+type CheckOutcome = 'accepted' | 'unchanged' | 'rejected' | 'waiting' | 'paused';
+
+/**
+ * How much longer a failing candidate must wait before it may be recorded as rejected, given how
+ * long the source has been quiet; 0 means reject now. Any new event restarts the quiet time.
+ */
+export function rejectWaitMs(quietForMs: number, rejectSettleMs: number): number {
+  return Math.max(0, Math.ceil(rejectSettleMs - quietForMs));
+}
 
 /** The `source` recorded for a version that came through the Import RPC. */
 const IMPORT_SOURCE = 'import';
@@ -76,18 +87,25 @@ function importedContent(source: string, pem: ImportedPem): Buffer | undefined {
  * The path from a source folder to the version store for one bundle: watch → read → compare →
  * validate → accept. Checks never overlap; an event during a check queues one more check.
  *
- * A candidate that fails validation is given `retriesBeforeReject` more settle windows before it
- * is recorded, because certbot swaps its four links one at a time and a slow disk can make the
- * half-swapped state (new key, old certificate) outlast one window. It is never accepted either
- * way: only a candidate that validates replaces the current version.
+ * Two quiet windows. After `settleMs` without events the source is read; a candidate that
+ * validates is accepted at once. One that fails is not reported yet: a writer may still be busy
+ * (an operator copying files one by one, a slow disk), so the intake reads again once the source
+ * has been quiet for `rejectSettleMs`, and only a candidate still failing then is recorded as
+ * rejected. A failing candidate never replaces the current version either way.
+ *
+ * Known limit: a writer that pauses for longer than `settleMs` half-way through a renewal can
+ * have its intermediate state accepted if that state validates on its own (e.g. new fullchain.pem
+ * and privkey.pem written, cert.pem not yet). certbot swaps all four links within about a
+ * millisecond, so it never does this; and with cert.pem and fullchain.pem both configured a mix
+ * of renewals fails `files-disagree`. The final state is accepted as the next version when the
+ * writer finishes, so the fleet ends on it either way.
  */
 export class BundleIntake {
   private readonly watcher: SourceWatcher;
   private running: Promise<void> | undefined;
   private checkQueued = false;
-  private failedAttempts = 0;
-  private lastFailedDigest: string | undefined;
-  private retryTimer: NodeJS.Timeout | undefined;
+  /** Reads the source again once a failing candidate has waited out rejectSettleMs. */
+  private rejectTimer: NodeJS.Timeout | undefined;
   private closed = false;
   private readonly now: () => Date;
 
@@ -100,6 +118,7 @@ export class BundleIntake {
       usePolling: options.usePolling,
       onSettled: () => this.requestCheck(),
       log: options.log,
+      ...(options.clockMs ? { clockMs: options.clockMs } : {}),
     });
   }
 
@@ -127,7 +146,7 @@ export class BundleIntake {
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.cancelRejectWait();
     await this.watcher.close();
     await this.running;
   }
@@ -237,12 +256,12 @@ export class BundleIntake {
     );
     const current = store.current(bundle.name);
     if (current?.digest === digest) {
-      this.failedAttempts = 0;
+      this.cancelRejectWait();
       log.debug({ bundle: bundle.name, version: current.version }, 'Source unchanged');
       return 'unchanged';
     }
     if (store.isWithdrawn(bundle.name, digest)) {
-      this.failedAttempts = 0;
+      this.cancelRejectWait();
       log.debug(
         { bundle: bundle.name, version: current?.version },
         'Source holds withdrawn content; waiting for a new renewal',
@@ -291,7 +310,7 @@ export class BundleIntake {
       },
       this.now(),
     );
-    this.failedAttempts = 0;
+    this.cancelRejectWait();
     log.info(
       {
         bundle: bundle.name,
@@ -306,6 +325,11 @@ export class BundleIntake {
     return accepted;
   }
 
+  private cancelRejectWait(): void {
+    if (this.rejectTimer) clearTimeout(this.rejectTimer);
+    this.rejectTimer = undefined;
+  }
+
   private async handleFailure(
     reason: string,
     message: string,
@@ -314,22 +338,22 @@ export class BundleIntake {
     digest = '',
   ): Promise<CheckOutcome> {
     const { bundle, store, log } = this.options;
-    const retries = this.options.retriesBeforeReject ?? 2;
-    if (digest !== this.lastFailedDigest) {
-      this.lastFailedDigest = digest;
-      this.failedAttempts = 0;
-    }
-    if (this.failedAttempts < retries) {
-      this.failedAttempts += 1;
+    const waitMs = rejectWaitMs(this.watcher.quietForMs(), this.options.rejectSettleMs);
+    if (waitMs > 0 && this.closed) return 'waiting';
+    if (waitMs > 0) {
       log.debug(
-        { bundle: bundle.name, reason, attempt: this.failedAttempts },
-        'Candidate not valid yet, waiting',
+        { bundle: bundle.name, reason, waitMs },
+        'Candidate not valid yet; reading again once the source stays quiet',
       );
-      if (this.retryTimer) clearTimeout(this.retryTimer);
-      this.retryTimer = setTimeout(() => void this.requestCheck(), this.options.settleMs);
-      this.retryTimer.unref();
-      return 'retrying';
+      this.cancelRejectWait();
+      this.rejectTimer = setTimeout(() => {
+        this.rejectTimer = undefined;
+        void this.requestCheck();
+      }, waitMs);
+      this.rejectTimer.unref();
+      return 'waiting';
     }
+    this.cancelRejectWait();
 
     const previous = store.lastRejected(bundle.name);
     if (

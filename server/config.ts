@@ -16,7 +16,15 @@ export class ConfigError extends Error {
 
 const DEFAULT_LISTEN = '0.0.0.0:7443';
 const DEFAULT_STATE_DIR = '/var/lib/certsync';
-const DEFAULT_SETTLE_MS = 500;
+/** certbot swaps its four links within about a millisecond; 50 ms outlasts that many times. */
+export const DEFAULT_SETTLE_MS = 50;
+/**
+ * How long a candidate that fails validation waits for the source to stay quiet before it is
+ * recorded as rejected: twice the 1 s poll interval of `usePolling` (so a writer's next file is
+ * seen first), and long enough for a script or a person copying files one by one. Nothing acts on
+ * a rejection faster than that (it is a status line, a metric and a warn log).
+ */
+export const DEFAULT_REJECT_SETTLE_MS = 2000;
 const DEFAULT_RESCAN_INTERVAL_MS = 60_000;
 const DEFAULT_VERSIONS_KEPT = 10;
 const DEFAULT_CONVERGE_TIMEOUT_MS = 300_000;
@@ -241,11 +249,19 @@ const stateStoreSchema = z.discriminatedUnion('kind', [
   }),
 ]);
 
-const configSchema = z.strictObject({
+const settleWindowSchema = z.number().int().min(0).max(600_000);
+
+const configFieldsSchema = z.strictObject({
   listen: hostPortSchema.default(DEFAULT_LISTEN),
   stateDir: z.string().min(1).default(DEFAULT_STATE_DIR),
   logLevel: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
-  settleMs: z.number().int().min(0).max(600_000).default(DEFAULT_SETTLE_MS),
+  /** Quiet time after the last source event before the source is read and validated. */
+  settleMs: settleWindowSchema.default(DEFAULT_SETTLE_MS),
+  /**
+   * Quiet time a candidate that fails validation waits before it is recorded as rejected; at
+   * least settleMs. Default: the larger of DEFAULT_REJECT_SETTLE_MS and settleMs.
+   */
+  rejectSettleMs: settleWindowSchema.optional(),
   rescanIntervalMs: z.number().int().min(1000).max(86_400_000).default(DEFAULT_RESCAN_INTERVAL_MS),
   usePolling: z.boolean().default(false),
   versionsKept: z.number().int().min(2).max(1000).default(DEFAULT_VERSIONS_KEPT),
@@ -271,6 +287,21 @@ const configSchema = z.strictObject({
     maxFileBytes: DEFAULT_MAX_FILE_BYTES,
   }),
 });
+
+const configSchema = configFieldsSchema
+  .superRefine((config, context) => {
+    if (config.rejectSettleMs !== undefined && config.rejectSettleMs < config.settleMs) {
+      context.addIssue({
+        code: 'custom',
+        path: ['rejectSettleMs'],
+        message: `must be at least settleMs (${config.settleMs}): a failing candidate is read again only after the source has been quiet for settleMs`,
+      });
+    }
+  })
+  .transform((config) => ({
+    ...config,
+    rejectSettleMs: config.rejectSettleMs ?? Math.max(DEFAULT_REJECT_SETTLE_MS, config.settleMs),
+  }));
 
 export type ServerConfig = Readonly<z.output<typeof configSchema>>;
 export type BundleConfig = ServerConfig['bundles'][number];

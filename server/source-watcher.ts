@@ -12,6 +12,8 @@ export interface SourceWatcherOptions {
   /** Called once the folder has been quiet for settleMs, or at each rescan. */
   onSettled: (trigger: 'event' | 'rescan') => void;
   log: Logger;
+  /** Monotonic milliseconds; default performance.now. */
+  clockMs?: () => number;
 }
 
 /**
@@ -25,8 +27,16 @@ export class SourceWatcher {
   private readonly watchedExtra = new Set<string>();
   private settleTimer: NodeJS.Timeout | undefined;
   private readonly rescanTimer: NodeJS.Timeout;
+  private readonly clockMs: () => number;
+  /**
+   * When the last file event arrived (clockMs). Starts at construction: a server started in the
+   * middle of a renewal has not seen the folder quiet yet.
+   */
+  private lastEventAt: number;
 
   constructor(private readonly options: SourceWatcherOptions) {
+    this.clockMs = options.clockMs ?? (() => performance.now());
+    this.lastEventAt = this.clockMs();
     this.watcher = chokidar.watch(options.dir, {
       ignoreInitial: true,
       followSymlinks: false,
@@ -37,6 +47,7 @@ export class SourceWatcher {
     });
     this.watcher.on('all', (event, changedPath) => {
       options.log.debug({ event, path: changedPath }, 'Source folder event');
+      this.lastEventAt = this.clockMs();
       this.scheduleSettle();
     });
     this.watcher.on('error', (error) =>
@@ -51,6 +62,11 @@ export class SourceWatcher {
     const added = dirs.filter((dir) => !this.watchedExtra.has(dir));
     for (const dir of added) this.watchedExtra.add(dir);
     if (added.length > 0) this.watcher.add(added);
+  }
+
+  /** How long the folder has been without events, in milliseconds. */
+  quietForMs(): number {
+    return this.clockMs() - this.lastEventAt;
   }
 
   /** Restarts the quiet period; reading happens only when events stop arriving. */

@@ -7,6 +7,7 @@ import { BenchLineage } from '../lineage';
 import { measureCpuPercent, readCpuMs, readRssKiB, startRssSampler } from '../proc-sample';
 import { round, summarize, type DurationSummary } from '../stats';
 import { waitForFiles } from '../target-poll';
+import { DEFAULT_SETTLE_MS } from '../../server/config';
 
 export interface ServerFootprint {
   readonly idleRssMiB: number;
@@ -22,6 +23,7 @@ export interface PropagationResult {
   readonly agents: number;
   readonly workerProcesses: number;
   readonly rollouts: number;
+  /** The settleMs in effect (the server's default unless the run set one). */
   readonly settleMs: number;
   /** From the server accepting a version to every agent having written, fsynced and reported it. */
   readonly propagation: DurationSummary;
@@ -45,7 +47,8 @@ export async function runPropagation(options: {
   workDir: string;
   agents: number;
   rollouts: number;
-  settleMs: number;
+  /** Undefined: the server's default. */
+  settleMs?: number | undefined;
   /**
    * Puts the node folders on tmpfs (/dev/shm). On one machine every simulated node fsyncs to the
    * same disk, one after another; a real fleet has a disk per node. tmpfs shows the rest.
@@ -55,6 +58,7 @@ export async function runPropagation(options: {
   whileRunning?: (server: BenchServer) => Promise<void>;
 }): Promise<PropagationResult> {
   const { workDir, agents } = options;
+  const settleMs = options.settleMs ?? DEFAULT_SETTLE_MS;
   const lineage = await BenchLineage.create(path.join(workDir, 'letsencrypt'));
   await lineage.prepare(options.rollouts);
   const server = await BenchServer.start({
@@ -97,7 +101,7 @@ export async function runPropagation(options: {
       rolloutWallMs += Date.now() - swappedAtMs;
       propagationMs.push(convergedAtMs - acceptedAtMs);
       swapToAllMs.push(convergedAtMs - swappedAtMs);
-      await sleep(options.settleMs + 100);
+      await sleep(settleMs + 100);
     }
     const agentCpuMs = agentsCpu() - agentsCpuBefore;
     const rolloutPeakRssMiB = rss.stop() / 1024;
@@ -107,7 +111,7 @@ export async function runPropagation(options: {
       agents,
       workerProcesses: Math.min(WORKER_PROCESSES, agents),
       rollouts: options.rollouts,
-      settleMs: options.settleMs,
+      settleMs,
       propagation: summarize(propagationMs),
       swapToAll: summarize(swapToAllMs),
       server: {

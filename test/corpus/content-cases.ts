@@ -62,6 +62,23 @@ export const CONTENT_CASES: readonly ContentCase[] = [
   },
   {
     type: 'content',
+    name: 'leaf-from-other-intermediate',
+    go: 'loads',
+    description:
+      'a new leaf issued by another intermediate, served with the old one (a new cert.pem and the old chain.pem)',
+    contents: (m) => {
+      const leaf = m.otherIntermediateLeaf;
+      const fullchain = leaf.certPem + m.intermediate.certPem;
+      return { cert: leaf.certPem, chain: m.intermediate.certPem, fullchain, privkey: leaf.keyPem };
+    },
+    expected: {
+      kind: 'rejected',
+      reason: 'chain-invalid',
+      message: /is not issued by 'CN=certsync test intermediate CA' \(sha256/,
+    },
+  },
+  {
+    type: 'content',
     name: 'chain-with-root',
     go: 'loads',
     description: 'leaf, intermediate and the root: complete and in order (the root is redundant)',

@@ -81,7 +81,8 @@ describe('bad-input corpus through the intake', () => {
       rescanIntervalMs: 86_400_000,
       usePolling: false,
       limits: config.limits,
-      retriesBeforeReject: 0,
+      // No wait before a rejection: the runner asks once and expects the final outcome.
+      rejectSettleMs: 0,
       onAccepted: () => undefined,
       log: createSilentLogger(),
     });

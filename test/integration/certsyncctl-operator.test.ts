@@ -328,7 +328,7 @@ describe('certsyncctl: every operator command against a real fleet', () => {
 
     const pems = await newPems();
     await renew(pems);
-    // Long enough for several settle windows (200 ms) and the retries before a rejection.
+    // Long enough for several settle windows (200 ms): an unpaused intake would have read it.
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     assert.deepEqual(
       await Promise.all(NODES.map(nodeDigests)),

@@ -505,6 +505,23 @@ describe('validateBundle', () => {
       );
     });
 
+    test('a new cert.pem from another intermediate next to the old chain.pem', async () => {
+      // Let's Encrypt signs each order with one of several intermediates; a chain.pem left from
+      // the last renewal then belongs to another issuer, by name or (re-keyed) by key only.
+      const renamed = await createIntermediateCa(ec.root, { commonName: 'another intermediate' });
+      const rekeyed = await createIntermediateCa(ec.root);
+      for (const issuer of [renamed, rekeyed]) {
+        const leaf = await issueLeaf(issuer, { dnsNames: ['*.example.test'] });
+        const files = [
+          candidate('cert.pem', leaf.certPem),
+          candidate('chain.pem', ec.pems.chain),
+          candidate('privkey.pem', leaf.keyPem),
+        ];
+        const error = rejection(() => validate(files, [], new Date(), false), 'files-disagree');
+        assert.match(error.message, /chain\.pem starts with the CA certificate/);
+      }
+    });
+
     test('an old cert.pem and key next to a fullchain.pem from the next renewal', async () => {
       const next = await issueLeaf(ec.intermediate, {
         commonName: '*.example.test',

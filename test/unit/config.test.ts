@@ -19,7 +19,8 @@ test('defaults fill in and modes become numbers', () => {
   const config = parseServerConfig({ insecure: true, bundles: [minimalBundle] });
   assert.equal(config.listen, '0.0.0.0:7443');
   assert.equal(config.stateDir, '/var/lib/certsync');
-  assert.equal(config.settleMs, 500);
+  assert.equal(config.settleMs, 50);
+  assert.equal(config.rejectSettleMs, 2000);
   assert.deepEqual(config.fleet, { mode: 'connected' });
   assert.equal(config.bundles[0]?.files[0]?.mode, 0o644);
   assert.equal(config.bundles[0]?.files[1]?.mode, 0o600);
@@ -405,5 +406,22 @@ test('stateStore: local by default; swarm needs keyFile, fills the lease TTL, re
     () =>
       parseServerConfig({ insecure: true, bundles: [minimalBundle], stateStore: { kind: 'etcd' } }),
     (error: unknown) => error instanceof ConfigError && error.message.includes('stateStore.kind'),
+  );
+});
+
+test('the reject wait follows an explicit settleMs and may not be shorter than it', () => {
+  const bundles = [minimalBundle];
+  const oldStyle = parseServerConfig({ insecure: true, bundles, settleMs: 500 });
+  assert.equal(oldStyle.settleMs, 500);
+  assert.equal(oldStyle.rejectSettleMs, 2000, 'an old config keeps a reject wait over settleMs');
+  const slow = parseServerConfig({ insecure: true, bundles, settleMs: 5000 });
+  assert.equal(slow.rejectSettleMs, 5000, 'never shorter than settleMs');
+  const both = parseServerConfig({ insecure: true, bundles, settleMs: 20, rejectSettleMs: 800 });
+  assert.deepEqual([both.settleMs, both.rejectSettleMs], [20, 800]);
+  assert.throws(
+    () => parseServerConfig({ insecure: true, bundles, settleMs: 500, rejectSettleMs: 100 }),
+    (error: unknown) =>
+      error instanceof ConfigError &&
+      /rejectSettleMs: must be at least settleMs \(500\)/.test(error.message),
   );
 });
