@@ -155,6 +155,10 @@ export class DriftWatcher {
       this.missingFolderTimer = setInterval(() => {
         if (folderIdentity(this.dir) === undefined) return;
         this.log.warn({ dir: this.dir }, 'Watched folder is back; watching again');
+        // Its files were reported missing while it was gone and the server's repair failed
+        // (ENOENT); that push now waits in the retry backoff, up to 30 s. Reporting again has the
+        // server send the content at once.
+        this.reportedStates.clear();
         this.syncWatches();
         this.options.onSettled();
       }, MISSING_FOLDER_CHECK_INTERVAL_MS);

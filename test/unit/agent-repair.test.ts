@@ -296,6 +296,43 @@ describe('drift of mode and owner', () => {
     }
   });
 
+  it('a folder deleted for longer than the poll is reported again once back, so the server refills it at once', async () => {
+    await mkdir(path.join(dir, 'node'));
+    const nodeDir = path.join(dir, 'node');
+    watcher = new DriftWatcher({
+      dir: nodeDir,
+      logger: createSilentLogger(),
+      debounceMs: 20,
+      recheckIntervalMs: 60_000,
+      onSettled: () => undefined,
+    });
+    await watcher.start();
+    const handler = new PushHandler({
+      dir: nodeDir,
+      writer: new BundleWriter({ dir: nodeDir, logger: createSilentLogger() }),
+      manifests: watcher,
+      logger: createSilentLogger(),
+    });
+    assert.equal((await handler.handle(pushOf(1))).ok, true);
+
+    await rm(nodeDir, { recursive: true });
+    await sleep(100);
+    const whileGone = await watcher.findDrift();
+    assert.equal(whileGone.length, 1, 'the missing files are reported');
+    // The server's repair fails now (ENOENT) and waits in the retry backoff, up to 30 s.
+    assert.equal((await handler.handle(pushOf(1))).error?.code, 'ENOENT');
+
+    await mkdir(nodeDir);
+    await sleep(2_500);
+    const back = await watcher.findDrift();
+    assert.equal(back.length, 1, 'reported again once the folder is back');
+    assert.deepEqual(
+      back[0]?.report.files.map((file) => file.sha256),
+      ['', ''],
+      'both files reported missing',
+    );
+  });
+
   it('a deleted and re-created folder is watched again', async () => {
     let settled = 0;
     await mkdir(path.join(dir, 'node'));
