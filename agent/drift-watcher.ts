@@ -2,6 +2,7 @@ import { type FSWatcher, statSync, watch } from 'node:fs';
 import * as path from 'node:path';
 import type { DriftReport, FileDigest, FileOwner } from '../common/contract';
 import type { Logger } from '../common/log';
+import { errnoCode } from './apply-error';
 import { readFileDigests } from './folder-scan';
 import { lstat } from './local-fs';
 import { isTempFileName } from './temp-file-name';
@@ -78,6 +79,8 @@ export class DriftWatcher {
   private readonly reportedStates = new Map<string, string>();
   /** Absolute folder path → its watch. */
   private readonly watches = new Map<string, FolderWatch>();
+  /** Folders refused a watch by the kernel's inotify limits; each is logged once until it works. */
+  private readonly overLimit = new Set<string>();
   private debounceTimer: NodeJS.Timeout | undefined;
   private recheckTimer: NodeJS.Timeout | undefined;
   private missingFolderTimer: NodeJS.Timeout | undefined;
@@ -92,7 +95,12 @@ export class DriftWatcher {
   /** Starts watching the folder. */
   async start(): Promise<void> {
     this.syncWatches();
-    this.recheckTimer = setInterval(() => this.options.onSettled(), this.options.recheckIntervalMs);
+    this.recheckTimer = setInterval(() => {
+      // Also retries watches the inotify limit refused, and notices a file system mounted over a
+      // folder (which sends the covered folder's watch no event).
+      this.syncWatches();
+      this.options.onSettled();
+    }, this.options.recheckIntervalMs);
     this.recheckTimer.unref();
   }
 
@@ -125,9 +133,9 @@ export class DriftWatcher {
           this.scheduleSettled();
         });
         this.watches.set(folder, { watcher, identity });
+        if (this.overLimit.delete(folder)) this.log.info({ dir: folder }, 'Folder watched');
       } catch (error) {
-        // Gone between the identity check and the watch, or not watchable: the next settle retries.
-        this.log.warn({ dir: folder, err: error }, 'Folder not watched');
+        this.reportWatchFailure(folder, error);
       }
     }
     this.watchForMissingFolder();
@@ -148,9 +156,36 @@ export class DriftWatcher {
     return wanted;
   }
 
+  /**
+   * A watch refused for the inotify limits (ENOSPC: max_user_watches, EMFILE: max_user_instances)
+   * is logged once per folder with what to raise; the next settle or recheck tries again. Any
+   * other failure (the folder gone between the identity check and the watch) is retried likewise.
+   */
+  private reportWatchFailure(folder: string, error: unknown): void {
+    const code = errnoCode(error);
+    const limit =
+      code === 'ENOSPC'
+        ? 'fs.inotify.max_user_watches'
+        : code === 'EMFILE'
+          ? 'fs.inotify.max_user_instances'
+          : undefined;
+    if (limit === undefined) {
+      this.log.warn({ dir: folder, err: error }, 'Folder not watched');
+      return;
+    }
+    if (this.overLimit.has(folder)) return;
+    this.overLimit.add(folder);
+    const { recheckIntervalMs } = this.options;
+    this.log.warn(
+      { dir: folder, err: error, sysctl: limit, recheckIntervalMs },
+      'Folder not watched: inotify limit reached; raise the sysctl named, until then drift in it is found only by the periodic recheck',
+    );
+  }
+
   /** Polls for the agent's folder only while it is not there (nothing would tell us otherwise). */
   private watchForMissingFolder(): void {
-    const missing = !this.watches.has(this.dir);
+    // A folder that exists but could not be watched (inotify limit) is left to the recheck.
+    const missing = !this.watches.has(this.dir) && folderIdentity(this.dir) === undefined;
     if (missing && this.missingFolderTimer === undefined && !this.stopped) {
       this.missingFolderTimer = setInterval(() => {
         if (folderIdentity(this.dir) === undefined) return;
@@ -271,7 +306,12 @@ export class DriftWatcher {
     this.debounceTimer = setTimeout(() => {
       if (this.stopped) return;
       if (this.syncWatches()) {
-        this.log.warn({ dir: this.dir }, 'Watched folder replaced; watching again');
+        if (this.watches.has(this.dir)) {
+          this.log.warn({ dir: this.dir }, 'Watched folder replaced; watching again');
+        } else {
+          const checkIntervalMs = MISSING_FOLDER_CHECK_INTERVAL_MS;
+          this.log.warn({ dir: this.dir, checkIntervalMs }, 'Watched folder gone; looking for it');
+        }
       }
       this.options.onSettled();
     }, this.options.debounceMs);
