@@ -29,7 +29,12 @@ interface WalkedFile {
   readonly absolutePath: string;
 }
 
-const READ_NO_FOLLOW = constants.O_RDONLY | constants.O_NOFOLLOW;
+/**
+ * O_NONBLOCK: a FIFO planted where a managed file belongs would otherwise block open() until some
+ * writer shows up, and open() runs on the event loop (local-fs.ts), so the whole agent would
+ * freeze. It changes nothing for regular files; fstat then tells the FIFO apart.
+ */
+const READ_NO_FOLLOW = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
 
 /** The digest the contract uses for "no such file": empty sha256, zero size and mode. */
 export function missingFileDigest(relativePath: string): FileDigest {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
 import {
   chmod,
   chown,
@@ -331,6 +332,38 @@ describe('drift of mode and owner', () => {
       ['', ''],
       'both files reported missing',
     );
+  });
+
+  it("a FIFO planted in a managed file's place reads as missing and does not block the agent", async () => {
+    await mkdir(path.join(dir, 'sub'));
+    execFileSync('mkfifo', [path.join(dir, 'sub', 'key.pem')]);
+    // In a child: a blocking open of the FIFO would freeze the whole event loop (file calls run on
+    // it), and this test's process with it.
+    const child = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `const { DriftWatcher } = require(process.argv[1]);
+         const { createSilentLogger } = require(process.argv[2]);
+         const watcher = new DriftWatcher({ dir: process.argv[3], logger: createSilentLogger(),
+           debounceMs: 20, recheckIntervalMs: 60000, onSettled: () => undefined });
+         watcher.setManifest('example', 1, [
+           { path: 'sub/key.pem', sha256: process.argv[4], mode: 0o600, owner: undefined }]);
+         watcher.findDrift().then((found) => {
+           process.stdout.write(JSON.stringify(found.map((f) => f.report.files)));
+           return watcher.stop();
+         });`,
+        require.resolve('../../agent/drift-watcher'),
+        require.resolve('../../common/log'),
+        dir,
+        sha256Hex(KEY),
+      ],
+      { encoding: 'utf8', timeout: 10_000 },
+    );
+    assert.equal(child.signal, null, 'findDrift returned instead of hanging on the FIFO');
+    assert.deepEqual(JSON.parse(child.stdout), [
+      [{ path: 'sub/key.pem', sha256: '', size: 0, mode: 0 }],
+    ]);
   });
 
   it('a deleted and re-created folder is watched again', async () => {
