@@ -12,6 +12,8 @@ export interface ManagedFile {
   /** Canonical relative path, as resolved by the writer. */
   readonly path: string;
   readonly sha256: string;
+  /** Byte size of those bytes; bounds how much of a grown file is read (see readFileDigests). */
+  readonly size: number;
   /** Permission bits the file must keep, masked to 0o7777. */
   readonly mode: number;
   /** Numeric owner the file must keep; undefined when the config sets none. */
@@ -229,6 +231,7 @@ export class DriftWatcher {
         found = await readFileDigests(
           this.dir,
           manifest.files.map((file) => file.path),
+          manifest.files.map((file) => file.size),
         );
         owners = await Promise.all(manifest.files.map((file) => this.ownerOf(file)));
       } catch (error) {

@@ -68,25 +68,39 @@ export async function scanFolder(
 /**
  * Reads one managed file as it is on disk now. A missing file, a symlink, a non-regular file or a
  * path through a symlinked folder all come back as the "missing" digest: none of them is what the
- * server pushed, and the writer will refuse or replace them when the server pushes again.
+ * server pushed, and the writer will refuse or replace them when the server pushes again. A file
+ * larger than `maxHashBytes` is listed with its size and an empty sha256, unread.
  */
-export async function readFileDigest(dir: string, relativePath: string): Promise<FileDigest> {
+export async function readFileDigest(
+  dir: string,
+  relativePath: string,
+  maxHashBytes = Infinity,
+): Promise<FileDigest> {
   const target = resolveTargetPath(dir, relativePath);
   if ((await findSymlinkedFolder(dir, target)) !== undefined) {
     return missingFileDigest(target.relativePath);
   }
-  const digest = await digestFile(target.absolutePath, target.relativePath, Infinity);
+  const digest = await digestFile(target.absolutePath, target.relativePath, maxHashBytes);
   return digest ?? missingFileDigest(target.relativePath);
 }
 
-/** readFileDigest for several files, in the order given. */
+/**
+ * readFileDigest for several files, in the order given. `expectedSizes` (same order) bounds each
+ * read: a file grown past both its expected size and the hello's hash limit differs anyway, and
+ * reading a huge one would hold the event loop (file calls run on it) and its bytes in memory. It
+ * is listed with its size and an empty sha256, like in the hello.
+ */
 export async function readFileDigests(
   dir: string,
   relativePaths: readonly string[],
+  expectedSizes: readonly number[] = [],
 ): Promise<FileDigest[]> {
   const digests: FileDigest[] = [];
-  for (const relativePath of relativePaths) {
-    digests.push(await readFileDigest(dir, relativePath));
+  for (const [index, relativePath] of relativePaths.entries()) {
+    const expected = expectedSizes[index];
+    const maxHashBytes =
+      expected === undefined ? Infinity : Math.max(expected, DEFAULT_SCAN_LIMITS.maxHashBytes);
+    digests.push(await readFileDigest(dir, relativePath, maxHashBytes));
   }
   return digests;
 }

@@ -78,7 +78,8 @@ export class PushHandler {
     const paths = push.files.map(
       (file) => resolveTargetPath(this.options.dir, file.target).relativePath,
     );
-    const found = await readFileDigests(this.options.dir, paths);
+    const sizes = push.files.map((file) => file.size);
+    const found = await readFileDigests(this.options.dir, paths, sizes);
     const differing = found.filter(
       (file, index) => file.sha256 !== push.files[index]?.sha256.toLowerCase(),
     );
@@ -113,6 +114,7 @@ export class PushHandler {
     const files = push.files.map((file) => ({
       path: resolveTargetPath(this.options.dir, file.target).relativePath,
       sha256: file.sha256.toLowerCase(),
+      size: file.size,
       mode: file.mode & 0o7777,
       owner: file.owner,
     }));
@@ -146,15 +148,17 @@ export class PushHandler {
   /** The push's targets as found after a failure; targets that never resolved are skipped. */
   private async readTargetsAsFound(push: BundlePush): Promise<FileDigest[]> {
     const paths: string[] = [];
+    const sizes: number[] = [];
     for (const file of push.files) {
       try {
         paths.push(resolveTargetPath(this.options.dir, file.target).relativePath);
+        sizes.push(file.size);
       } catch {
         // A target that escapes the folder is never read, not even to report it.
       }
     }
     try {
-      return await readFileDigests(this.options.dir, paths);
+      return await readFileDigests(this.options.dir, paths, sizes);
     } catch (error) {
       this.log.warn({ bundle: push.bundle, err: error }, 'Targets not readable after failure');
       return [];

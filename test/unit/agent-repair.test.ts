@@ -11,6 +11,7 @@ import {
   rm,
   stat,
   symlink,
+  truncate,
   writeFile,
 } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -348,7 +349,7 @@ describe('drift of mode and owner', () => {
          const watcher = new DriftWatcher({ dir: process.argv[3], logger: createSilentLogger(),
            debounceMs: 20, recheckIntervalMs: 60000, onSettled: () => undefined });
          watcher.setManifest('example', 1, [
-           { path: 'sub/key.pem', sha256: process.argv[4], mode: 0o600, owner: undefined }]);
+           { path: 'sub/key.pem', sha256: process.argv[4], size: 4096, mode: 0o600, owner: undefined }]);
          watcher.findDrift().then((found) => {
            process.stdout.write(JSON.stringify(found.map((f) => f.report.files)));
            return watcher.stop();
@@ -366,6 +367,32 @@ describe('drift of mode and owner', () => {
     ]);
   });
 
+  it('a managed file grown to 1 GiB is drift by its size, reported without being read', async () => {
+    watcher = new DriftWatcher({
+      dir,
+      logger: createSilentLogger(),
+      debounceMs: 20,
+      recheckIntervalMs: 60_000,
+      onSettled: () => undefined,
+    });
+    const handler = new PushHandler({
+      dir,
+      writer: new BundleWriter({ dir, logger: createSilentLogger() }),
+      manifests: watcher,
+      logger: createSilentLogger(),
+    });
+    assert.equal((await handler.handle(pushOf(1))).ok, true);
+    // Sparse: no disk used, but reading it would take a 1 GiB buffer and seconds on the loop.
+    await truncate(path.join(dir, 'test_key.pem'), 2 ** 30);
+
+    const [finding] = await watcher.findDrift();
+    assert.deepEqual(
+      finding?.report.files.find((file) => file.path === 'test_key.pem'),
+      { path: 'test_key.pem', sha256: '', size: 2 ** 30, mode: 0o600 },
+    );
+    assert.equal(finding?.attributesOnly, false);
+  });
+
   it('a deleted and re-created folder is watched again', async () => {
     let settled = 0;
     await mkdir(path.join(dir, 'node'));
@@ -379,7 +406,13 @@ describe('drift of mode and owner', () => {
     });
     await watcher.start();
     watcher.setManifest('example', 1, [
-      { path: 'test_key.pem', sha256: sha256Hex(KEY), mode: 0o600, owner: undefined },
+      {
+        path: 'test_key.pem',
+        sha256: sha256Hex(KEY),
+        size: KEY.length,
+        mode: 0o600,
+        owner: undefined,
+      },
     ]);
     await rm(nodeDir, { recursive: true });
     await mkdir(nodeDir);

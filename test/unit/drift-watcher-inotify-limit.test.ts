@@ -17,7 +17,7 @@ const userNamespace = spawnSync('unshare', ['-Ur', 'true']).status === 0;
 const CHILD = `
 const fs = require('node:fs');
 const path = require('node:path');
-const [pinoPath, watcherPath, dir, keySha256] = process.argv.slice(1);
+const [pinoPath, watcherPath, dir, keySha256, keySize] = process.argv.slice(1);
 const pino = require(pinoPath);
 const { DriftWatcher } = require(watcherPath);
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -43,7 +43,7 @@ function inotifyWatches() {
   });
   await watcher.start();
   watcher.setManifest('example', 1, [
-    { path: 'sub/key.pem', sha256: keySha256, mode: 0o600, owner: undefined },
+    { path: 'sub/key.pem', sha256: keySha256, size: Number(keySize), mode: 0o600, owner: undefined },
   ]);
   // Longer than the missing-folder poll (2 s) and several rechecks.
   await sleep(2_500);
@@ -93,6 +93,7 @@ describe(
           require.resolve('../../agent/drift-watcher'),
           dir,
           sha256Hex(KEY),
+          String(KEY.length),
         ],
         { encoding: 'utf8', timeout: 30_000 },
       );
