@@ -129,7 +129,8 @@ async function digestFile(
     handle = await open(absolutePath, READ_NO_FOLLOW);
   } catch (error) {
     const code = errnoCode(error);
-    if (code === 'ENOENT' || code === 'ELOOP' || code === 'ENOTDIR') {
+    // ENXIO: a socket, which open() refuses; like a FIFO, it is not a file the bundle wrote.
+    if (code === 'ENOENT' || code === 'ELOOP' || code === 'ENOTDIR' || code === 'ENXIO') {
       return undefined;
     }
     if (code === 'EACCES' || code === 'EPERM') {

@@ -14,6 +14,7 @@ import {
   truncate,
   writeFile,
 } from 'node:fs/promises';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
@@ -391,6 +392,35 @@ describe('drift of mode and owner', () => {
       { path: 'test_key.pem', sha256: '', size: 2 ** 30, mode: 0o600 },
     );
     assert.equal(finding?.attributesOnly, false);
+  });
+
+  it("a socket bound in a managed file's place is reported as missing drift", async () => {
+    watcher = new DriftWatcher({
+      dir,
+      logger: createSilentLogger(),
+      debounceMs: 20,
+      recheckIntervalMs: 60_000,
+      onSettled: () => undefined,
+    });
+    const handler = new PushHandler({
+      dir,
+      writer: new BundleWriter({ dir, logger: createSilentLogger() }),
+      manifests: watcher,
+      logger: createSilentLogger(),
+    });
+    assert.equal((await handler.handle(pushOf(1))).ok, true);
+    await rm(path.join(dir, 'test_key.pem'));
+    const socket = createServer();
+    await new Promise<void>((resolve) => socket.listen(path.join(dir, 'test_key.pem'), resolve));
+    try {
+      const [finding] = await watcher.findDrift();
+      assert.deepEqual(
+        finding?.report.files.find((file) => file.path === 'test_key.pem'),
+        { path: 'test_key.pem', sha256: '', size: 0, mode: 0 },
+      );
+    } finally {
+      await new Promise((resolve) => socket.close(resolve));
+    }
   });
 
   it('a deleted and re-created folder is watched again', async () => {
