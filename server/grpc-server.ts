@@ -1,12 +1,12 @@
 import * as grpc from '@grpc/grpc-js';
 import {
   AdminServiceService,
-  AgentServiceService,
   type AdminServiceServer,
   type AgentServiceServer,
 } from '../common/contract';
 import type { Logger } from '../common/log';
 import { createAccessInterceptor } from './access-interceptor';
+import { AGENT_SERVICE_DEFINITION } from './encoded-response';
 import { HealthService } from './health-service';
 import { addReflection } from './reflection';
 import type { ServerTransport } from './server-transport';
@@ -49,7 +49,7 @@ export async function startGrpcServer(
     'grpc.enable_channelz': 0,
     interceptors: [createAccessInterceptor(parts.transport.policy, parts.log)],
   });
-  server.addService(AgentServiceService, parts.agentService);
+  server.addService(AGENT_SERVICE_DEFINITION, parts.agentService);
   server.addService(AdminServiceService, parts.adminService);
 
   const health = new HealthService({
