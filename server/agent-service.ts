@@ -2,6 +2,7 @@ import type { ServerDuplexStream } from '@grpc/grpc-js';
 import type { AgentServiceServer, SyncRequest, SyncResponse } from '../common/contract';
 import type { Logger } from '../common/log';
 import type { ExpectedNodes } from './expected-nodes';
+import type { OutgoingSyncResponse } from './encoded-response';
 import type { AgentSession, FanoutHub } from './fanout-hub';
 import type { SignalDispatcher } from './signal-dispatcher';
 import { InvalidRequestError, toGrpcStatus } from './status-mapping';
@@ -61,7 +62,8 @@ export function createAgentService(
             const candidate: AgentSession = {
               nodeId,
               peer,
-              send: (response) => call.write(response),
+              // The stream's serializer (AGENT_SERVICE_DEFINITION) takes encoded responses too.
+              send: (response: OutgoingSyncResponse) => call.write(response as SyncResponse),
             };
             hub.attach(candidate, message.value);
             session = candidate;

@@ -17,7 +17,7 @@ import { PauseRegistry } from './pause-registry';
 import { openStateStore } from './open-state-store';
 import { loadServerTransport } from './server-transport';
 import { RolloutTracker } from './rollout-tracker';
-import { ServerMetrics } from './server-metrics';
+import type { ServerMetrics } from './server-metrics';
 import { SignalDispatcher } from './signal-dispatcher';
 
 export interface ServerApp {
@@ -38,6 +38,14 @@ export interface ServerAppOptions {
    * It must stop acting at once; main exits non-zero so Swarm restarts it as a standby.
    */
   onLeaseLost?: (holder: string) => void;
+}
+
+/**
+ * Loaded only when the config has `metrics`: prom-client and the metric definitions hold about
+ * 1.5 MB of heap, which a server without a metrics listener would carry for nothing.
+ */
+function loadServerMetrics(): typeof ServerMetrics {
+  return (require('./server-metrics') as typeof import('./server-metrics')).ServerMetrics;
 }
 
 export async function startServerApp(
@@ -83,7 +91,7 @@ export async function startServerApp(
     log: log.child({ component: 'expiry' }),
   });
   const metrics = config.metrics
-    ? new ServerMetrics({
+    ? new (loadServerMetrics())({
         bundleNames,
         store,
         fleet,

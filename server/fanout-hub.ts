@@ -6,6 +6,7 @@ import type {
   SyncResponse,
 } from '../common/contract';
 import type { Logger } from '../common/log';
+import { EncodedSyncResponse, type OutgoingSyncResponse } from './encoded-response';
 import { filesMatchVersion, type Fleet } from './fleet';
 import type { VersionStorage } from './state-store';
 import type { BundleVersion } from './version-store';
@@ -14,7 +15,7 @@ import type { BundleVersion } from './version-store';
 export interface AgentSession {
   readonly nodeId: string;
   readonly peer: string;
-  send(message: SyncResponse): void;
+  send(message: OutgoingSyncResponse): void;
 }
 
 /**
@@ -43,6 +44,11 @@ export class FanoutHub {
   private readonly sessions = new Map<string, AgentSession>();
   private readonly fleetListeners: Array<() => void> = [];
   private readonly connectListeners: Array<(nodeId: string) => void> = [];
+  /** Each version's push, encoded once for all agents: with content and as a manifest. */
+  private readonly encodedPushes = new WeakMap<
+    BundleVersion,
+    { content?: EncodedSyncResponse; manifest?: EncodedSyncResponse }
+  >();
 
   constructor(
     private readonly store: VersionStorage,
@@ -219,23 +225,35 @@ export class FanoutHub {
   }
 
   private push(session: AgentSession, version: BundleVersion, manifestOnly: boolean): void {
-    const push: BundlePush = {
-      bundle: version.bundle,
-      version: version.version,
-      manifestOnly,
-      files: version.files.map((file) => ({
-        target: file.target,
-        mode: file.mode,
-        owner: file.owner,
-        sha256: file.sha256,
-        size: file.size,
-        content: manifestOnly ? Buffer.alloc(0) : file.content,
-      })),
-    };
-    session.send({ message: { $case: 'push', value: push } });
+    session.send(this.encodedPush(version, manifestOnly));
     this.log.debug(
       { node: session.nodeId, bundle: version.bundle, version: version.version, manifestOnly },
       'Pushed bundle',
     );
   }
+
+  private encodedPush(version: BundleVersion, manifestOnly: boolean): EncodedSyncResponse {
+    const key = manifestOnly ? 'manifest' : 'content';
+    const encoded = this.encodedPushes.get(version) ?? {};
+    this.encodedPushes.set(version, encoded);
+    return (encoded[key] ??= EncodedSyncResponse.encode({
+      message: { $case: 'push', value: pushOf(version, manifestOnly) },
+    }));
+  }
+}
+
+function pushOf(version: BundleVersion, manifestOnly: boolean): BundlePush {
+  return {
+    bundle: version.bundle,
+    version: version.version,
+    manifestOnly,
+    files: version.files.map((file) => ({
+      target: file.target,
+      mode: file.mode,
+      owner: file.owner,
+      sha256: file.sha256,
+      size: file.size,
+      content: manifestOnly ? Buffer.alloc(0) : file.content,
+    })),
+  };
 }

@@ -1,13 +1,13 @@
 import * as grpc from '@grpc/grpc-js';
-import { HealthImplementation } from 'grpc-health-check';
 import {
   AdminServiceService,
-  AgentServiceService,
   type AdminServiceServer,
   type AgentServiceServer,
 } from '../common/contract';
 import type { Logger } from '../common/log';
 import { createAccessInterceptor } from './access-interceptor';
+import { AGENT_SERVICE_DEFINITION } from './encoded-response';
+import { HealthService } from './health-service';
 import { addReflection } from './reflection';
 import type { ServerTransport } from './server-transport';
 
@@ -23,7 +23,7 @@ export interface GrpcServerParts {
 
 export interface RunningGrpcServer {
   server: grpc.Server;
-  health: HealthImplementation;
+  health: HealthService;
   port: number;
   close(): Promise<void>;
 }
@@ -44,12 +44,15 @@ export async function startGrpcServer(
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
     'grpc.max_receive_message_length': parts.maxMessageBytes,
     'grpc.max_send_message_length': parts.maxMessageBytes,
+    // Nothing serves channelz here; left on, grpc-js keeps per-connection and per-call trackers
+    // and trace events for it in every agent's connection.
+    'grpc.enable_channelz': 0,
     interceptors: [createAccessInterceptor(parts.transport.policy, parts.log)],
   });
-  server.addService(AgentServiceService, parts.agentService);
+  server.addService(AGENT_SERVICE_DEFINITION, parts.agentService);
   server.addService(AdminServiceService, parts.adminService);
 
-  const health = new HealthImplementation({
+  const health = new HealthService({
     '': 'NOT_SERVING',
     'certsync.v1.AgentService': 'NOT_SERVING',
     'certsync.v1.AdminService': 'NOT_SERVING',

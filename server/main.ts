@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=1
 import { Command } from 'commander';
 import { chooseLogFormat, createRootLogger, isLogFormat } from '../common/log';
 import { CERTSYNC_VERSION } from '../common/version';

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
+import { SERVER_NODE_FLAGS } from '../../server/runtime-flags';
 import { PROJECT_ROOT } from '../support/processes';
 import { REQUIRE_TOOLS_ENV, checkTools } from '../support/tools';
 import { readHistory, readStatus, runCertsyncctl } from './support/certsync-admin';
@@ -87,7 +88,8 @@ test('certsync on a three-node Docker Swarm', { skip, timeout: SUITE_TIMEOUT_MS 
         Array<{ Config: { User: string; Entrypoint: string[] } }>
       >(['image', 'inspect', E2E_IMAGES[role]]);
       assert.equal(config?.Config.User, 'node', `${role} image default user`);
-      assert.deepEqual(config?.Config.Entrypoint, ['node', `/app/dist/${entry}/main.js`]);
+      const flags = role === 'server' ? SERVER_NODE_FLAGS : [];
+      assert.deepEqual(config?.Config.Entrypoint, ['node', ...flags, `/app/dist/${entry}/main.js`]);
     }
     const ctl = await swarm.builder.docker([
       'run',

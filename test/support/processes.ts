@@ -3,6 +3,7 @@ import { createWriteStream, promises as fs } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { SERVER_NODE_FLAGS } from '../../server/runtime-flags';
 
 /**
  * Starts certsync's real entry points as child processes, from dist/ (after `npm run build`) or
@@ -13,14 +14,19 @@ export const PROJECT_ROOT = path.resolve(__dirname, RUNNING_FROM_SOURCE ? '../..
 
 export type EntryPoint = 'server' | 'agent' | 'ctl';
 
+/** The server runs with the same Node flags as in its image and its bin, so tests measure that. */
 export function entryCommand(entry: EntryPoint): { command: string; args: string[] } {
+  const flags = entry === 'server' ? [...SERVER_NODE_FLAGS] : [];
   if (RUNNING_FROM_SOURCE) {
     return {
       command: process.execPath,
-      args: ['--import', 'tsx', path.join(PROJECT_ROOT, entry, 'main.ts')],
+      args: [...flags, '--import', 'tsx', path.join(PROJECT_ROOT, entry, 'main.ts')],
     };
   }
-  return { command: process.execPath, args: [path.join(PROJECT_ROOT, 'dist', entry, 'main.js')] };
+  return {
+    command: process.execPath,
+    args: [...flags, path.join(PROJECT_ROOT, 'dist', entry, 'main.js')],
+  };
 }
 
 /** A child process whose output goes to a log file, stopped by signal. */
