@@ -41,7 +41,15 @@ export class DuplicateNodeError extends Error {
  */
 export class FanoutHub {
   private readonly sessions = new Map<string, AgentSession>();
-  private readonly fleetListeners: Array<() => void> = [];
+  private readonly fleetListeners: Array<(nodeId: string) => void> = [];
+  /**
+   * The push messages of each version, built once: every stream is sent the same object, which the
+   * AgentService serializer encodes once (see createAgentServiceDefinition).
+   */
+  private readonly pushes = new WeakMap<
+    BundleVersion,
+    { full?: SyncResponse; manifest?: SyncResponse }
+  >();
   private readonly connectListeners: Array<(nodeId: string) => void> = [];
 
   constructor(
@@ -55,7 +63,7 @@ export class FanoutHub {
   ) {}
 
   /** Runs `listener` after every change of what a node holds or whether it is connected. */
-  onFleetChange(listener: () => void): void {
+  onFleetChange(listener: (nodeId: string) => void): void {
     this.fleetListeners.push(listener);
   }
 
@@ -106,7 +114,7 @@ export class FanoutHub {
       const holds = record.bundles.get(version.bundle)?.appliedVersion === version.version;
       this.push(session, version, holds);
     }
-    this.notifyFleetChange();
+    this.notifyFleetChange(session.nodeId);
   }
 
   /** Forgets a session that ended; false when it was not the node's live session. */
@@ -121,7 +129,7 @@ export class FanoutHub {
       { node: session.nodeId, peer: session.peer, reason, durationMs },
       'Agent disconnected',
     );
-    this.notifyFleetChange();
+    this.notifyFleetChange(session.nodeId);
     return true;
   }
 
@@ -153,11 +161,13 @@ export class FanoutHub {
     };
 
     if (report.ok && version && filesMatchVersion(report.files, version)) {
-      this.log.info(
+      // Debug: at info this was a synchronous write per node per rollout; the rollout's
+      // transitions say when all confirmed, and failures below stay at warn.
+      this.log.debug(
         fields,
         report.filesWritten > 0 ? 'Node applied bundle' : 'Node confirmed bundle',
       );
-      this.notifyFleetChange();
+      this.notifyFleetChange(session.nodeId);
       return;
     }
     if (report.ok) {
@@ -208,8 +218,8 @@ export class FanoutHub {
     return [...this.sessions.keys()];
   }
 
-  private notifyFleetChange(): void {
-    for (const listener of this.fleetListeners) listener();
+  private notifyFleetChange(nodeId: string): void {
+    for (const listener of this.fleetListeners) listener(nodeId);
   }
 
   private currentVersions(): BundleVersion[] {
@@ -219,6 +229,23 @@ export class FanoutHub {
   }
 
   private push(session: AgentSession, version: BundleVersion, manifestOnly: boolean): void {
+    session.send(this.pushMessage(version, manifestOnly));
+    this.log.debug(
+      { node: session.nodeId, bundle: version.bundle, version: version.version, manifestOnly },
+      'Pushed bundle',
+    );
+  }
+
+  /** The one push message of `version`, shared by every session; never changed once built. */
+  private pushMessage(version: BundleVersion, manifestOnly: boolean): SyncResponse {
+    let messages = this.pushes.get(version);
+    if (!messages) {
+      messages = {};
+      this.pushes.set(version, messages);
+    }
+    const kind = manifestOnly ? 'manifest' : 'full';
+    const cached = messages[kind];
+    if (cached) return cached;
     const push: BundlePush = {
       bundle: version.bundle,
       version: version.version,
@@ -232,10 +259,8 @@ export class FanoutHub {
         content: manifestOnly ? Buffer.alloc(0) : file.content,
       })),
     };
-    session.send({ message: { $case: 'push', value: push } });
-    this.log.debug(
-      { node: session.nodeId, bundle: version.bundle, version: version.version, manifestOnly },
-      'Pushed bundle',
-    );
+    const message: SyncResponse = { message: { $case: 'push', value: push } };
+    messages[kind] = message;
+    return message;
   }
 }

@@ -2,12 +2,12 @@ import * as grpc from '@grpc/grpc-js';
 import { HealthImplementation } from 'grpc-health-check';
 import {
   AdminServiceService,
-  AgentServiceService,
   type AdminServiceServer,
   type AgentServiceServer,
 } from '../common/contract';
 import type { Logger } from '../common/log';
 import { createAccessInterceptor } from './access-interceptor';
+import { createAgentServiceDefinition } from './agent-service-definition';
 import { addReflection } from './reflection';
 import type { ServerTransport } from './server-transport';
 
@@ -46,7 +46,7 @@ export async function startGrpcServer(
     'grpc.max_send_message_length': parts.maxMessageBytes,
     interceptors: [createAccessInterceptor(parts.transport.policy, parts.log)],
   });
-  server.addService(AgentServiceService, parts.agentService);
+  server.addService(createAgentServiceDefinition(), parts.agentService);
   server.addService(AdminServiceService, parts.adminService);
 
   const health = new HealthImplementation({

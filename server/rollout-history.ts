@@ -18,6 +18,12 @@ export class RolloutHistory implements RolloutStorage {
   private writing = Promise.resolve();
   /** Bundles with a progress write queued but not started; later progress joins that write. */
   private readonly progressQueued = new Set<string>();
+  /**
+   * Each kept rollout's JSON, dropped whenever that rollout is saved again. A snapshot holds up to
+   * ROLLOUTS_KEPT rollouts with every node's confirmation; encoding all of them for each write was
+   * the server's largest cost during a rollout, though only the current one changes.
+   */
+  private readonly encoded = new WeakMap<RolloutData, string>();
 
   private constructor(
     private readonly dir: string,
@@ -46,7 +52,8 @@ export class RolloutHistory implements RolloutStorage {
 
   /** Adds or updates `rollout` (the same object is saved again after every change) and persists. */
   async save(rollout: RolloutData): Promise<void> {
-    const snapshot = JSON.stringify(this.remember(rollout));
+    this.remember(rollout);
+    const snapshot = this.snapshot(rollout.bundle);
     this.writing = this.writing.then(() => this.write(rollout, snapshot));
     await this.writing;
   }
@@ -64,16 +71,29 @@ export class RolloutHistory implements RolloutStorage {
     this.progressQueued.add(rollout.bundle);
     this.writing = this.writing.then(() => {
       this.progressQueued.delete(rollout.bundle);
-      return this.write(rollout, JSON.stringify(this.byBundle.get(rollout.bundle) ?? []));
+      return this.write(rollout, this.snapshot(rollout.bundle));
     });
   }
 
-  private remember(rollout: RolloutData): RolloutData[] {
+  private remember(rollout: RolloutData): void {
+    this.encoded.delete(rollout);
     const rollouts = this.byBundle.get(rollout.bundle) ?? [];
     if (!rollouts.includes(rollout)) rollouts.push(rollout);
     const kept = rollouts.slice(-ROLLOUTS_KEPT);
     this.byBundle.set(rollout.bundle, kept);
-    return kept;
+  }
+
+  /** The bundle's file contents: the same text as JSON.stringify of its kept rollouts. */
+  private snapshot(bundle: string): string {
+    const parts = (this.byBundle.get(bundle) ?? []).map((rollout) => {
+      let text = this.encoded.get(rollout);
+      if (text === undefined) {
+        text = JSON.stringify(rollout);
+        this.encoded.set(rollout, text);
+      }
+      return text;
+    });
+    return `[${parts.join(',')}]`;
   }
 
   private async write(rollout: RolloutData, snapshot: string): Promise<void> {
