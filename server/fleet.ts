@@ -53,9 +53,9 @@ export function isNodeInSync(
  * and restores that itself.)
  */
 export function filesMatchVersion(files: readonly FileDigest[], version: BundleVersion): boolean {
-  const byPath = new Map(files.map((file) => [file.path, file]));
+  // A bundle has a handful of files; a scan is cheaper than building a map on every report.
   return version.files.every((file) => {
-    const found = byPath.get(file.target);
+    const found = files.find((candidate) => candidate.path === file.target);
     return found?.sha256 === file.sha256 && found.mode === (file.mode & 0o7777);
   });
 }
