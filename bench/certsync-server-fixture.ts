@@ -30,8 +30,18 @@ export const BENCH_TARGETS = {
 // Measured times come from the server's own timestamps, so polling only decides how soon we
 // notice; slow enough not to load the server (a GetStatus with 1000 nodes is not free).
 const POLL_INTERVAL_MS = 25;
-/** Convergence is read from the rollout's own transition time; polling for it is only a wait. */
-const CONVERGED_POLL_INTERVAL_MS = 100;
+
+/** The rollout a renewal is about to start, followed from before the renewal. */
+export interface NextRollout {
+  /**
+   * The server's time of the `converged` transition: every connected agent wrote, fsynced, read
+   * back and reported the version. Resolves once the rollout is final (done right after, since
+   * the bench bundle has no reload targets).
+   */
+  readonly converged: Promise<number>;
+  /** The server's acceptance time of the version (one GetBundle; call after convergence). */
+  acceptedAt(): Promise<number>;
+}
 
 /** A real certsync-server process (TLS with tokens, like production) watching one lineage. */
 export class BenchServer {
@@ -130,19 +140,41 @@ export class BenchServer {
   }
 
   /**
-   * Waits until the rollout of `version` converged (every connected agent wrote, fsynced, read
-   * back and reported it) and returns the server's time of that transition.
+   * Subscribes to the next rollout of the bundle and returns once the server confirmed the
+   * subscription; start the renewal after that. The server pushes the rollout's state changes
+   * (WatchRollout without per-node events), so waiting costs it neither a GetStatus per poll
+   * nor a message per node inside the very window being measured.
    */
-  async waitForConverged(version: number, timeoutMs = 120_000): Promise<number> {
-    const bundle = await this.waitForBundle(
-      (candidate) =>
-        candidate.rollout?.version === version &&
-        candidate.rollout.transitions.some((step) => step.to === 'converged'),
-      timeoutMs,
-      CONVERGED_POLL_INTERVAL_MS,
+  async watchNextRollout(version: number, timeoutMs = 120_000): Promise<NextRollout> {
+    let subscribed!: () => void;
+    const live = new Promise<void>((resolve) => (subscribed = resolve));
+    let convergedAt: Date | undefined;
+    let wrongVersion: number | undefined;
+    const ended = this.admin.watchRollout(
+      BENCH_BUNDLE,
+      (event) => {
+        const rollout = event.rollout;
+        if (event.kind === 'snapshot' && rollout && rollout.version !== version)
+          wrongVersion = rollout.version;
+        if (event.kind === 'transition' && event.transition?.to === 'converged')
+          convergedAt ??= event.transition.at;
+      },
+      { next: true, transitionsOnly: true, timeoutMs, onSubscribed: subscribed },
     );
-    const step = bundle.rollout?.transitions.find((candidate) => candidate.to === 'converged');
-    return (step?.at as Date).getTime();
+    await Promise.race([live, ended]);
+    return {
+      converged: ended.then(async (finished) => {
+        if (wrongVersion !== undefined)
+          throw new Error(`expected a rollout of version ${version}, got ${wrongVersion}`);
+        if (!finished || !convergedAt)
+          throw new Error(`rollout of version ${version} did not converge within ${timeoutMs} ms`);
+        return convergedAt.getTime();
+      }),
+      acceptedAt: async () => {
+        const { bundle } = await this.admin.getBundle(BENCH_BUNDLE, version);
+        return (bundle?.acceptedAt as Date).getTime();
+      },
+    };
   }
 
   async waitForConnectedNodes(count: number, timeoutMs = 180_000): Promise<void> {

@@ -119,14 +119,26 @@ export class AdminClient {
   watchRollout(
     bundle: string,
     onEvent: (event: WatchRolloutResponse) => void,
-    options: { next?: boolean; timeoutMs?: number } = {},
+    options: {
+      next?: boolean;
+      timeoutMs?: number;
+      /** Only snapshots, transitions, reloads and proofs; no event per confirmed node. */
+      transitionsOnly?: boolean;
+      /** Runs once the server has subscribed the watch: no later event of the bundle is missed. */
+      onSubscribed?: () => void;
+    } = {},
   ): Promise<boolean> {
     const timeoutMs = options.timeoutMs ?? 0;
     return new Promise((resolve, reject) => {
       const call = this.client.watchRollout(
-        { bundle, next: options.next ?? false },
+        {
+          bundle,
+          next: options.next ?? false,
+          transitionsOnly: options.transitionsOnly ?? false,
+        },
         this.transport.metadata(),
       );
+      if (options.onSubscribed) call.once('metadata', options.onSubscribed);
       let timer: NodeJS.Timeout | undefined;
       let timedOut = false;
       if (timeoutMs > 0) {

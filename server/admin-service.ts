@@ -1,4 +1,9 @@
-import type { sendUnaryData, ServerUnaryCall, ServerWritableStream } from '@grpc/grpc-js';
+import {
+  Metadata,
+  type sendUnaryData,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+} from '@grpc/grpc-js';
 import type {
   AdminServiceServer,
   BundleInfo,
@@ -104,7 +109,7 @@ export function createAdminService(deps: AdminServiceDeps): AdminServiceServer {
     }),
     watchRollout: (call: ServerWritableStream<WatchRolloutRequest, WatchRolloutResponse>) => {
       try {
-        const { bundle, next } = call.request;
+        const { bundle, next, transitionsOnly } = call.request;
         requireBundle(bundle);
         const atCall = tracker.current(bundle);
         let watched = next ? undefined : atCall;
@@ -132,6 +137,7 @@ export function createAdminService(deps: AdminServiceDeps): AdminServiceServer {
             return;
           }
           if (event.rollout !== watched || event.kind === 'started') return;
+          if (transitionsOnly && event.kind === 'node-confirmed') return;
           call.write(watchEvent(event));
           if (event.kind === 'transition' && FINAL_ROLLOUT_STATES.has(event.transition.to)) {
             unsubscribe();
@@ -140,6 +146,9 @@ export function createAdminService(deps: AdminServiceDeps): AdminServiceServer {
         });
         call.on('cancelled', unsubscribe);
         call.on('close', unsubscribe);
+        // With --next nothing may be written for a long while; the headers tell the client that
+        // the subscription is live, so it can start what it wants to watch without a race.
+        if (next) call.sendMetadata(new Metadata());
       } catch (error) {
         call.emit('error', toGrpcStatus(error, log, { method: call.getPath() }));
       }

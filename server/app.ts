@@ -116,7 +116,7 @@ export async function startServerApp(
     isPaused,
     serverId: lease?.holderId,
   });
-  hub.onFleetChange(() => tracker.evaluateAll());
+  hub.onFleetChange((nodeId) => tracker.nodeChanged(nodeId));
 
   let grpcServer: RunningGrpcServer | undefined;
   let metricsListener: MetricsListener | undefined;

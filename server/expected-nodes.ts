@@ -28,8 +28,11 @@ export class FleetUnavailableError extends Error {
 /** Where the set of nodes that must hold every bundle comes from. */
 export interface ExpectedNodes {
   readonly mode: FleetConfig['mode'];
-  /** The node IDs that must confirm a version before anything is reloaded, sorted. */
-  current(): string[];
+  /**
+   * The node IDs that must confirm a version before anything is reloaded, sorted. The same array
+   * is returned until the set changes, so callers compare by identity first; never change it.
+   */
+  current(): readonly string[];
   /** Resolves when `nodeId` may connect; throws NodeNotExpectedError or FleetUnavailableError. */
   admit(nodeId: string): Promise<void>;
   /** Starts watching for changes (swarm mode); `onChange` runs after the set changed. */
@@ -46,7 +49,7 @@ export function createExpectedNodes(
     case 'connected':
       return {
         mode: 'connected',
-        current: () => deps.fleet.nodes().map((node) => node.nodeId),
+        current: () => deps.fleet.nodeIds(),
         admit: async () => undefined,
         start: async () => undefined,
         close: () => undefined,
@@ -127,7 +130,7 @@ class SwarmExpectedNodes implements ExpectedNodes {
     private readonly log: Logger,
   ) {}
 
-  current(): string[] {
+  current(): readonly string[] {
     return this.expected;
   }
 

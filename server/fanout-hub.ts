@@ -42,7 +42,7 @@ export class DuplicateNodeError extends Error {
  */
 export class FanoutHub {
   private readonly sessions = new Map<string, AgentSession>();
-  private readonly fleetListeners: Array<() => void> = [];
+  private readonly fleetListeners: Array<(nodeId: string) => void> = [];
   private readonly connectListeners: Array<(nodeId: string) => void> = [];
   /** Each version's push, encoded once for all agents: with content and as a manifest. */
   private readonly encodedPushes = new WeakMap<
@@ -61,7 +61,7 @@ export class FanoutHub {
   ) {}
 
   /** Runs `listener` after every change of what a node holds or whether it is connected. */
-  onFleetChange(listener: () => void): void {
+  onFleetChange(listener: (nodeId: string) => void): void {
     this.fleetListeners.push(listener);
   }
 
@@ -112,7 +112,7 @@ export class FanoutHub {
       const holds = record.bundles.get(version.bundle)?.appliedVersion === version.version;
       this.push(session, version, holds);
     }
-    this.notifyFleetChange();
+    this.notifyFleetChange(session.nodeId);
   }
 
   /** Forgets a session that ended; false when it was not the node's live session. */
@@ -127,7 +127,7 @@ export class FanoutHub {
       { node: session.nodeId, peer: session.peer, reason, durationMs },
       'Agent disconnected',
     );
-    this.notifyFleetChange();
+    this.notifyFleetChange(session.nodeId);
     return true;
   }
 
@@ -159,11 +159,13 @@ export class FanoutHub {
     };
 
     if (report.ok && version && filesMatchVersion(report.files, version)) {
-      this.log.info(
+      // Debug: at info this was a synchronous write per node per rollout; the rollout's
+      // transitions say when all confirmed, and failures below stay at warn.
+      this.log.debug(
         fields,
         report.filesWritten > 0 ? 'Node applied bundle' : 'Node confirmed bundle',
       );
-      this.notifyFleetChange();
+      this.notifyFleetChange(session.nodeId);
       return;
     }
     if (report.ok) {
@@ -214,8 +216,8 @@ export class FanoutHub {
     return [...this.sessions.keys()];
   }
 
-  private notifyFleetChange(): void {
-    for (const listener of this.fleetListeners) listener();
+  private notifyFleetChange(nodeId: string): void {
+    for (const listener of this.fleetListeners) listener(nodeId);
   }
 
   private currentVersions(): BundleVersion[] {

@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../common/log';
 import type { BundleConfig } from './config';
+import { ConfirmedCount } from './confirmed-count';
 import type { ExpectedNodes } from './expected-nodes';
-import { isNodeInSync, type Fleet } from './fleet';
+import { isNodeInSync, type Fleet, type NodeRecord } from './fleet';
 import type { Prover } from './prover';
 import type { Reloader } from './reloader';
 import {
@@ -84,6 +85,12 @@ export class RolloutTracker {
   private readonly events: ServerEvents;
   private timer: NodeJS.Timeout | undefined;
   private readonly watchers = new EventEmitter();
+  /**
+   * Per bundle, the nodes whose state changed since its last evaluation; no entry means every
+   * node must be looked at (a new rollout, the timer, a change of the expected set).
+   */
+  private readonly changedNodes = new Map<string, Set<string>>();
+  private readonly confirmedCounts = new Map<string, ConfirmedCount>();
 
   constructor(private readonly options: RolloutTrackerOptions) {
     this.configs = new Map(options.bundles.map((bundle) => [bundle.name, bundle]));
@@ -189,6 +196,7 @@ export class RolloutTracker {
     // Known from the start, so a watcher's first snapshot counts against the right total.
     rollout.expectedNodes = [...this.options.expectedNodes.current()];
     this.active.set(version.bundle, rollout);
+    this.changedNodes.delete(version.bundle);
     this.options.log.info(
       { bundle: rollout.bundle, version: rollout.version, trigger },
       'Rollout started',
@@ -199,9 +207,20 @@ export class RolloutTracker {
     return rollout;
   }
 
-  /** Re-assesses every waiting rollout; called on fleet events and by the timer. */
+  /** Re-assesses every waiting rollout against every node; called by the timer and on fleet-set changes. */
   evaluateAll(): void {
+    this.changedNodes.clear();
     for (const bundle of this.active.keys()) {
+      this.evaluate(bundle).catch((error: unknown) =>
+        this.options.log.error({ err: error, bundle }, 'Rollout evaluation failed'),
+      );
+    }
+  }
+
+  /** Re-assesses every waiting rollout after one node's report, connect or disconnect. */
+  nodeChanged(nodeId: string): void {
+    for (const bundle of this.active.keys()) {
+      this.changedNodes.get(bundle)?.add(nodeId);
       this.evaluate(bundle).catch((error: unknown) =>
         this.options.log.error({ err: error, bundle }, 'Rollout evaluation failed'),
       );
@@ -353,9 +372,11 @@ export class RolloutTracker {
 
     const now = this.now();
     const expected = this.options.expectedNodes.current();
-    let changed = expected.join(',') !== rollout.expectedNodes.join(',');
-    rollout.expectedNodes = [...expected];
-    for (const node of this.options.fleet.nodes()) {
+    let changed = !sameNodeIds(expected, rollout.expectedNodes);
+    if (changed) rollout.expectedNodes = [...expected];
+    const count = this.confirmedCount(bundle);
+    count.track(rollout, expected);
+    for (const node of this.nodesToCheck(bundle)) {
       const record = node.bundles.get(bundle);
       if (
         rollout.confirmedAt[node.nodeId] ||
@@ -364,29 +385,34 @@ export class RolloutTracker {
       )
         continue;
       rollout.confirmedAt[node.nodeId] = now;
+      count.confirmed(node.nodeId);
       changed = true;
       const durationMs = now.getTime() - rollout.startedAt.getTime();
-      this.options.log.info(
+      // Debug: one line per node per rollout is a thousand synchronous writes at N=1000; the
+      // converged transition names the count, a stall names the missing nodes.
+      this.options.log.debug(
         { bundle, version: rollout.version, node: node.nodeId, durationMs },
         'Node confirmed rollout',
       );
       this.emit({ kind: 'node-confirmed', rollout, nodeId: node.nodeId });
     }
 
-    const confirmed = new Set(Object.keys(rollout.confirmedAt));
-    const verdict = assessConvergence(
-      expected,
-      confirmed,
-      rollout.startedAt,
-      now,
-      this.options.convergeTimeoutMs,
-    );
+    const waitedMs = now.getTime() - rollout.startedAt.getTime();
+    const verdict =
+      count.mayHaveConverged() || waitedMs >= this.options.convergeTimeoutMs
+        ? assessConvergence(
+            expected,
+            new Set(Object.keys(rollout.confirmedAt)),
+            rollout.startedAt,
+            now,
+            this.options.convergeTimeoutMs,
+          )
+        : { kind: 'waiting' as const };
     const disconnected =
       verdict.kind === 'converged' ? this.disconnectedForSignals(bundle, expected) : [];
     if (verdict.kind === 'converged' && disconnected.length > 0) {
       // Every node holds the bytes, but a signal reload needs each agent connected (after a server
       // restart they reconnect within seconds); wait for them, stalling after convergeTimeoutMs.
-      const waitedMs = now.getTime() - rollout.startedAt.getTime();
       if (rollout.state === 'distributing' && waitedMs >= this.options.convergeTimeoutMs) {
         const reason = `every node confirmed, but a signal reload needs these agents connected: ${disconnected.join(', ')}`;
         await this.move(
@@ -411,6 +437,28 @@ export class RolloutTracker {
       rollout.updatedAt = now;
       this.options.history.saveProgress(rollout);
     }
+  }
+
+  /** The nodes whose state changed since the bundle's last evaluation (all of them when unknown). */
+  private nodesToCheck(bundle: string): Iterable<NodeRecord> {
+    const changed = this.changedNodes.get(bundle);
+    this.changedNodes.set(bundle, new Set());
+    if (!changed) return this.options.fleet.nodes();
+    const nodes: NodeRecord[] = [];
+    for (const nodeId of changed) {
+      const node = this.options.fleet.get(nodeId);
+      if (node) nodes.push(node);
+    }
+    return nodes;
+  }
+
+  private confirmedCount(bundle: string): ConfirmedCount {
+    let count = this.confirmedCounts.get(bundle);
+    if (!count) {
+      count = new ConfirmedCount();
+      this.confirmedCounts.set(bundle, count);
+    }
+    return count;
   }
 
   /** Expected nodes whose agent is not connected, when a reload target of the bundle is a signal. */
@@ -624,4 +672,8 @@ export class RolloutTracker {
 function lastEntryInto(rollout: RolloutData, state: RolloutState): Date {
   const entries = rollout.transitions.filter((transition) => transition.to === state);
   return entries.at(-1)?.at ?? rollout.startedAt;
+}
+
+function sameNodeIds(a: readonly string[], b: readonly string[]): boolean {
+  return a === b || (a.length === b.length && a.every((nodeId, index) => nodeId === b[index]));
 }

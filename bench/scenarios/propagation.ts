@@ -94,11 +94,12 @@ export async function runPropagation(options: {
     const agentsCpuBefore = agentsCpu();
     for (let version = 2; version < options.rollouts + 2; version += 1) {
       const cpuBefore = readCpuMs(server.pid);
+      const next = await server.watchNextRollout(version);
       const { swappedAtMs } = await lineage.renew();
-      const acceptedAtMs = await server.waitForAccepted(version);
-      const convergedAtMs = await server.waitForConverged(version);
+      const convergedAtMs = await next.converged;
       rolloutCpuMs += readCpuMs(server.pid) - cpuBefore;
       rolloutWallMs += Date.now() - swappedAtMs;
+      const acceptedAtMs = await next.acceptedAt();
       propagationMs.push(convergedAtMs - acceptedAtMs);
       swapToAllMs.push(convergedAtMs - swappedAtMs);
       await sleep(settleMs + 100);

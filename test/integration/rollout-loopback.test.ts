@@ -134,4 +134,30 @@ describe('rollouts over a static fleet on loopback', () => {
     await renew();
     await harness.waitForConvergence(3, NODES);
   });
+
+  test('WatchRollout with transitionsOnly follows the next rollout without per-node events', async () => {
+    await rolloutOf(3, 'done');
+    const kinds: string[] = [];
+    let last: RolloutInfo | undefined;
+    let renewal: Promise<void> | undefined;
+    const ended = await harness.admin.watchRollout(
+      'example',
+      (event) => {
+        kinds.push(event.transition ? `${event.kind} ${event.transition.to}` : event.kind);
+        last = event.rollout;
+      },
+      {
+        next: true,
+        transitionsOnly: true,
+        timeoutMs: 30_000,
+        // The renewal starts only once the server holds the subscription, so nothing is missed.
+        onSubscribed: () => (renewal = renew()),
+      },
+    );
+    await renewal;
+    assert.equal(ended, true, 'the server ended the stream once the rollout was final');
+    assert.deepEqual(kinds, ['snapshot', 'transition converged', 'transition done']);
+    assert.equal(last?.version, 4);
+    assert.deepEqual(last?.confirmedNodes, NODES);
+  });
 });

@@ -48,3 +48,31 @@ test('a state change saved after queued progress is what the file holds at the e
   assert.equal(latest?.state, 'converged');
   assert.deepEqual(Object.keys(latest?.confirmedAt ?? {}), ['node-1']);
 });
+
+test('the file holds every kept rollout as saved last, whichever rollout changed', async (t) => {
+  const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-history-'));
+  t.after(() => fs.rm(stateDir, { recursive: true, force: true }));
+  const history = await openHistory(stateDir);
+  const older = newRollout('web', 5, 'accepted', new Date('2026-12-01T10:00:00Z'));
+  const newer = newRollout('web', 6, 'accepted', new Date('2026-12-01T11:00:00Z'));
+  await history.save(older);
+  await history.save(newer);
+
+  // An older rollout saved again after a change: its cached encoding must not be reused.
+  older.state = 'superseded';
+  older.confirmedAt['node-1'] = new Date('2026-12-01T10:00:01Z');
+  await history.save(older);
+  newer.confirmedAt['node-2'] = new Date('2026-12-01T11:00:01Z');
+  await history.save(newer);
+
+  const text = await fs.readFile(path.join(stateDir, 'rollouts', 'web.json'), 'utf8');
+  assert.equal(text, JSON.stringify([older, newer]));
+  const reread = (await openHistory(stateDir)).list('web');
+  assert.deepEqual(
+    reread.map((rollout) => [rollout.version, rollout.state, Object.keys(rollout.confirmedAt)]),
+    [
+      [6, newer.state, ['node-2']],
+      [5, 'superseded', ['node-1']],
+    ],
+  );
+});
