@@ -186,7 +186,7 @@ export async function startServerApp(
     await Promise.all(intakes.map((intake) => intake.close()));
     await grpcServer?.close();
     await metricsListener?.close();
-    tracker.close();
+    await tracker.close();
     expectedNodes.close();
     await lease?.close();
     throw error;
@@ -234,7 +234,7 @@ export async function startServerApp(
         running.health.setStatus(service, 'NOT_SERVING');
       }
       await Promise.all(intakes.map((intake) => intake.close()));
-      tracker.close();
+      await tracker.close();
       expiry.close();
       expectedNodes.close();
       await running.close();

@@ -92,6 +92,18 @@ export class RolloutHistory implements RolloutStorage {
     this.progressQueued.set(rollout.bundle, timer);
   }
 
+  async flush(): Promise<void> {
+    for (const [bundle, timer] of this.progressQueued) {
+      // undefined: the write is already chained and will take the newest snapshot.
+      if (!timer) continue;
+      clearTimeout(timer);
+      this.progressQueued.delete(bundle);
+      const latest = this.latest(bundle);
+      if (latest) this.writing = this.writing.then(() => this.write(latest, this.snapshot(bundle)));
+    }
+    await this.writing;
+  }
+
   private remember(rollout: RolloutData): void {
     this.encoded.delete(rollout);
     const rollouts = this.byBundle.get(rollout.bundle) ?? [];

@@ -129,8 +129,13 @@ export class RolloutTracker {
     this.timer.unref();
   }
 
-  close(): void {
+  /**
+   * Stops the timer and waits until the history holds the last state change, so a successor
+   * reads what this server did (a save still in flight could read as a reload cut off mid-call).
+   */
+  async close(): Promise<void> {
     clearInterval(this.timer);
+    await this.options.history.flush();
   }
 
   /** Calls `listener` for every step of every rollout of `bundle`; returns the unsubscribe. */

@@ -32,6 +32,8 @@ export interface RolloutStorage {
   save(rollout: RolloutData): Promise<void>;
   /** Records progress (node confirmations) without waiting; several may share one write. */
   saveProgress(rollout: RolloutData): void;
+  /** Writes queued progress now and resolves once every write started so far has landed. */
+  flush(): Promise<void>;
 }
 
 /** Both halves of the server's authoritative state, opened together from one backend. */

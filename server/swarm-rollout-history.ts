@@ -90,6 +90,11 @@ export class SwarmRolloutHistory implements RolloutStorage {
     });
   }
 
+  /** Progress snapshots are chained at once here, so waiting for the chain is enough. */
+  async flush(): Promise<void> {
+    await this.writing;
+  }
+
   private async write(bundle: string, snapshot: string): Promise<void> {
     let rollouts = JSON.parse(snapshot) as unknown[];
     for (;;) {

@@ -170,10 +170,18 @@ describe('node write errors stop the reload', { skip: engineCheck.skip }, () => 
     )!;
     assert.equal(healed.lastError, undefined, 'the error is cleared once written');
     assert.ok(await holds('node-b', pems));
+    // The operator's re-send may come after node-b's own retry already converged the stalled
+    // rollout; `rollout restart` then runs a second rollout, which reloads once more, as asked.
+    // Either way every rollout of this version that got to done reloaded exactly once.
+    const doneRollouts = (await harness.admin.listRollouts('example')).rollouts.filter(
+      (rollout) => rollout.version === version && rollout.state === 'done',
+    ).length;
+    if (recover === 'by-itself') assert.equal(doneRollouts, 1, 'one rollout of this version');
+    else assert.ok(doneRollouts === 1 || doneRollouts === 2, `${doneRollouts} rollouts done`);
     assert.equal(
       (await signalsDelivered(engine, container, sinceMs)).length,
-      NODES.length,
-      'reloaded once',
+      NODES.length * doneRollouts,
+      'reloaded once per rollout',
     );
     current = pems;
   };

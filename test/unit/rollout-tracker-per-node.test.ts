@@ -132,7 +132,7 @@ describe('RolloutTracker, one node report at a time', () => {
   });
 
   afterEach(async () => {
-    tracker.close();
+    await tracker.close();
     await fs.rm(stateDir, { recursive: true, force: true });
   });
 

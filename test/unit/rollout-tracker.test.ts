@@ -249,7 +249,7 @@ describe('RolloutTracker', () => {
       'reload vault true',
       'reloading->done',
     ]);
-    tracker.close();
+    await tracker.close();
   });
 
   it('a paused bundle neither converges nor reloads, and refuses rollouts; once resumed it goes on', async () => {
@@ -270,7 +270,7 @@ describe('RolloutTracker', () => {
     paused.delete('web');
     await settle(tracker, 'done');
     assert.equal(docker.updates.length, 1);
-    tracker.close();
+    await tracker.close();
   });
 
   it('rollback goes to the newest other version whose rollout finished done, or to the one named', async () => {
@@ -306,7 +306,7 @@ describe('RolloutTracker', () => {
     const named = await tracker.rollback('web', 1);
     assert.equal(named.version, 1);
     assert.equal(store.current('web')?.version, 1);
-    tracker.close();
+    await tracker.close();
   });
 
   it('reloads once, and only after the last expected node confirmed', async () => {
@@ -331,7 +331,7 @@ describe('RolloutTracker', () => {
       tracker.current('web')!.transitions.map((step) => step.to),
       ['converged', 'reloading', 'done'],
     );
-    tracker.close();
+    await tracker.close();
   });
 
   it('stalls naming the missing node, reloads nothing, and goes on when the node catches up', async () => {
@@ -349,7 +349,7 @@ describe('RolloutTracker', () => {
     confirm('b', version);
     await settle(tracker, 'done');
     assert.equal(docker.updates.length, 1);
-    tracker.close();
+    await tracker.close();
   });
 
   it('refuses a plain Reload of a stalled rollout and carries out a forced one', async () => {
@@ -369,7 +369,7 @@ describe('RolloutTracker', () => {
       tracker.current('web')!.transitions.find((step) => step.to === 'reloading')!.detail,
       /forced with 2 node\(s\) missing/,
     );
-    tracker.close();
+    await tracker.close();
   });
 
   it('does not reload again after a restart; resumes a cut-off round without repeating a finished reload', async () => {
@@ -379,7 +379,7 @@ describe('RolloutTracker', () => {
     confirm('a', version);
     confirm('b', version);
     await settle(first, 'done');
-    first.close();
+    await first.close();
 
     const second = await build();
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -389,7 +389,7 @@ describe('RolloutTracker', () => {
       1,
       'a restarted server reloads nothing it already reloaded',
     );
-    second.close();
+    await second.close();
 
     // A history whose last rollout was still reloading when the server died, after the reload
     // of its only target had finished and been recorded: it goes on to done, no second reload.
@@ -410,7 +410,7 @@ describe('RolloutTracker', () => {
     await settle(third, 'done');
     assert.equal(docker.updates.length, 1, 'a reload recorded as finished is not run again');
     assert.match(third.current('web')!.transitions.at(-1)!.detail, /1 reload target\(s\) finished/);
-    third.close();
+    await third.close();
 
     // Cut off during the Docker call: started (reloadInFlight) but no record. Unknown how far it
     // got, so the rollout fails and nothing is reloaded.
@@ -422,7 +422,7 @@ describe('RolloutTracker', () => {
     await settle(fourth, 'failed');
     assert.match(fourth.current('web')!.reason, /stopped while reloading vault/);
     assert.equal(docker.updates.length, 1);
-    fourth.close();
+    await fourth.close();
 
     // Converged, reload never started: the successor runs it once.
     const cutBeforeReload = structuredClone(cutInFlight);
@@ -431,7 +431,7 @@ describe('RolloutTracker', () => {
     const fifth = await build();
     await settle(fifth, 'done');
     assert.equal(docker.updates.length, 2, 'a reload that never started runs once');
-    fifth.close();
+    await fifth.close();
   });
 
   it('starts a signal reload only when every expected agent is connected', async () => {
@@ -476,14 +476,14 @@ describe('RolloutTracker', () => {
     confirm('b', version);
     await settle(tracker, 'done');
     assert.deepEqual(signalled, [['a', 'b']]);
-    tracker.close();
+    await tracker.close();
   });
 
   it('reloads once after a restart a rollout that had converged but not started its reload', async () => {
     const first = await build();
     const version = await accept('v1');
     await first.begin(version, 'accepted');
-    first.close();
+    await first.close();
     const file = path.join(stateDir, 'rollouts', 'web.json');
     const saved = JSON.parse(await fs.readFile(file, 'utf8')) as Array<{
       state: string;
@@ -500,12 +500,12 @@ describe('RolloutTracker', () => {
     const second = await build();
     await settle(second, 'done');
     assert.equal(docker.updates.length, 1);
-    second.close();
+    await second.close();
     const third = await build();
     await new Promise((resolve) => setTimeout(resolve, 100));
     assert.equal(third.current('web')?.state, 'done');
     assert.equal(docker.updates.length, 1, 'and not again after the next restart');
-    third.close();
+    await third.close();
   });
 
   it('holds after a failed proof: failed, named, and nothing rolled back', async () => {
@@ -554,7 +554,7 @@ describe('RolloutTracker', () => {
       tracker.list('web').map((rollout) => rollout.state),
       ['failed'],
     );
-    tracker.close();
+    await tracker.close();
 
     // The same rollout as a successor finds it when its predecessor died after the reload and
     // before the proof: the proof runs again (and fails the same way), the reload does not.
@@ -578,7 +578,7 @@ describe('RolloutTracker', () => {
     assert.ok(successor.current('web')!.reloads[0]?.proof, 'the proof ran on the successor');
     assert.equal(successor.current('web')!.reloads.length, 1);
     assert.equal(docker.updates.length, 1, 'the successor proved without reloading again');
-    successor.close();
+    await successor.close();
   });
 
   it('a new version supersedes one still waiting for nodes', async () => {
@@ -593,6 +593,6 @@ describe('RolloutTracker', () => {
     confirm('b', v2);
     await settle(tracker, 'done');
     assert.equal(docker.updates.length, 1);
-    tracker.close();
+    await tracker.close();
   });
 });
