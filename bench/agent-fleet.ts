@@ -3,7 +3,8 @@ import { createWriteStream } from 'node:fs';
 import path from 'node:path';
 import { profileArgs } from './certsync-server-fixture';
 
-export const WORKER_PROCESSES = 4;
+/** Agent worker processes; CERTSYNC_BENCH_WORKERS overrides (for trying other splits). */
+export const WORKER_PROCESSES = Number(process.env['CERTSYNC_BENCH_WORKERS'] ?? '') || 4;
 
 /** N real agents spread over a few worker processes (WORKER_PROCESSES, fewer for small N). */
 export class AgentFleet {
