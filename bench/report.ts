@@ -50,14 +50,14 @@ export function formatTable(results: BenchResults): string {
     const row = (label: string, d: { p50Ms: number; p95Ms: number; maxMs: number }, note: string) =>
       lines.push(`| ${label} | 3 | ${d.p50Ms} | ${d.p95Ms} | ${d.maxMs} | ${note} |`);
     row(
-      'swarm: certsync renewal (certbot exit → rollout done)',
+      'swarm: certsync renewal (last link swap → rollout done)',
       s.endToEnd,
       `${n} renewals; distribute to 3 nodes, force-update iklimco_vault (2 replicas), unseal + prove`,
     );
     row(
-      'swarm: · detection (certbot exit → accepted)',
+      'swarm: · detection (last link swap → accepted)',
       s.detection,
-      'server timestamps (history) against the host clock',
+      "server timestamps (history) against the link's mtime, one clock",
     );
     row('swarm: · propagation (accepted → converged)', s.propagation, '3 agents confirmed');
     row(

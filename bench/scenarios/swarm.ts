@@ -48,12 +48,18 @@ const LOCK_TIMEOUT_MS = 15 * 60_000;
 const CONVERGE_TIMEOUT_MS = 60_000;
 
 export interface SwarmRenewalRun {
-  /** certbot renew exit → rollout `done` (server's done transition). */
+  /**
+   * The renewal's end — certbot's last link swap, `live/NAME/fullchain.pem`'s mtime — → rollout
+   * `done` (the server's done transition).
+   */
   readonly endToEndMs: number;
-  /** certbot renew exit → version accepted (rollout startedAt); negative if accepted before certbot exited. */
+  /** certbot's last link swap → version accepted (rollout startedAt). */
   readonly detectionMs: number;
-  /** live/ link swap (the link's mtime) → version accepted. */
-  readonly detectionFromSwapMs: number;
+  /**
+   * certbot's exit → version accepted; negative when the server accepted the version before
+   * certbot exited (it saves its renewal config and runs hooks after the swap).
+   */
+  readonly detectionFromCertbotExitMs: number;
   /** accepted → converged (every node confirmed). */
   readonly propagationMs: number;
   /** converged → reloading (the tracker's own hand-over). */
@@ -203,9 +209,9 @@ export async function runSwarm(options: {
     );
     const bare = bareForceUpdates.map((run) => run.totalMs);
     const reload = renewals.map((run) => run.reloadMs);
-    if (renewals.some((run) => run.detectionMs < 0))
+    if (renewals.some((run) => run.detectionFromCertbotExitMs < 0))
       notes.push(
-        'detection from certbot exit is negative when certsync accepted the version before certbot exited (it swaps the links before saving its renewal config)',
+        'certsync accepted the version before certbot exited (certbot saves its renewal config after swapping the links); the swarm figures start at the last link swap',
       );
     return {
       bringUpS,
@@ -271,9 +277,9 @@ async function timeRenewal(swarm: CertsyncSwarm): Promise<SwarmRenewalRun> {
   // The reload record's finishedAt may be set after the proof; the reload proper ends where the proof starts.
   const reloadEnd = Math.min(at(reload.finishedAt, 'reload finish'), proofStart);
   return {
-    endToEndMs: done - renewEnd,
-    detectionMs: accepted - renewEnd,
-    detectionFromSwapMs: round(accepted - swapAt),
+    endToEndMs: round(done - swapAt),
+    detectionMs: round(accepted - swapAt),
+    detectionFromCertbotExitMs: accepted - renewEnd,
     propagationMs: converged - accepted,
     handoverMs: reloading - converged,
     reloadMs: reloadEnd - reloading,
