@@ -277,8 +277,8 @@ async function timeRenewal(swarm: CertsyncSwarm): Promise<SwarmRenewalRun> {
   // The reload record's finishedAt may be set after the proof; the reload proper ends where the proof starts.
   const reloadEnd = Math.min(at(reload.finishedAt, 'reload finish'), proofStart);
   return {
-    endToEndMs: round(done - swapAt),
-    detectionMs: round(accepted - swapAt),
+    endToEndMs: Math.round(done - swapAt),
+    detectionMs: Math.round(accepted - swapAt),
     detectionFromCertbotExitMs: accepted - renewEnd,
     propagationMs: converged - accepted,
     handoverMs: reloading - converged,
