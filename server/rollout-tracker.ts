@@ -47,6 +47,8 @@ export interface RolloutTrackerOptions {
    * so a history written by two servers across a failover shows which did what.
    */
   serverId?: string;
+  /** How long close() waits for the history's last writes (HISTORY_FLUSH_TIMEOUT_MS). */
+  historyFlushTimeoutMs?: number;
 }
 
 /** One step of a rollout as it happens, for WatchRollout. `rollout` is the live object. */
@@ -66,6 +68,9 @@ export const FINAL_ROLLOUT_STATES: ReadonlySet<RolloutState> = new Set([
 
 /** How often waiting rollouts are re-assessed even without a fleet event (for the stall timeout). */
 const TICK_MS = 1_000;
+
+/** How long a stopping server waits for its last rollout history write (a hung Docker API). */
+export const HISTORY_FLUSH_TIMEOUT_MS = 5_000;
 
 /**
  * Drives one rollout per bundle version: waits until every expected node confirmed the bytes,
@@ -135,7 +140,19 @@ export class RolloutTracker {
    */
   async close(): Promise<void> {
     clearInterval(this.timer);
-    await this.options.history.flush();
+    const timeoutMs = this.options.historyFlushTimeoutMs ?? HISTORY_FLUSH_TIMEOUT_MS;
+    let timer: NodeJS.Timeout | undefined;
+    const waited = await Promise.race([
+      this.options.history.flush().then(() => true),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), timeoutMs);
+      }),
+    ]).finally(() => clearTimeout(timer));
+    if (!waited)
+      this.options.log.error(
+        { timeoutMs },
+        'Rollout history still being written at shutdown; check the state store before starting a successor',
+      );
   }
 
   /** Calls `listener` for every step of every rollout of `bundle`; returns the unsubscribe. */

@@ -76,3 +76,18 @@ test('the file holds every kept rollout as saved last, whichever rollout changed
     ],
   );
 });
+
+test('flush writes queued progress at once and resolves when it is on disk', async (t) => {
+  const stateDir = await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-history-'));
+  t.after(() => fs.rm(stateDir, { recursive: true, force: true }));
+  const history = await openHistory(stateDir);
+  const rollout = newRollout('web', 5, 'accepted', new Date('2026-12-01T10:00:00Z'));
+  await history.save(rollout);
+  rollout.confirmedAt['node-1'] = new Date('2026-12-01T10:00:01Z');
+  history.saveProgress(rollout);
+
+  // No waiting for the progress delay: what flush resolved on is already in the file.
+  await history.flush();
+  const reread = (await openHistory(stateDir)).latest('web');
+  assert.deepEqual(Object.keys(reread?.confirmedAt ?? {}), ['node-1']);
+});
