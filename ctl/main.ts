@@ -7,7 +7,13 @@ import { CERTSYNC_VERSION } from '../common/version';
 import { readFileSync } from 'node:fs';
 import { AdminCallError, AdminClient } from './admin-client';
 import { RolloutWatchPrinter } from './rollout-watch';
-import { formatProof, formatRollout, formatStatusTable, isFleetInSync } from './status-table';
+import {
+  formatBundle,
+  formatProof,
+  formatRollout,
+  formatStatusTable,
+  isFleetInSync,
+} from './status-table';
 
 /** Exit codes scripts can rely on. */
 const EXIT_OK = 0;
@@ -163,7 +169,7 @@ bundleCommand
   .option('--version <n>', 'version (default: current)', count, 0)
   .action(async (name: string, options: { version: number }) => {
     const { bundle } = await client().getBundle(name, options.version);
-    print(bundle, () => JSON.stringify(bundle, null, 2));
+    print(bundle, () => (bundle ? formatBundle(bundle) : `bundle ${name}: no version`));
   });
 
 program

@@ -1,5 +1,12 @@
 import Table from 'cli-table3';
-import type { GetStatusResponse, NodeInfo, ProofResult, RolloutInfo } from '../common/contract';
+import type {
+  BundleInfo,
+  CertificateInfo,
+  GetStatusResponse,
+  NodeInfo,
+  ProofResult,
+  RolloutInfo,
+} from '../common/contract';
 
 /** Renders GetStatus as the fleet table operators read: one row per bundle and node. */
 export function formatStatusTable(status: GetStatusResponse, now: Date = new Date()): string {
@@ -147,4 +154,50 @@ function formatAge(at: Date, now: Date): string {
   if (seconds < 120) return `${seconds}s ago`;
   if (seconds < 7200) return `${Math.round(seconds / 60)}m ago`;
   return `${Math.round(seconds / 3600)}h ago`;
+}
+
+/**
+ * Renders one bundle version for `certsyncctl bundle show`: its files (modes in octal, as in the
+ * config) and the certificates it carries. Nothing here holds key bytes; the server sends none.
+ */
+export function formatBundle(bundle: BundleInfo): string {
+  const lines = [
+    `bundle ${bundle.name}  ·  version ${bundle.version}  ·  accepted ${bundle.acceptedAt?.toISOString() ?? '?'}`,
+    `source ${bundle.source}`,
+  ];
+  if (bundle.keyType) lines.push(`key type ${bundle.keyType}`);
+  const files = new Table({
+    head: ['target', 'source', 'mode', 'owner', 'bytes', 'sha256'],
+    ...(process.stdout.isTTY ? {} : { style: { head: [], border: [] } }),
+  });
+  for (const file of bundle.files) {
+    files.push([
+      file.target,
+      file.source,
+      `0${file.mode.toString(8)}`,
+      file.owner ? `${file.owner.uid}:${file.owner.gid}` : '-',
+      String(file.size),
+      file.sha256,
+    ]);
+  }
+  lines.push(files.toString());
+  if (bundle.leaf) lines.push(formatCertificate('leaf', bundle.leaf));
+  bundle.chain.forEach((certificate, index) =>
+    lines.push(formatCertificate(`issuer ${index + 1}`, certificate)),
+  );
+  for (const warning of bundle.warnings) lines.push(`WARNING ${warning}`);
+  return lines.join('\n');
+}
+
+function formatCertificate(label: string, certificate: CertificateInfo): string {
+  const lines = [
+    `${label}: ${certificate.subject}`,
+    `  issuer      ${certificate.issuer}`,
+    `  valid       ${certificate.notBefore?.toISOString() ?? '?'} → ${certificate.notAfter?.toISOString() ?? '?'}`,
+    `  serial      ${certificate.serial}`,
+    `  sha256      ${certificate.fingerprintSha256}`,
+  ];
+  if (certificate.dnsNames.length > 0)
+    lines.push(`  DNS names   ${certificate.dnsNames.join(', ')}`);
+  return lines.join('\n');
 }

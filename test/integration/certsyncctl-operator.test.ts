@@ -192,8 +192,17 @@ describe('certsyncctl: every operator command against a real fleet', () => {
 
     const show = await ctl(['bundle', 'show', BUNDLE]);
     assert.equal(show.code, 0, show.stderr);
-    assert.equal(JSON.parse(show.stdout).version, 1);
+    assert.match(show.stdout, new RegExp(`^bundle ${BUNDLE}  ·  version 1  ·  accepted `));
+    // Modes as the config writes them; the key's digest but never its bytes.
+    assert.match(show.stdout, /\b0600\b/);
+    assert.match(show.stdout, /\b0644\b/);
+    assert.match(show.stdout, /^leaf: /m);
     assert.doesNotMatch(show.stdout, /PRIVATE KEY/);
+    const showJson = await ctl(['--json', 'bundle', 'show', BUNDLE]);
+    assert.equal(showJson.code, 0, showJson.stderr);
+    const shown = JSON.parse(showJson.stdout) as { version: number; files: { sha256: string }[] };
+    assert.equal(shown.version, 1);
+    for (const file of shown.files) assert.ok(show.stdout.includes(file.sha256), file.sha256);
     const showVersion = await ctl(['bundle', 'show', BUNDLE, '--version', '1']);
     assert.equal(showVersion.code, 0, showVersion.stderr);
     const missingVersion = await ctl(['bundle', 'show', BUNDLE, '--version', '9']);
