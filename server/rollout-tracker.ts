@@ -223,8 +223,10 @@ export class RolloutTracker {
       { bundle: rollout.bundle, version: rollout.version, trigger },
       'Rollout started',
     );
-    await this.options.history.save(rollout);
+    // Announced before the save: agents may confirm while it is written, and a watcher that only
+    // learned of the rollout afterwards would open on a later state and miss those transitions.
     this.emit({ kind: 'started', rollout });
+    await this.options.history.save(rollout);
     await this.evaluate(version.bundle);
     return rollout;
   }

@@ -252,6 +252,35 @@ describe('RolloutTracker', () => {
     await tracker.close();
   });
 
+  it('announces a rollout in its first state even when the nodes confirm while its start is saved', async () => {
+    const tracker = await build();
+    const seen: string[] = [];
+    tracker.subscribe('web', (event) => {
+      if (event.kind === 'started') seen.push(`started ${event.rollout.state}`);
+      if (event.kind === 'transition')
+        seen.push(`${event.transition.from}->${event.transition.to}`);
+    });
+    const version = await accept('v1');
+    // The agents already hold the bytes (the hub pushes as the version is accepted): their
+    // reports arrive while the tracker is still writing the new rollout to its history.
+    const begun = tracker.begin(version, 'accepted');
+    confirm('a', version);
+    confirm('b', version);
+    tracker.evaluateAll();
+    await begun;
+    await settle(tracker, 'done');
+    for (let attempt = 0; attempt < 100 && !seen.includes('reloading->done'); attempt += 1) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    assert.deepEqual(seen, [
+      'started distributing',
+      'distributing->converged',
+      'converged->reloading',
+      'reloading->done',
+    ]);
+    await tracker.close();
+  });
+
   it('a paused bundle neither converges nor reloads, and refuses rollouts; once resumed it goes on', async () => {
     const tracker = await build();
     const version = await accept('v1');
