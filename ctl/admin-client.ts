@@ -181,7 +181,9 @@ export class AdminClient {
         ? ` (is certsync-server running and listening on ${this.address}, with TLS unless started with insecure: true?)`
         : error.code === grpc.status.UNAUTHENTICATED
           ? ' (pass the admin token with --token-file or CERTSYNC_ADMIN_TOKEN_FILE, or an admin client certificate)'
-          : '';
+          : error.code === grpc.status.CANCELLED
+            ? ' (the server ended the call: it is stopping or restarting; run the command again once it is back)'
+            : '';
     // grpc-js ends some connection errors with an empty "Resolution note: "; drop it.
     const details = (error.details || error.message).replace(/\.?\s*Resolution note:\s*$/, '');
     return new AdminCallError(`${this.address}: ${details}${hint}`, error.code, { cause: error });

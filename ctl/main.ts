@@ -349,6 +349,8 @@ program
 
 const UNREACHABLE_CODES = new Set([
   grpc.status.UNAVAILABLE,
+  // certsyncctl never cancels a call itself: a cancelled one was cut by a stopping server.
+  grpc.status.CANCELLED,
   grpc.status.DEADLINE_EXCEEDED,
   undefined,
 ]);

@@ -44,9 +44,10 @@ export async function startGrpcServer(
     'grpc.http2.min_ping_interval_without_data_ms': 5_000,
     'grpc.max_receive_message_length': parts.maxMessageBytes,
     'grpc.max_send_message_length': parts.maxMessageBytes,
-    // Nothing serves channelz here; left on, grpc-js keeps per-connection and per-call trackers
-    // and trace events for it in every agent's connection.
-    'grpc.enable_channelz': 0,
+    // channelz stays on (the default) although nothing serves it: grpc-js 1.14 tracks the
+    // connections that forceShutdown() destroys only with channelz on, so with it off a stopping
+    // server waited for every agent's and watcher's stream to end by itself (~20 s, past
+    // Docker's 10 s stop grace). Its cost per connection was within the noise (BENCHMARKS.md).
     interceptors: [createAccessInterceptor(parts.transport.policy, parts.log)],
   });
   server.addService(AGENT_SERVICE_DEFINITION, parts.agentService);
@@ -74,7 +75,12 @@ export async function startGrpcServer(
     port,
     close: () =>
       new Promise<void>((resolve) => {
-        const forceTimer = setTimeout(() => server.forceShutdown(), 2_000);
+        // Streams that do not end by themselves within 2 s are cut; nothing waits beyond that
+        // (the process exits next and closes whatever grpc-js did not).
+        const forceTimer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 2_000);
         server.tryShutdown(() => {
           clearTimeout(forceTimer);
           resolve();

@@ -161,3 +161,30 @@ describe('rollouts over a static fleet on loopback', () => {
     assert.deepEqual(last?.confirmedNodes, NODES);
   });
 });
+
+describe('a server stopped while agents and a watcher are connected', () => {
+  test('exits 0 on SIGTERM, before a container runtime would kill it', async () => {
+    const workDir = await fs.mkdtemp(path.join(os.tmpdir(), 'certsync-stop-'));
+    const set = await createWildcardSet();
+    const { liveDir } = await createCertbotTree(path.join(workDir, 'le'), 'example.test', set.pems);
+    const harness = await FleetHarness.create({ workDir, liveDir });
+    try {
+      await harness.startServer();
+      for (const nodeId of NODES) await harness.startAgent(nodeId);
+      await harness.waitForConvergence(1, NODES);
+      const watcher = harness.runCtl(['rollout', 'status', '--watch', '--next', 'example']);
+      await waitFor('the watch to start', async () =>
+        (await fs.readFile(harness.server!.logFile, 'utf8')).includes('Rollout watch started')
+          ? true
+          : undefined,
+      );
+      // Docker sends SIGKILL 10 s after SIGTERM; an exit code (not 'SIGKILL') means it stopped.
+      const exit = await harness.server!.stop('SIGTERM', 9_000);
+      assert.equal(exit, 0, 'the server exited by itself');
+      const watched = await watcher;
+      assert.equal(watched.code, 3, `the watcher is told the server went away: ${watched.stderr}`);
+    } finally {
+      await harness.destroy();
+    }
+  });
+});
