@@ -116,8 +116,13 @@ export class RolloutTracker {
     for (const bundle of this.options.bundles) {
       const current = this.options.store.current(bundle.name);
       if (!current) continue;
-      const latest = this.options.history.latest(bundle.name);
-      if (!latest || latest.version !== current.version || latest.state === 'superseded') {
+      const newest = this.options.history.latest(bundle.name);
+      const latest =
+        newest && newest.version === current.version && newest.state !== 'superseded'
+          ? newest
+          : undefined;
+      await this.closeUnfinishedBefore(bundle.name, latest, current.version);
+      if (!latest) {
         await this.begin(current, 'restart');
         continue;
       }
@@ -229,6 +234,30 @@ export class RolloutTracker {
     await this.options.history.save(rollout);
     await this.evaluate(version.bundle);
     return rollout;
+  }
+
+  /**
+   * Only the current version's rollout is ever resumed. Any other one still open in the history
+   * (a reload cut off by a stop while the next version waited behind it, or was accepted at
+   * start) would otherwise stay "reloading" for good: it is closed here — failed if its reload
+   * may have partly happened, superseded if it was still waiting for nodes.
+   */
+  private async closeUnfinishedBefore(
+    bundle: string,
+    resumed: RolloutData | undefined,
+    currentVersion: number,
+  ): Promise<void> {
+    for (const rollout of this.options.history.list(bundle)) {
+      if (rollout === resumed || FINAL_ROLLOUT_STATES.has(rollout.state)) continue;
+      const next = `version ${currentVersion} followed`;
+      if (rollout.state === 'reloading')
+        await this.move(
+          rollout,
+          'failed',
+          `the server stopped while reloading it and ${next}; the reload may have partly happened — check the service`,
+        );
+      else await this.move(rollout, 'superseded', `${next} (found unfinished at start)`);
+    }
   }
 
   /** Re-assesses every waiting rollout against every node; called by the timer and on fleet-set changes. */

@@ -463,6 +463,53 @@ describe('RolloutTracker', () => {
     await fifth.close();
   });
 
+  it('closes a rollout cut off mid-reload when a newer version followed it, reloading nothing for it', async () => {
+    const first = await build();
+    const v1 = await accept('v1');
+    await first.begin(v1, 'accepted');
+    confirm('a', v1);
+    confirm('b', v1);
+    await settle(first, 'done');
+    await first.close();
+    assert.equal(docker.updates.length, 1);
+
+    // v1 cut off during its reload (started, no record); v2 accepted behind it, waiting.
+    const file = path.join(stateDir, 'rollouts', 'web.json');
+    const history = JSON.parse(await fs.readFile(file, 'utf8')) as Array<Record<string, unknown>>;
+    const cut = history.at(-1)!;
+    cut['state'] = 'reloading';
+    cut['transitions'] = (cut['transitions'] as Array<{ to: string }>).filter(
+      (step) => step.to !== 'done',
+    );
+    cut['reloads'] = [];
+    cut['reloadInFlight'] = 'vault';
+    await fs.writeFile(file, JSON.stringify(history));
+    const v2 = await accept('v2');
+
+    const second = await build();
+    confirm('a', v2);
+    confirm('b', v2);
+    await settle(second, 'done');
+    const [newest, older] = second.list('web');
+    assert.equal(newest?.version, 2);
+    assert.equal(older?.version, 1);
+    assert.equal(older?.state, 'failed');
+    assert.match(older?.reason ?? '', /stopped while reloading it and version 2 followed/);
+    assert.equal(docker.updates.length, 2, 'v2 reloaded once; v1 not again');
+    await second.close();
+
+    // Read back: the outcome is in the history file, not only in memory.
+    const third = await build();
+    assert.deepEqual(
+      third.list('web').map((rollout) => [rollout.version, rollout.state]),
+      [
+        [2, 'done'],
+        [1, 'failed'],
+      ],
+    );
+    await third.close();
+  });
+
   it('starts a signal reload only when every expected agent is connected', async () => {
     config = parseServerConfig({
       insecure: true,
