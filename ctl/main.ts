@@ -246,7 +246,9 @@ rolloutCommand
       process.stdout.write(
         ended
           ? `rollout of version ${last?.version ?? '?'} ended: ${state?.toUpperCase() ?? '?'}${last?.reason ? ` — ${last.reason}` : ''}\n`
-          : `gave up watching after ${options.timeout}s: rollout is ${state?.toUpperCase() ?? '?'}\n`,
+          : last
+            ? `gave up watching after ${options.timeout}s: rollout is ${state?.toUpperCase() ?? '?'}\n`
+            : `gave up watching after ${options.timeout}s: no rollout of ${name} started in that time\n`,
       );
     }
     process.exitCode = rolloutExitCode(ended ? state : undefined);

@@ -455,6 +455,10 @@ describe('certsyncctl: every operator command against a real fleet', () => {
     assert.equal(verify.code, 4, 'no reload target with a verify section: refused');
     assert.match(verify.stderr, /has a verify section/);
 
+    const quiet = await ctl(['rollout', 'status', '--watch', '--next', '--timeout', '1', BUNDLE]);
+    assert.equal(quiet.code, 5, 'nothing happened in time: not done');
+    assert.match(quiet.stdout, new RegExp(`no rollout of ${BUNDLE} started in that time`));
+
     const usage = await ctl(['rollout', 'status']);
     assert.equal(usage.code, 2, 'a missing argument is a usage error');
     const badNumber = await ctl(['rollback', BUNDLE, '--to', 'two']);
