@@ -85,10 +85,6 @@ export async function lstat(filePath: string): Promise<fs.Stats> {
   return fs.lstatSync(filePath);
 }
 
-export async function stat(filePath: string): Promise<fs.Stats> {
-  return fs.statSync(filePath);
-}
-
 export async function link(existingPath: string, newPath: string): Promise<void> {
   fs.linkSync(existingPath, newPath);
 }
