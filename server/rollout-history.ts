@@ -81,13 +81,7 @@ export class RolloutHistory implements RolloutStorage {
   saveProgress(rollout: RolloutData): void {
     this.remember(rollout);
     if (this.progressQueued.has(rollout.bundle)) return;
-    const timer = setTimeout(() => {
-      this.progressQueued.set(rollout.bundle, undefined);
-      this.writing = this.writing.then(() => {
-        this.progressQueued.delete(rollout.bundle);
-        return this.write(rollout, this.snapshot(rollout.bundle));
-      });
-    }, PROGRESS_WRITE_DELAY_MS);
+    const timer = setTimeout(() => this.chainProgressWrite(rollout), PROGRESS_WRITE_DELAY_MS);
     timer.unref();
     this.progressQueued.set(rollout.bundle, timer);
   }
@@ -97,11 +91,19 @@ export class RolloutHistory implements RolloutStorage {
       // undefined: the write is already chained and will take the newest snapshot.
       if (!timer) continue;
       clearTimeout(timer);
-      this.progressQueued.delete(bundle);
       const latest = this.latest(bundle);
-      if (latest) this.writing = this.writing.then(() => this.write(latest, this.snapshot(bundle)));
+      if (latest) this.chainProgressWrite(latest);
     }
     await this.writing;
+  }
+
+  /** Queues the bundle's progress write behind the writes already chained. */
+  private chainProgressWrite(rollout: RolloutData): void {
+    this.progressQueued.set(rollout.bundle, undefined);
+    this.writing = this.writing.then(() => {
+      this.progressQueued.delete(rollout.bundle);
+      return this.write(rollout, this.snapshot(rollout.bundle));
+    });
   }
 
   private remember(rollout: RolloutData): void {
