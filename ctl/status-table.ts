@@ -161,8 +161,9 @@ function formatAge(at: Date, now: Date): string {
  * config) and the certificates it carries. Nothing here holds key bytes; the server sends none.
  */
 export function formatBundle(bundle: BundleInfo): string {
+  const accepted = bundle.acceptedAt?.toISOString() ?? '?';
   const lines = [
-    `bundle ${bundle.name}  ·  version ${bundle.version}  ·  accepted ${bundle.acceptedAt?.toISOString() ?? '?'}`,
+    `bundle ${bundle.name}  ·  version ${bundle.version}  ·  accepted ${accepted}`,
     `source ${bundle.source}`,
   ];
   if (bundle.keyType) lines.push(`key type ${bundle.keyType}`);
@@ -174,7 +175,7 @@ export function formatBundle(bundle: BundleInfo): string {
     files.push([
       file.target,
       file.source,
-      `0${file.mode.toString(8)}`,
+      file.mode.toString(8).padStart(4, '0'),
       file.owner ? `${file.owner.uid}:${file.owner.gid}` : '-',
       String(file.size),
       file.sha256,
@@ -190,10 +191,11 @@ export function formatBundle(bundle: BundleInfo): string {
 }
 
 function formatCertificate(label: string, certificate: CertificateInfo): string {
+  const date = (value: Date | undefined) => value?.toISOString() ?? '?';
   const lines = [
     `${label}: ${certificate.subject}`,
     `  issuer      ${certificate.issuer}`,
-    `  valid       ${certificate.notBefore?.toISOString() ?? '?'} → ${certificate.notAfter?.toISOString() ?? '?'}`,
+    `  valid       ${date(certificate.notBefore)} → ${date(certificate.notAfter)}`,
     `  serial      ${certificate.serial}`,
     `  sha256      ${certificate.fingerprintSha256}`,
   ];

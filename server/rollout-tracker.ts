@@ -250,13 +250,14 @@ export class RolloutTracker {
     for (const rollout of this.options.history.list(bundle)) {
       if (rollout === resumed || FINAL_ROLLOUT_STATES.has(rollout.state)) continue;
       const next = `version ${currentVersion} followed`;
-      if (rollout.state === 'reloading')
-        await this.move(
-          rollout,
-          'failed',
-          `the server stopped while reloading it and ${next}; the reload may have partly happened — check the service`,
-        );
-      else await this.move(rollout, 'superseded', `${next} (found unfinished at start)`);
+      if (rollout.state !== 'reloading') {
+        await this.move(rollout, 'superseded', `${next} (found unfinished at start)`);
+        continue;
+      }
+      const detail =
+        `the server stopped while reloading it and ${next}; ` +
+        'the reload may have partly happened — check the service';
+      await this.move(rollout, 'failed', detail);
     }
   }
 
